@@ -1,0 +1,1 @@
+"""Example handlers, runnable with ``lambda-bulkhead local|invoke examples.<module>.handler``."""

@@ -1,0 +1,169 @@
+"""``RuntimeApi``: the Runtime API client (the seed's ``Api``).
+
+It turns the pure requests of :mod:`lambda_bulkhead._protocol` into calls on a
+transport and applies the rules every caller needs: 410 and 400/403 answers to
+a post are logged and survived, a 413 on ``/response`` becomes an ``/error``
+for that invocation, a 500 (or any status we cannot go on from) is fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from lambda_bulkhead._context import Invocation
+from lambda_bulkhead._errors import InvocationError, NotRunningInLambda
+from lambda_bulkhead._log import RuntimeLog, default_log
+from lambda_bulkhead._protocol import (
+    MAX_RESPONSE_BYTES,
+    PostOutcome,
+    Request,
+    Response,
+    error_request,
+    init_error_request,
+    next_request,
+    parse_endpoint,
+    parse_next,
+    post_outcome,
+    response_request,
+    too_large_error,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_POST_TIMEOUT_S", "RuntimeApi", "Transport"]
+
+#: How long a post may wait for its answer before the runtime gives up on the
+#: Runtime API; ``/next`` itself never times out (the environment may be frozen).
+DEFAULT_POST_TIMEOUT_S = 30.0
+
+
+class Transport(Protocol):
+    """Sends one :class:`Request` and returns its :class:`Response`."""
+
+    def request(self, request: Request, *, timeout: float | None = None) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class RuntimeApi:
+    """A client of one Runtime API endpoint.
+
+    Build it with :meth:`from_env` in Lambda, or by hand around any
+    :class:`Transport` (tests, other event sources).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        post_timeout: float | None = DEFAULT_POST_TIMEOUT_S,
+        log: RuntimeLog | None = None,
+    ) -> None:
+        self._transport = transport
+        self._post_timeout = post_timeout
+        self._log = log
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        http_client: httpx.Client | None = None,
+        transport: str | None = None,
+        log: RuntimeLog | None = None,
+    ) -> RuntimeApi:
+        """A client for ``AWS_LAMBDA_RUNTIME_API``.
+
+        ``transport`` is ``"socket"`` (the default: a keep-alive socket with a
+        minimal HTTP/1.1 client) or ``"httpx"``; passing ``http_client`` selects
+        httpx with that client.  ``BULKHEAD_TRANSPORT`` sets the default.
+        """
+        env = os.environ if environ is None else environ
+        endpoint = env.get("AWS_LAMBDA_RUNTIME_API")
+        if not endpoint:
+            raise NotRunningInLambda
+        host, port = parse_endpoint(endpoint)
+        kind = transport or env.get("BULKHEAD_TRANSPORT", "socket")
+        chosen: Transport
+        if http_client is not None or kind == "httpx":
+            from lambda_bulkhead._httpx_transport import HttpxTransport  # noqa: PLC0415
+
+            chosen = HttpxTransport(host, port, http_client)
+        elif kind == "socket":
+            from lambda_bulkhead._http import SocketTransport  # noqa: PLC0415
+
+            chosen = SocketTransport(host, port)
+        else:
+            from lambda_bulkhead._errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"BULKHEAD_TRANSPORT={kind!r}: expected 'socket' or 'httpx'")
+        return cls(chosen, log=log)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> RuntimeApi:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def log(self) -> RuntimeLog:
+        if self._log is None:
+            self._log = default_log()
+        return self._log
+
+    def next(self) -> Invocation:
+        """Long-poll ``/next`` until Lambda has an invocation to deliver."""
+        return parse_next(self._transport.request(next_request(), timeout=None))
+
+    def send_response(
+        self,
+        request_id: str,
+        body: bytes,
+        *,
+        invocation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> PostOutcome:
+        """Post ``body`` as the invocation's result.
+
+        A body over the platform's limit (``MAX_RESPONSE_BYTES``), or one the
+        platform refuses with 413, is reported to ``/error`` as
+        ``Function.ResponseSizeTooLarge`` instead; the outcome is then ``TOO_LARGE``.
+        """
+        if len(body) > MAX_RESPONSE_BYTES:
+            outcome = PostOutcome.TOO_LARGE
+        else:
+            request = response_request(
+                request_id, body, invocation_id=invocation_id, content_type=content_type
+            )
+            outcome = self._post(request, request_id)
+        if outcome is PostOutcome.TOO_LARGE:
+            self.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
+        return outcome
+
+    def send_error(
+        self, request_id: str, error: InvocationError, *, invocation_id: str | None = None
+    ) -> PostOutcome:
+        """Post ``error`` as the invocation's failure."""
+        return self._post(error_request(request_id, error, invocation_id=invocation_id), request_id)
+
+    def send_init_error(self, error: InvocationError) -> None:
+        """Report a failure to initialise; the caller should then exit non-zero."""
+        self._post(init_error_request(error), None)
+
+    def _post(self, request: Request, request_id: str | None) -> PostOutcome:
+        outcome = post_outcome(
+            request.call, self._transport.request(request, timeout=self._post_timeout)
+        )
+        if outcome is PostOutcome.LATE:
+            self.log.warning("answer refused: invocation already timed out",
+                             call=request.call, requestId=request_id, status=410)
+        elif outcome is PostOutcome.REFUSED:
+            self.log.warning("answer refused by the Runtime API",
+                             call=request.call, requestId=request_id)
+        return outcome

@@ -1,0 +1,253 @@
+"""``lambda-bulkhead`` (also ``python -m lambda_bulkhead``).
+
+* ``run [HANDLER]``: the runtime itself, against ``$AWS_LAMBDA_RUNTIME_API``
+  (what ``bootstrap.sh`` execs); HANDLER defaults to ``$_HANDLER``.
+* ``local HANDLER``: the emulator on 127.0.0.1 and the runtime against it;
+  prints the invoke URL; Ctrl-C stops both.
+* ``invoke HANDLER``: one event through the whole path; prints the result
+  (exit 0) or the error JSON (exit 1).
+
+Runtime flags (``--isolation``, ``--workers``, ``--memory-limit-mb``,
+``--timeout-margin-ms``, ``--max-invocations``, ``--transport``) override the
+``BULKHEAD_*`` variables of the same meaning.  Bad arguments or a bad
+environment print one line and exit 2; a fatal runtime error exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+from lambda_bulkhead._config import Config
+from lambda_bulkhead._errors import BulkheadError, ConfigError, RuntimeApiError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FATAL = 1
+
+_RUNTIME_FLAGS = {
+    "isolation": "BULKHEAD_ISOLATION",
+    "workers": "BULKHEAD_WORKERS",
+    "memory_limit_mb": "BULKHEAD_MEMORY_LIMIT_MB",
+    "timeout_margin_ms": "BULKHEAD_TIMEOUT_MARGIN_MS",
+    "max_invocations": "BULKHEAD_MAX_INVOCATIONS",
+    "transport": "BULKHEAD_TRANSPORT",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"lambda-bulkhead: error: {message} (see --help)\n")
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runtime (override the BULKHEAD_* variables)")
+    group.add_argument("--isolation", choices=["process", "none"],
+                       help="run handlers in isolated workers (default) or in-process")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="concurrent invocations (default: AWS_LAMBDA_MAX_CONCURRENCY or 1)")
+    group.add_argument("--memory-limit-mb", type=int, metavar="MB",
+                       help="per-invocation memory cap of a worker; 0 turns it off")
+    group.add_argument("--timeout-margin-ms", type=int, metavar="MS",
+                       help="stop a handler this long before its deadline (default 50)")
+    group.add_argument("--max-invocations", type=int, metavar="N",
+                       help="recycle a worker after N invocations (0: never)")
+    group.add_argument("--transport", choices=["socket", "httpx"],
+                       help="HTTP client for the Runtime API (default socket)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lambda-bulkhead", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="the runtime, against $AWS_LAMBDA_RUNTIME_API")
+    run.add_argument("handler", nargs="?", help="module.function (default: $_HANDLER)")
+    _add_runtime_flags(run)
+    for name, text in (("local", "serve HANDLER behind a local Runtime API emulator"),
+                       ("invoke", "run one event through HANDLER and print the result")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("handler", help="module.function, resolved from $LAMBDA_TASK_ROOT or .")
+        sub.add_argument("--timeout", type=float, default=None, metavar="S",
+                         help="function timeout in seconds (default: "
+                              "$AWS_LAMBDA_FUNCTION_TIMEOUT or 300)")
+        sub.add_argument("--memory", type=int, default=None, metavar="MB",
+                         help="function memory size (default: "
+                              "$AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)")
+        if name == "local":
+            sub.add_argument("--port", type=int, default=9001, metavar="N",
+                             help="port on 127.0.0.1 (default 9001; 0: any free port)")
+        else:
+            sub.add_argument("--event", default=None, metavar="FILE",
+                             help="the event JSON file, or - for stdin (default: {})")
+        _add_runtime_flags(sub)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        env: str(getattr(args, flag))
+        for flag, env in _RUNTIME_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    env.update(_overrides(args))
+    try:
+        Config.from_environ(env)  # bad configuration fails here, before anything starts
+        if args.command == "run":
+            return _run(args, env)
+        return _local(args, env) if args.command == "local" else _invoke(args, env)
+    except ConfigError as exc:
+        print(f"lambda-bulkhead: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeApiError as exc:
+        print(f"lambda-bulkhead: fatal: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except BulkheadError as exc:
+        print(f"lambda-bulkhead: fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+
+
+def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from lambda_bulkhead._runtime import run  # noqa: PLC0415
+
+    handler = args.handler or env.get("_HANDLER")
+    if not handler:
+        raise ConfigError("no handler: give HANDLER (module.function) or set _HANDLER")
+    if not env.get("AWS_LAMBDA_RUNTIME_API"):
+        raise ConfigError(
+            "AWS_LAMBDA_RUNTIME_API is not set: not running in Lambda "
+            "(use `lambda-bulkhead local` or `invoke` to run against the emulator)"
+        )
+    # The handler's environment: workers inherit os.environ, so flags land there too.
+    os.environ.update(_overrides(args))
+    return run(Config.from_environ(env), handler, env)
+
+
+def _function_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[float, int]:
+    try:
+        timeout = args.timeout or float(env.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 300)
+        memory = args.memory or int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 3008)
+    except ValueError as exc:
+        raise ConfigError(f"bad function setting in the environment: {exc}") from None
+    if timeout <= 0 or memory < 1:
+        raise ConfigError("--timeout must be > 0 seconds and --memory at least 1 MB")
+    return timeout, memory
+
+
+class _RuntimeProcess:
+    """The runtime (``lambda-bulkhead run``) as a child process of ``local``/``invoke``."""
+
+    def __init__(self, handler: str, env: dict[str, str], *, logs_to_stderr: bool = False) -> None:
+        self._argv = [sys.executable, "-m", "lambda_bulkhead", "run", handler]
+        self._env = env
+        # `invoke` keeps its stdout for the result, so `... | jq` works.
+        self._stdout = sys.stderr if logs_to_stderr else None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._argv, env=self._env, stdin=subprocess.DEVNULL, stdout=self._stdout
+        )
+
+    def restart(self) -> None:
+        self.process = self._start()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _runtime_env(args: argparse.Namespace, env: dict[str, str], function_env: dict[str, str]
+                 ) -> dict[str, str]:
+    merged = {**env, **function_env, "_HANDLER": args.handler}
+    merged.setdefault("LAMBDA_TASK_ROOT", os.getcwd())
+    return merged
+
+
+def _local(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
+
+    timeout, memory = _function_settings(args, env)
+    if not 0 <= args.port < 65536:
+        raise ConfigError(f"--port {args.port}: expected 0-65535")
+    try:
+        emulator = Emulator(timeout_s=timeout, memory_mb=memory, port=args.port).start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
+    with emulator:
+        runtime = _RuntimeProcess(args.handler, _runtime_env(args, env, emulator.function_env()))
+        print(f"lambda-bulkhead: serving {args.handler}; invoke with:\n"
+              f"  curl -s -d '{{}}' {emulator.invoke_url}", file=sys.stderr, flush=True)
+        try:
+            while True:
+                status = runtime.process.wait()
+                if emulator.init_errors:
+                    print("lambda-bulkhead: the handler failed to initialise; every invoke "
+                          "answers with its init error (Ctrl-C to stop)", file=sys.stderr)
+                    signal.pause()
+                emulator.runtime_exited(_exit_reason(status))
+                time.sleep(0.5)  # like Lambda, the next invoke meets a fresh runtime
+                runtime.restart()
+        except KeyboardInterrupt:
+            runtime.stop()
+    return 0
+
+
+def _exit_reason(status: int) -> str:
+    if status < 0:
+        from lambda_bulkhead.supervisor._policy import describe_exit  # noqa: PLC0415
+
+        return describe_exit(-status)  # a signal number, as Popen reports it
+    return f"exit status {status}"
+
+
+def _read_event(path: str | None) -> bytes:
+    if path is None:
+        return b"{}"
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as event:
+            return event.read()
+    except OSError as exc:
+        raise ConfigError(f"--event {path}: {exc.strerror}") from None
+
+
+def _invoke(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
+
+    timeout, memory = _function_settings(args, env)
+    payload = _read_event(args.event)
+    with Emulator(timeout_s=timeout, memory_mb=memory) as emulator:
+        runtime = _RuntimeProcess(
+            args.handler, _runtime_env(args, env, emulator.function_env()), logs_to_stderr=True
+        )
+        try:
+            future = emulator.submit(payload)
+            while not future.done():
+                status = runtime.process.poll()
+                if status is not None and not future.done():
+                    emulator.runtime_exited(_exit_reason(status))
+                time.sleep(0.005)
+            result = future.result()
+        finally:
+            runtime.stop()
+    sys.stdout.buffer.write(result.body + (b"" if result.body.endswith(b"\n") else b"\n"))
+    sys.stdout.flush()
+    return 0 if result.kind == "response" else EXIT_FATAL

@@ -1,0 +1,108 @@
+"""Configuration, built once from an environ passed in (``docs/configuration.md``).
+
+Nothing reads ``os.environ`` at import time; :meth:`Config.from_environ` takes
+the mapping, and CLI flags are applied on top with :meth:`Config.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from lambda_bulkhead._context import FunctionMeta
+from lambda_bulkhead._errors import ConfigError
+
+__all__ = ["DEFAULT_TIMEOUT_MARGIN_MS", "Config", "Isolation"]
+
+Isolation = Literal["process", "none"]
+
+#: Measured in docs/benchmarks.md: the kill, the stack capture and the /error
+#: post take a few ms here; the default leaves the handler all but 50 ms.
+DEFAULT_TIMEOUT_MARGIN_MS = 50
+DEFAULT_MEMORY_POLL_MS = 10
+#: What the supervisor and its own buffers need beside the workers (see
+#: docs/configuration.md for the whole formula).
+SUPERVISOR_RESERVE_MB = 32
+MIN_DEFAULT_MEMORY_LIMIT_MB = 16
+
+
+def _int(environ: Mapping[str, str], name: str, *, minimum: int = 0) -> int | None:
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything the runtime reads from its environment, checked once."""
+
+    runtime_api: str | None = None
+    handler: str | None = None
+    task_root: str = "."
+    isolation: Isolation = "process"
+    workers: int = 1
+    #: Per-worker memory budget in MB above its post-fork baseline; None: no cap
+    #: given (the supervisor derives one from the function's memory size, if known).
+    memory_limit_mb: int | None = None
+    memory_poll_ms: int = DEFAULT_MEMORY_POLL_MS
+    timeout_margin_ms: int = DEFAULT_TIMEOUT_MARGIN_MS
+    #: Recycle a worker after this many invocations (jittered by up to 10 %); 0: never.
+    max_invocations: int = 0
+    transport: Literal["socket", "httpx"] = "socket"
+    function: FunctionMeta = dataclasses.field(default_factory=FunctionMeta)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        isolation = env.get("BULKHEAD_ISOLATION", "process").strip().lower() or "process"
+        if isolation not in ("process", "none"):
+            raise ConfigError(f"BULKHEAD_ISOLATION={isolation!r}: expected 'process' or 'none'")
+        transport = env.get("BULKHEAD_TRANSPORT", "socket").strip().lower() or "socket"
+        if transport not in ("socket", "httpx"):
+            raise ConfigError(f"BULKHEAD_TRANSPORT={transport!r}: expected 'socket' or 'httpx'")
+        workers = _int(env, "BULKHEAD_WORKERS", minimum=1)
+        if workers is None:
+            workers = _int(env, "AWS_LAMBDA_MAX_CONCURRENCY", minimum=1) or 1
+        memory_limit = _int(env, "BULKHEAD_MEMORY_LIMIT_MB", minimum=0)
+        margin = _int(env, "BULKHEAD_TIMEOUT_MARGIN_MS", minimum=0)
+        poll = _int(env, "BULKHEAD_MEMORY_POLL_MS", minimum=1)
+        return cls(
+            runtime_api=env.get("AWS_LAMBDA_RUNTIME_API") or None,
+            handler=env.get("_HANDLER") or None,
+            task_root=env.get("LAMBDA_TASK_ROOT") or os.getcwd(),
+            isolation="none" if isolation == "none" else "process",
+            workers=workers,
+            memory_limit_mb=memory_limit,
+            memory_poll_ms=DEFAULT_MEMORY_POLL_MS if poll is None else poll,
+            timeout_margin_ms=DEFAULT_TIMEOUT_MARGIN_MS if margin is None else margin,
+            max_invocations=_int(env, "BULKHEAD_MAX_INVOCATIONS", minimum=0) or 0,
+            transport="httpx" if transport == "httpx" else "socket",
+            function=FunctionMeta.from_environ(env),
+        )
+
+    def replace(self, **changes: object) -> Config:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def default_memory_limit_mb(
+        self, template_rss_mb: float, supervisor_rss_mb: float
+    ) -> int | None:
+        """The per-worker budget when ``BULKHEAD_MEMORY_LIMIT_MB`` is unset.
+
+        ``(function memory - supervisor RSS - template RSS - reserve) / workers``,
+        at least 16 MB; None when the function's memory size is unknown.
+        """
+        text = self.function.memory_limit_in_mb
+        if not text or not text.isdigit():
+            return None
+        spare = int(text) - supervisor_rss_mb - template_rss_mb - SUPERVISOR_RESERVE_MB
+        return max(MIN_DEFAULT_MEMORY_LIMIT_MB, int(spare / self.workers))

@@ -1,0 +1,201 @@
+"""What one invocation is: its payload and its :class:`Context`.
+
+The attribute names are the official Python runtime's, so a handler written for
+it (``def handler(event, context)``) runs unchanged: ``aws_request_id``,
+``function_name``, ``memory_limit_in_mb`` (a string, as there),
+``client_context.client.app_title``, ``identity.cognito_identity_id``,
+``get_remaining_time_in_millis()``, ...
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambda_bulkhead._errors import InvocationError
+
+__all__ = [
+    "Client",
+    "ClientContext",
+    "CognitoIdentity",
+    "Context",
+    "FunctionMeta",
+    "Invocation",
+    "build_context",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunctionMeta:
+    """The function's identity, read once from the environment Lambda sets."""
+
+    function_name: str | None = None
+    function_version: str | None = None
+    memory_limit_in_mb: str | None = None
+    log_group_name: str | None = None
+    log_stream_name: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> FunctionMeta:
+        return cls(
+            function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+            function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION"),
+            memory_limit_in_mb=environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+            log_group_name=environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
+            log_stream_name=environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """The answer of ``/next``: the raw event and what its headers said.
+
+    The payload is bytes: the runtime does not assume JSON or UTF-8.
+    ``client_context`` and ``cognito_identity`` are the raw header texts.
+    """
+
+    request_id: str
+    payload: bytes
+    deadline_ms: int = 0
+    invoked_function_arn: str = ""
+    trace_id: str | None = None
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    tenant_id: str | None = None
+    invocation_id: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """The mobile client app, as ``context.client_context.client``."""
+
+    installation_id: str | None = None
+    app_title: str | None = None
+    app_version_name: str | None = None
+    app_version_code: str | None = None
+    app_package_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """``context.client_context``: set for invocations from the AWS Mobile SDK."""
+
+    client: Client | None = None
+    custom: Any = None
+    env: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CognitoIdentity:
+    """``context.identity``: the Amazon Cognito identity of the caller."""
+
+    cognito_identity_id: str | None = None
+    cognito_identity_pool_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """The context a handler receives beside its event."""
+
+    aws_request_id: str
+    deadline_ms: int
+    invoked_function_arn: str
+    trace_id: str | None = None
+    client_context: ClientContext | None = None
+    identity: CognitoIdentity | None = None
+    tenant_id: str | None = None
+    invocation_id: str | None = None
+    function_name: str | None = None
+    function_version: str | None = None
+    memory_limit_in_mb: str | None = None
+    log_group_name: str | None = None
+    log_stream_name: str | None = None
+    _clock: Any = field(default=time.time, repr=False, compare=False)
+
+    @property
+    def request_id(self) -> str:
+        """The seed API's name for :attr:`aws_request_id`."""
+        return self.aws_request_id
+
+    @property
+    def cognito_identity(self) -> CognitoIdentity | None:
+        """The seed API's name for :attr:`identity`."""
+        return self.identity
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the deadline (0 when past it)."""
+        return max(0, self.deadline_ms - int(self._clock() * 1000))
+
+
+def build_context(invocation: Invocation, meta: FunctionMeta) -> Context:
+    """The handler's :class:`Context` for ``invocation``.
+
+    Raises :class:`InvocationError` (``Runtime.UnmarshalError``) when the client
+    context or Cognito identity header is not a JSON object: the official runtime
+    fails such an invocation too, and a silently missing identity is worse.
+    """
+    return Context(
+        aws_request_id=invocation.request_id,
+        deadline_ms=invocation.deadline_ms,
+        invoked_function_arn=invocation.invoked_function_arn,
+        trace_id=invocation.trace_id,
+        client_context=_client_context(invocation.client_context),
+        identity=_identity(invocation.cognito_identity),
+        tenant_id=invocation.tenant_id,
+        invocation_id=invocation.invocation_id,
+        function_name=meta.function_name,
+        function_version=meta.function_version,
+        memory_limit_in_mb=meta.memory_limit_in_mb,
+        log_group_name=meta.log_group_name,
+        log_stream_name=meta.log_stream_name,
+    )
+
+
+def _json_object(header: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvocationError(
+            "Runtime.UnmarshalError", f"Unable to unmarshal {header}: {exc}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvocationError(
+            "Runtime.UnmarshalError", f"Unable to unmarshal {header}: not a JSON object"
+        )
+    return value
+
+
+def _client_context(text: str | None) -> ClientContext | None:
+    if not text:
+        return None
+    raw = _json_object("Lambda-Runtime-Client-Context", text)
+    client = raw.get("client")
+    return ClientContext(
+        client=_client(client) if isinstance(client, dict) else None,
+        custom=raw.get("custom"),
+        env=raw.get("env"),
+    )
+
+
+def _client(raw: dict[str, Any]) -> Client:
+    return Client(
+        installation_id=raw.get("installation_id"),
+        app_title=raw.get("app_title"),
+        app_version_name=raw.get("app_version_name"),
+        app_version_code=raw.get("app_version_code"),
+        app_package_name=raw.get("app_package_name"),
+    )
+
+
+def _identity(text: str | None) -> CognitoIdentity | None:
+    if not text:
+        return None
+    raw = _json_object("Lambda-Runtime-Cognito-Identity", text)
+    return CognitoIdentity(
+        cognito_identity_id=raw.get("cognitoIdentityId"),
+        cognito_identity_pool_id=raw.get("cognitoIdentityPoolId"),
+    )

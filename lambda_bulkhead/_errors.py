@@ -1,0 +1,216 @@
+"""The one exception hierarchy of lambda-bulkhead.
+
+::
+
+    BulkheadError
+    ├── RuntimeApiError            fatal: the loop cannot go on (the seed's RuntimeError)
+    │   ├── NotRunningInLambda     AWS_LAMBDA_RUNTIME_API is not set
+    │   ├── InvalidEndpoint        AWS_LAMBDA_RUNTIME_API is not host:port
+    │   ├── TransportError         the connection to the Runtime API failed
+    │   ├── MissingRequestId       /next answered without Lambda-Runtime-Aws-Request-Id
+    │   └── UnexpectedStatus       a call answered a status we cannot go on from (names the call)
+    ├── ConfigError                bad environment or flags (the CLI exits 2)
+    └── InvocationError            one invocation failed: posted to /error, the loop goes on
+        ├── HandlerCrash           the handler raised; built from the exception
+        ├── InitError              the handler could not be loaded: posted to /init/error
+        └── InvalidEvent           a typed decoder rejected the payload (Runtime.InvalidEvent)
+
+Every :class:`InvocationError` carries the Lambda ``errorType`` it is posted
+with; the header value sent beside it is :func:`error_type_header`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Sequence
+
+__all__ = [
+    "BulkheadError",
+    "ConfigError",
+    "HandlerCrash",
+    "InitError",
+    "InvalidEndpoint",
+    "InvalidEvent",
+    "InvocationError",
+    "MissingRequestId",
+    "NotRunningInLambda",
+    "RuntimeApiError",
+    "TransportError",
+    "UnexpectedStatus",
+    "error_type_header",
+    "handler_stack",
+]
+
+_HEADER_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
+_BARE_NAME = re.compile(r"[A-Z][a-zA-Z]+")
+
+
+class BulkheadError(Exception):
+    """Base of every exception lambda-bulkhead raises."""
+
+
+class RuntimeApiError(BulkheadError):
+    """A fatal error of the runtime loop: the process should exit non-zero."""
+
+
+class NotRunningInLambda(RuntimeApiError):
+    """``AWS_LAMBDA_RUNTIME_API`` is not set."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "AWS_LAMBDA_RUNTIME_API is not set: not running in a Lambda execution "
+            "environment (use `lambda-bulkhead local` to run against the emulator)"
+        )
+
+
+class InvalidEndpoint(RuntimeApiError):
+    """``AWS_LAMBDA_RUNTIME_API`` is not a ``host:port``."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"AWS_LAMBDA_RUNTIME_API={endpoint!r} is not host:port")
+
+
+class TransportError(RuntimeApiError):
+    """The connection to the Runtime API failed during ``call``."""
+
+    def __init__(self, call: str, reason: str) -> None:
+        self.call = call
+        self.reason = reason
+        super().__init__(f"Runtime API {call}: transport failed: {reason}")
+
+
+class MissingRequestId(RuntimeApiError):
+    """``/next`` answered without a ``Lambda-Runtime-Aws-Request-Id``."""
+
+    def __init__(self) -> None:
+        super().__init__("Runtime API next: answer has no Lambda-Runtime-Aws-Request-Id")
+
+
+class UnexpectedStatus(RuntimeApiError):
+    """The Runtime API answered ``call`` with a status the runtime cannot go on from."""
+
+    def __init__(self, call: str, status: int, body: bytes = b"") -> None:
+        self.call = call
+        self.status = status
+        self.body = body
+        detail = body[:200].decode("utf-8", "replace")
+        super().__init__(f"Runtime API {call}: unexpected status {status}: {detail}")
+
+
+class ConfigError(BulkheadError):
+    """Bad environment or command-line configuration."""
+
+
+class InvocationError(BulkheadError):
+    """A failure reported to Lambda for one invocation (or for init).
+
+    Handlers may raise it to choose the ``errorType`` the caller sees.
+    """
+
+    def __init__(
+        self,
+        error_type: str,
+        error_message: str,
+        stack_trace: Sequence[str] = (),
+        causes: Sequence[InvocationError] = (),
+    ) -> None:
+        super().__init__(error_message)
+        self.error_type = error_type
+        self.error_message = error_message
+        self.stack_trace = tuple(stack_trace)
+        self.causes = tuple(causes)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error_type!r}, {self.error_message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InvocationError):
+            return NotImplemented
+        return (
+            self.error_type == other.error_type
+            and self.error_message == other.error_message
+            and self.stack_trace == other.stack_trace
+            and self.causes == other.causes
+        )
+
+    __hash__ = BulkheadError.__hash__
+
+
+class HandlerCrash(InvocationError):
+    """What the runtime reports when a handler raises instead of returning."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> HandlerCrash:
+        """Describe ``exc``: its class name, message, stack and chained causes.
+
+        The runtime's own frames at the top of the stack are left out, so the
+        stack starts in the handler, as the official runtime reports it.
+        """
+        return cls(
+            type(exc).__name__,
+            str(exc),
+            handler_stack(exc),
+            tuple(cls.from_exception(cause) for cause in _chain(exc)),
+        )
+
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def handler_stack(exc: BaseException) -> list[str]:
+    """``exc``'s stack as ``traceback.format_list`` lines, less the runtime's leading frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    first = 0
+    while first < len(frames) and frames[first].filename.startswith(_RUNTIME_DIR):
+        first += 1
+    return traceback.format_list(frames[first:])
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exceptions ``exc`` was raised from or during, nearest first, cycles cut."""
+    seen = {id(exc)}
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None:
+        nxt = current.__cause__
+        if nxt is None and not current.__suppress_context__:
+            nxt = current.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        chain.append(nxt)
+        current = nxt
+    return chain
+
+
+class InitError(InvocationError):
+    """The handler could not be loaded; posted to ``/init/error``."""
+
+
+class InvalidEvent(InvocationError):
+    """A typed decoder rejected the payload: ``Runtime.InvalidEvent``, naming the field."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Runtime.InvalidEvent", message)
+
+
+def error_type_header(error_type: str) -> str:
+    """The ``Lambda-Runtime-Function-Error-Type`` value sent for ``error_type``.
+
+    The platform accepts ``(Runtime|Function).[A-Z][a-zA-Z]+`` and records anything
+    else as ``Runtime.Unknown``.  ``Runtime.*``/``Function.*`` types that fit are
+    sent as they are; a handler's exception class ``ValueError`` becomes
+    ``Function.ValueError``; ``Sandbox.Timedout`` becomes ``Runtime.Timedout``;
+    a name that fits no form becomes ``Function.Unhandled``.
+    """
+    if _HEADER_TYPE.fullmatch(error_type):
+        return error_type
+    prefix, _, name = error_type.rpartition(".")
+    if prefix == "Sandbox" and _BARE_NAME.fullmatch(name):
+        return f"Runtime.{name}"
+    if _BARE_NAME.fullmatch(name):
+        return f"Function.{name}"
+    return "Function.Unhandled"

@@ -1,0 +1,236 @@
+"""Handlers: loading one by name, and calling it as the official runtime does.
+
+Every handler shape becomes a :data:`CoreHandler` — ``(Invocation, Context) ->
+Answer``, raising :class:`InvocationError` for a reportable failure:
+
+* :func:`official_handler` wraps ``def handler(event, context)``: an
+  ``application/json`` event is decoded, any other content type arrives as
+  bytes; a ``bytes`` result is posted raw, anything else as JSON.
+* :func:`raw_handler` wraps ``(payload: bytes, context) -> bytes`` (``start``).
+* :func:`json_handler` wraps a decoder, a typed handler and an encoder
+  (``start_json``).
+
+:func:`execute` runs one invocation through a core handler in the current
+process; the in-process loop and the isolated worker both use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from lambda_bulkhead._context import Context, FunctionMeta, Invocation, build_context
+from lambda_bulkhead._errors import (
+    HandlerCrash,
+    InitError,
+    InvalidEvent,
+    InvocationError,
+    handler_stack,
+)
+
+__all__ = [
+    "Answer",
+    "CoreHandler",
+    "CurrentInvocation",
+    "execute",
+    "json_handler",
+    "load_handler",
+    "official_handler",
+    "raw_handler",
+    "set_trace_id",
+]
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful result, ready to post to ``/response``."""
+
+    body: bytes
+    content_type: str = "application/json"
+
+
+CoreHandler = Callable[[Invocation, Context], Answer]
+
+
+class CurrentInvocation:
+    """Which invocation this process is running, for its log records' request id."""
+
+    __slots__ = ("request_id", "tenant_id")
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.tenant_id: str | None = None
+
+_JSON = "application/json"
+#: The official runtime's content type for a handler's ``bytes`` result.
+_BYTES = "application/unknown"
+
+
+def set_trace_id(trace_id: str | None) -> None:
+    """Expose the X-Ray trace header to the handler (and the AWS SDK) as Lambda does."""
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+
+def execute(handler: CoreHandler, invocation: Invocation, meta: FunctionMeta) -> Answer:
+    """Run one invocation; every failure leaves as an :class:`InvocationError`.
+
+    A ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``) propagates: the caller decides what exiting means.
+    """
+    context = build_context(invocation, meta)
+    set_trace_id(invocation.trace_id)
+    try:
+        return handler(invocation, context)
+    except InvocationError:
+        raise
+    except Exception as exc:
+        raise HandlerCrash.from_exception(exc) from exc
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or _JSON).split(";", 1)[0].strip().lower()
+
+
+def _decimal_to_number(value: object) -> object:
+    from decimal import Decimal  # noqa: PLC0415 - only results holding Decimals pay for it
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode_json(value: object) -> bytes:
+    """A result as JSON bytes; ``Runtime.MarshalError`` when it is not JSON-able."""
+    try:
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
+        ).encode()
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise InvocationError(
+            "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+        ) from exc
+
+
+def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
+    """``def handler(event, context)`` with the official runtime's encodings."""
+
+    def call(invocation: Invocation, context: Context) -> Answer:
+        event: Any = invocation.payload
+        if _media_type(invocation.content_type) == _JSON:
+            try:
+                event = json.loads(invocation.payload)
+            except ValueError as exc:
+                raise InvocationError(
+                    "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
+                ) from exc
+        result = function(event, context)
+        if isinstance(result, bytes | bytearray | memoryview):
+            return Answer(bytes(result), _BYTES)
+        return Answer(encode_json(result), _JSON)
+
+    return call
+
+
+def raw_handler(function: Callable[[bytes, Context], bytes]) -> CoreHandler:
+    """``(payload, context) -> bytes``: bytes in, bytes out, no encoding."""
+
+    def call(invocation: Invocation, context: Context) -> Answer:
+        result = function(invocation.payload, context)
+        if not isinstance(result, bytes | bytearray | memoryview):
+            raise InvocationError(
+                "Runtime.MarshalError",
+                f"Unable to marshal response: raw handler returned {type(result).__name__}, "
+                "not bytes",
+            )
+        return Answer(bytes(result), _BYTES)
+
+    return call
+
+
+def json_handler(
+    decoder: Callable[[Any], E],
+    function: Callable[[E, Context], R],
+    encoder: Callable[[R], Any],
+) -> CoreHandler:
+    """A typed handler: the payload is parsed as JSON and given to ``decoder``;
+    a payload that is not JSON or that the decoder rejects is reported as
+    ``Runtime.InvalidEvent`` without calling ``function``; its result is given
+    to ``encoder`` and posted as JSON.
+    """
+
+    def call(invocation: Invocation, context: Context) -> Answer:
+        try:
+            event = decoder(json.loads(invocation.payload))
+        except InvalidEvent:
+            raise
+        except Exception as exc:
+            raise InvalidEvent(f"{type(exc).__name__}: {exc}") from exc
+        return Answer(encode_json(encoder(function(event, context))), _JSON)
+
+    return call
+
+
+def load_handler(spec: str, task_root: str) -> Callable[[Any, Context], Any]:
+    """Import ``module.function`` (``dir/module.function`` for folders) from ``task_root``.
+
+    Failures are :class:`InitError` with the official runtime's types and messages.
+    """
+    modname, _, fname = spec.rpartition(".")
+    if not modname or not fname:
+        raise InitError(
+            "Runtime.MalformedHandlerName",
+            f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)",
+        )
+    modname = modname.replace("/", ".")
+    if modname.split(".", 1)[0] in sys.builtin_module_names:
+        raise InitError(
+            "Runtime.BuiltInModuleConflict",
+            f"Cannot use built-in module {modname} as a handler module",
+        )
+    if task_root not in sys.path:
+        sys.path.insert(0, task_root)
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as exc:
+        raise InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}"
+        ) from exc
+    except SyntaxError as exc:
+        raise InitError(
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{modname}': {exc}",
+            [f'  File "{exc.filename}" Line {exc.lineno}\n    {(exc.text or "").strip()}\n'],
+        ) from exc
+    except SystemExit as exc:
+        raise InitError(
+            "Runtime.ExitError", f"Runtime exited with error: exit status {exit_code(exc)}"
+        ) from exc
+    except Exception as exc:
+        raise InitError(type(exc).__name__, str(exc), handler_stack(exc)) from exc
+    function = getattr(module, fname, None)
+    if function is None or not callable(function):
+        raise InitError(
+            "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The process exit status ``sys.exit(code)`` means."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    return 1

@@ -1,0 +1,233 @@
+"""A minimal HTTP/1.1 client for the Runtime API over one keep-alive socket.
+
+The Runtime API is a loopback HTTP/1.1 server answering small, well-formed
+messages; a general client (httpx) spends most of its per-request time on
+generality this conversation never uses (see ``docs/benchmarks.md``).  This
+module is the default transport: :func:`encode_head` and :class:`ResponseParser`
+are pure (bytes in, values out); :class:`SocketTransport` is the thin I/O edge.
+
+Supported answers: ``Content-Length`` bodies, ``Transfer-Encoding: chunked``
+bodies, and bodies delimited by the server closing the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from lambda_bulkhead._errors import TransportError
+from lambda_bulkhead._protocol import Request, Response
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ProtocolViolation",
+    "ResponseParser",
+    "SocketTransport",
+    "encode_head",
+]
+
+#: Largest answer body accepted; ``/next`` bodies are at most 6 MB.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+_RECV_BYTES = 256 * 1024
+_COALESCE_BYTES = 64 * 1024
+
+
+class ProtocolViolation(Exception):
+    """The server's bytes are not a well-formed HTTP/1.1 answer."""
+
+
+def encode_head(request: Request, host: str) -> bytes:
+    """The request line and headers for ``request`` (the body is sent after it)."""
+    lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in request.headers)
+    if request.method != "GET" or request.body:
+        lines.append(f"Content-Length: {len(request.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class ResponseParser:
+    """Incremental parser of one HTTP/1.1 answer: :meth:`feed` bytes until it
+    returns a :class:`Response`, and call :meth:`feed_eof` when the peer closes.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._status = 0
+        self._headers: dict[str, str] | None = None
+        self._length: int | None = None
+        self._chunked = False
+        self._chunks: list[bytes] = []
+        self.keep_alive = True
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer arrived (a retry is then unsafe)."""
+        return bool(self._buffer) or self._headers is not None
+
+    def feed(self, data: bytes) -> Response | None:
+        self._buffer += data
+        if self._headers is None and not self._parse_head():
+            return None
+        if self._chunked:
+            return self._parse_chunks()
+        if self._length is not None and len(self._buffer) >= self._length:
+            return self._finish(bytes(self._buffer[: self._length]))
+        return None
+
+    def feed_eof(self) -> Response:
+        """The peer closed: the answer ends here, or was cut short."""
+        if self._headers is None:
+            raise ProtocolViolation("connection closed before a complete status line and headers")
+        if self._chunked or self._length is not None:
+            raise ProtocolViolation("connection closed before the end of the body")
+        self.keep_alive = False
+        return self._finish(bytes(self._buffer))
+
+    def _parse_head(self) -> bool:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolViolation("status line and headers too long")
+            return False
+        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        del self._buffer[: end + 4]
+        version, _, rest = lines[0].partition(" ")
+        status_text = rest[:3]
+        if not version.startswith("HTTP/1.") or not status_text.isdigit():
+            raise ProtocolViolation(f"bad status line {lines[0][:80]!r}")
+        self._status = int(status_text)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise ProtocolViolation(f"bad header line {line[:80]!r}")
+            headers[name.lower()] = value.strip()
+        self._headers = headers
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = version == "HTTP/1.1" and connection != "close"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._chunked = True
+        elif "content-length" in headers:
+            text = headers["content-length"]
+            if not text.isdigit():
+                raise ProtocolViolation(f"bad Content-Length {text[:40]!r}")
+            self._length = int(text)
+            if self._length > MAX_BODY_BYTES:
+                raise ProtocolViolation(f"body of {self._length} bytes is over {MAX_BODY_BYTES}")
+        elif self._status in (204, 304) or 100 <= self._status < 200:
+            self._length = 0
+        return True
+
+    def _parse_chunks(self) -> Response | None:
+        while True:
+            line_end = self._buffer.find(b"\r\n")
+            if line_end < 0:
+                return None
+            size_text = self._buffer[:line_end].split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProtocolViolation(f"bad chunk size {bytes(size_text[:20])!r}") from None
+            if size == 0:
+                # The last chunk is followed by optional trailers and an empty line.
+                if self._buffer.find(b"\r\n\r\n", line_end) < 0:
+                    return None
+                return self._finish(b"".join(self._chunks))
+            if len(self._buffer) < line_end + 2 + size + 2:
+                return None
+            start = line_end + 2
+            self._chunks.append(bytes(self._buffer[start : start + size]))
+            if sum(map(len, self._chunks)) > MAX_BODY_BYTES:
+                raise ProtocolViolation(f"chunked body over {MAX_BODY_BYTES} bytes")
+            del self._buffer[: start + size + 2]
+
+    def _finish(self, body: bytes) -> Response:
+        assert self._headers is not None
+        return Response(self._status, self._headers, body)
+
+
+class SocketTransport:
+    """Sends :class:`Request` values over one keep-alive TCP connection.
+
+    A request on a reused connection that fails before any answer byte arrives
+    (the server closed an idle keep-alive connection) is sent once more on a new
+    connection; any other failure is a :class:`TransportError`.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._host_header = f"{host}:{port}"
+        self._sock: socket.socket | None = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def request(self, request: Request, *, timeout: float | None = None) -> Response:
+        reused = self._sock is not None
+        try:
+            return self._exchange(request, timeout)
+        except _Retryable as exc:
+            self.close()
+            if not reused:
+                raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
+        try:
+            return self._exchange(request, timeout)
+        except _Retryable as exc:
+            self.close()
+            raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
+
+    def _connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection(self._address)
+        except OSError as exc:
+            raise TransportError("connect", f"{self._host_header}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        return sock
+
+    def _exchange(self, request: Request, timeout: float | None) -> Response:
+        sock = self._sock or self._connect()
+        sock.settimeout(timeout)
+        head = encode_head(request, self._host_header)
+        parser = ResponseParser()
+        try:
+            if len(request.body) < _COALESCE_BYTES:
+                sock.sendall(head + request.body)
+            else:
+                # Large bodies: two sends beat copying megabytes into one buffer.
+                sock.sendall(head)
+                sock.sendall(request.body)
+            while True:
+                data = sock.recv(_RECV_BYTES)
+                if not data:
+                    if not parser.started:
+                        raise _Retryable from ConnectionResetError("connection closed by server")
+                    response = parser.feed_eof()
+                    break
+                response_or_none = parser.feed(data)
+                if response_or_none is not None:
+                    response = response_or_none
+                    break
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            if parser.started:
+                self.close()
+                raise TransportError(request.call, str(exc)) from exc
+            raise _Retryable from exc
+        except TimeoutError as exc:
+            self.close()
+            raise TransportError(request.call, f"no answer within {timeout} s") from exc
+        except ProtocolViolation as exc:
+            self.close()
+            raise TransportError(request.call, str(exc)) from exc
+        except OSError as exc:
+            self.close()
+            raise TransportError(request.call, str(exc)) from exc
+        if not parser.keep_alive:
+            self.close()
+        return response
+
+
+class _Retryable(Exception):
+    """The request can be sent again: no byte of an answer was seen."""

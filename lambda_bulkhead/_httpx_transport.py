@@ -1,0 +1,51 @@
+"""The Runtime API over httpx: for users who bring their own ``httpx.Client``
+(proxies, event hooks, instrumentation) or choose ``BULKHEAD_TRANSPORT=httpx``.
+
+httpx's exceptions are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from lambda_bulkhead._errors import TransportError
+from lambda_bulkhead._protocol import Request, Response
+
+__all__ = ["HttpxTransport"]
+
+
+class HttpxTransport:
+    """Sends :class:`Request` values with an ``httpx.Client`` (keep-alive).
+
+    A client passed in is used as it is and left open on :meth:`close`; the
+    default client has no timeouts, since ``/next`` may legitimately wait for
+    as long as the environment is frozen.
+    """
+
+    def __init__(self, host: str, port: int, client: httpx.Client | None = None) -> None:
+        self._base = f"http://{host}:{port}"
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(None),
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=None),
+        )
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def request(self, request: Request, *, timeout: float | None = None) -> Response:
+        try:
+            answer = self._client.request(
+                request.method,
+                self._base + request.path,
+                headers=list(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(timeout),
+            )
+        except httpx.TimeoutException as exc:
+            raise TransportError(request.call, f"no answer within {timeout} s") from exc
+        except httpx.HTTPError as exc:
+            raise TransportError(request.call, f"{type(exc).__name__}: {exc}") from exc
+        headers = {name.lower(): value for name, value in answer.headers.items()}
+        return Response(answer.status_code, headers, answer.content)

@@ -1,0 +1,562 @@
+"""Log lines in the official Python runtime's layout, as pure functions.
+
+Who writes what::
+
+    worker  logging record ──LambdaLogHandler──▶ fd 1:  b"\\x1e" + line + b"\\n"
+    worker  print(), C code, tracebacks ───────▶ fd 1/2: raw bytes
+    supervisor ──LineAssembler──▶ LineChunk ──format_captured_line──▶ its own stdout
+
+A captured line starting with :data:`RECORD_MARKER` (ASCII record separator) was
+already formatted by the worker and passes through without the marker; any other
+line is wrapped into a record here.  CloudWatch makes each ``\\n``-terminated
+stdout line one event, so every line leaving this module is one line.
+
+Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py``):
+
+1. JSON keys in order, ``None`` values dropped: ``timestamp``, ``level``,
+   ``message``, ``logger``, ``stackTrace``, ``errorType``, ``errorMessage``,
+   ``requestId``, ``location``, ``tenantId``, then the record's ``extra`` fields
+   (which never replace those keys).  Encoded with ``ensure_ascii=False`` and the
+   default separators.
+2. JSON ``timestamp`` has second precision, UTC: ``2026-11-21T05:16:09Z``
+   (milliseconds are only an opt-in in an unmerged upstream change).
+3. ``level`` is the record level rounded down to a multiple of ten, capped at 50,
+   and named by :mod:`logging`: ``DEBUG INFO WARNING ERROR CRITICAL`` (never
+   ``WARN``/``FATAL``); ``NOTSET`` below 10.
+4. ``message`` is ``record.getMessage()``; unlike the official runtime, a dict
+   logged on its own (no ``%`` args) stays a JSON object.
+5. ``exc_info`` gives ``stackTrace`` (``traceback.format_tb``), ``errorType`` (class
+   name), ``errorMessage`` (``str(exc)``) and ``location``
+   (``path:function:line``), which appears only with an exception.
+6. ``requestId`` is ``""`` outside an invocation (kept, since it is not ``None``).
+7. Text layout: ``[LEVEL]\\t<ISO>.<ms>Z\\t<request id>\\t<message>`` with the
+   record's own level name.  The official runtime joins a multi-line error with
+   ``\\r`` so it stays one CloudWatch event; Text lines here do the same.
+8. ``AWS_LAMBDA_LOG_LEVEL=TRACE`` filters as ``DEBUG`` (Python has no TRACE level);
+   ``WARN`` is 30 and ``FATAL`` is 50.  Unlike the official runtime, which falls
+   back silently, a value outside the documented six is a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, TypeAlias
+
+from lambda_bulkhead._errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "LOG_LEVELS",
+    "RECORD_MARKER",
+    "ExcInfo",
+    "LambdaLogFormatter",
+    "LambdaLogHandler",
+    "LineAssembler",
+    "LineChunk",
+    "LogFormat",
+    "LogSettings",
+    "exception_fields",
+    "format_captured_line",
+    "format_json_record",
+    "format_text_record",
+    "install_worker_logging",
+    "level_name",
+    "parse_log_format",
+    "parse_log_level",
+    "write_fully",
+]
+
+RECORD_MARKER = b"\x1e"
+"""First byte of a worker line that is already a formatted record."""
+
+DEFAULT_MAX_LINE_BYTES = 255 * 1024
+"""Longest line (without its ``\\n``) this module emits or assembles.
+
+A CloudWatch Logs event holds at most 256 KiB (262,144 bytes) and PutLogEvents
+counts 26 bytes of overhead per event; Lambda has been observed splitting stdout
+lines at 2**18 - 26 bytes.  (The newest PutLogEvents reference allows 1 MB per
+event, but Lambda's own pipeline is the narrower gate.)  One KiB of headroom stays
+below both.
+"""
+
+LOG_LEVELS: Mapping[str, int] = {
+    "TRACE": logging.DEBUG,  # the official runtime maps TRACE to DEBUG
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.FATAL,
+}
+"""``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class LogFormat(enum.Enum):
+    """``AWS_LAMBDA_LOG_FORMAT``: one JSON object per line, or tab-separated text."""
+
+    JSON = "JSON"
+    TEXT = "Text"
+
+
+def parse_log_format(value: str | None) -> LogFormat:
+    """``AWS_LAMBDA_LOG_FORMAT`` (``JSON``/``Text``, any case); unset or empty is JSON."""
+    if value is None or not value.strip():
+        return LogFormat.JSON
+    for fmt in LogFormat:
+        if value.strip().upper() == fmt.value.upper():
+            return fmt
+    accepted = ", ".join(fmt.value for fmt in LogFormat)
+    raise ConfigError(f"AWS_LAMBDA_LOG_FORMAT={value!r} is not one of: {accepted}")
+
+
+def parse_log_level(value: str | None) -> int | None:
+    """The :mod:`logging` threshold ``AWS_LAMBDA_LOG_LEVEL`` names, any case.
+
+    ``None`` when unset or empty: like the official runtime, the root logger then
+    keeps its own level and captured output is not filtered.
+    """
+    if value is None or not value.strip():
+        return None
+    try:
+        return LOG_LEVELS[value.strip().upper()]
+    except KeyError:
+        accepted = ", ".join(LOG_LEVELS)
+        raise ConfigError(f"AWS_LAMBDA_LOG_LEVEL={value!r} is not one of: {accepted}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """The log format and level, read once from an environment you pass in."""
+
+    format: LogFormat = LogFormat.JSON
+    level: int | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> LogSettings:
+        """Parse ``AWS_LAMBDA_LOG_FORMAT`` and ``AWS_LAMBDA_LOG_LEVEL``."""
+        return cls(
+            format=parse_log_format(environ.get("AWS_LAMBDA_LOG_FORMAT")),
+            level=parse_log_level(environ.get("AWS_LAMBDA_LOG_LEVEL")),
+        )
+
+    @property
+    def threshold(self) -> int:
+        """The level below which captured output is dropped (``NOTSET``: keep all)."""
+        return logging.NOTSET if self.level is None else self.level
+
+
+_LEVEL_NAMES = {n: logging.getLevelName(n) for n in range(0, 60, 10)}
+
+
+def level_name(levelno: int) -> str:
+    """The official JSON level name: ``levelno`` rounded down to a multiple of ten."""
+    return _LEVEL_NAMES[min(50, max(0, levelno)) // 10 * 10]
+
+
+def _json_fallback(value: object) -> str:
+    # The official encoder raises on such values and the record is lost; a
+    # str() keeps the line.
+    return str(value)
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, default=_json_fallback).encode
+
+_JSON_KEYS = frozenset(
+    {
+        "timestamp",
+        "level",
+        "message",
+        "logger",
+        "stackTrace",
+        "errorType",
+        "errorMessage",
+        "requestId",
+        "location",
+        "tenantId",
+    }
+)
+
+
+def _utc_seconds(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _utc_millis(timestamp: float) -> str:
+    # Whole milliseconds first: the float's fraction of .123 may be .12299999.
+    seconds, millis = divmod(round(timestamp * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def format_json_record(
+    *,
+    timestamp: float,
+    level: str,
+    message: object,
+    logger: str | None = None,
+    stack_trace: Sequence[str] | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    request_id: str | None = None,
+    location: str | None = None,
+    tenant_id: str | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """One JSON record, without its ``\\n``, in the official key order."""
+    record: dict[str, object] = {
+        "timestamp": _utc_seconds(timestamp),
+        "level": level,
+        "message": message,
+    }
+    # Building only the non-None keys keeps the official order without a second
+    # filtering pass.
+    for key, value in (
+        ("logger", logger),
+        ("stackTrace", None if stack_trace is None else list(stack_trace)),
+        ("errorType", error_type),
+        ("errorMessage", error_message),
+        ("requestId", request_id),
+        ("location", location),
+        ("tenantId", tenant_id),
+    ):
+        if value is not None:
+            record[key] = value
+    if extra:
+        for extra_key, extra_value in extra.items():
+            if extra_value is not None and extra_key not in _JSON_KEYS:
+                record[extra_key] = extra_value
+    return _encode_json(record)
+
+
+def format_text_record(
+    *, timestamp: float, level: str, message: str, request_id: str | None
+) -> str:
+    """``[LEVEL]\\t<ISO>.<ms>Z\\t<request id>\\t<message>``, without its ``\\n``.
+
+    Newlines inside ``message`` become ``\\r`` so the record stays one line.
+    """
+    text = message.rstrip("\n").replace("\n", "\r")
+    return f"[{level}]\t{_utc_millis(timestamp)}\t{request_id or ''}\t{text}"
+
+
+def exception_fields(
+    exc_info: ExcInfo | tuple[None, None, None] | None,
+) -> tuple[list[str], str, str] | None:
+    """``(stackTrace, errorType, errorMessage)`` for ``exc_info``, or ``None``."""
+    if exc_info is None or exc_info[0] is None or exc_info[1] is None:
+        # logging turns exc_info=True outside an except block into (None, None, None).
+        return None
+    exc_type, exc, tb = exc_info
+    return traceback.format_tb(tb), exc_type.__name__, str(exc)
+
+
+# Attributes every LogRecord has, taken from a live record so that a newer
+# Python's additions (taskName in 3.12, which the official runtime would leak
+# as an extra field) are not mistaken for extras; plus those that formatters and
+# the official runtime set.  Whatever else a record carries came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None)))
+_RECORD_ATTRIBUTES |= {"message", "asctime", "aws_request_id", "tenant_id", "_frame_type"}
+
+
+class LambdaLogFormatter(logging.Formatter):
+    """Formats a record as the official runtime does, in JSON or Text.
+
+    Reads ``record.aws_request_id`` and ``record.tenant_id`` (set by
+    :class:`LambdaLogHandler`, as the official runtime's filter does).
+    """
+
+    def __init__(self, fmt: LogFormat) -> None:
+        super().__init__()
+        self.log_format = fmt
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line, without ``\\n``."""
+        request_id: str | None = getattr(record, "aws_request_id", None)
+        if self.log_format is LogFormat.TEXT:
+            return format_text_record(
+                timestamp=record.created,
+                level=record.levelname,
+                message=self._text_message(record),
+                request_id=request_id,
+            )
+        error = exception_fields(record.exc_info)
+        stack_trace, error_type, error_message = error or (None, None, None)
+        # A dict logged on its own stays an object, so Logs Insights can query
+        # its fields (the official runtime flattens it to its str()).
+        message = record.msg if isinstance(record.msg, dict) and not record.args else None
+        return format_json_record(
+            timestamp=record.created,
+            level=level_name(record.levelno),
+            message=record.getMessage() if message is None else message,
+            logger=record.name,
+            stack_trace=stack_trace,
+            error_type=error_type,
+            error_message=error_message,
+            request_id=request_id,
+            location=f"{record.pathname}:{record.funcName}:{record.lineno}" if error else None,
+            tenant_id=getattr(record, "tenant_id", None),
+            extra={k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES},
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """The Text layout's timestamp (for subclasses and ``%(asctime)s`` users)."""
+        return _utc_millis(record.created)
+
+    def _text_message(self, record: logging.LogRecord) -> str:
+        # What logging.Formatter appends after the message, as the official Text
+        # formatter (a plain logging.Formatter) shows it.
+        parts = [record.getMessage()]
+        if record.exc_info and exception_fields(record.exc_info):
+            parts.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        return "\n".join(parts)
+
+
+def write_fully(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``: one ``os.write`` unless the kernel takes less.
+
+    A blocking pipe takes the whole buffer in one call (a write of at most
+    PIPE_BUF bytes is also atomic); the loop only finishes a write cut short.
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class LambdaLogHandler(logging.Handler):
+    """Writes each record to ``fd`` as ``marker + line + b"\\n"``.
+
+    ``marker`` is :data:`RECORD_MARKER` in a supervised worker (the supervisor
+    strips it) and empty in the in-process runtime, whose fd 1 is the log itself.
+
+    One ``os.write`` per record, under the handler's lock, so lines from threads
+    of one worker never interleave.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        fmt: LogFormat,
+        *,
+        request_id: Callable[[], str | None],
+        tenant_id: Callable[[], str | None],
+        marker: bytes = RECORD_MARKER,
+    ) -> None:
+        super().__init__()
+        self.fd = fd
+        self._marker = marker
+        self._request_id = request_id
+        self._tenant_id = tenant_id
+        self.setFormatter(LambdaLogFormatter(fmt))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Stamp the invocation ids on ``record``, format it and write it."""
+        try:
+            # The official runtime sets these attributes on the record too, so
+            # user handlers later in the chain can use %(aws_request_id)s.
+            record.aws_request_id = self._request_id() or ""
+            record.tenant_id = self._tenant_id()
+            line = self.format(record).encode("utf-8", "backslashreplace")
+            write_fully(self.fd, self._marker + line + b"\n")
+        except RecursionError:
+            raise
+        except Exception:  # logging's contract: report through handleError, never raise
+            self.handleError(record)
+
+
+def install_worker_logging(
+    fd: int,
+    fmt: LogFormat,
+    level: int | None,
+    request_id: Callable[[], str | None],
+    tenant_id: Callable[[], str | None],
+    marker: bytes = RECORD_MARKER,
+) -> LambdaLogHandler:
+    """Route the root logger through a :class:`LambdaLogHandler` on ``fd``.
+
+    Replaces a handler installed by an earlier call (say, in the template process
+    before a fork) instead of stacking a second one; other handlers stay.  Sets
+    the root level when ``level`` is given, as the official runtime does.  Call
+    it before user code is imported: ``logging.basicConfig`` then finds a handler
+    and does nothing, as on Lambda.
+    """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LambdaLogHandler)]:
+        root.removeHandler(old)
+        old.close()  # only unregisters it: the fd is not the handler's to close
+    handler = LambdaLogHandler(fd, fmt, request_id=request_id, tenant_id=tenant_id, marker=marker)
+    root.addHandler(handler)
+    if level is not None:
+        root.setLevel(level)
+    return handler
+
+
+@dataclass(frozen=True, slots=True)
+class LineChunk:
+    """A captured line, or one piece of a line longer than the assembler's limit.
+
+    ``continued``: more of this line follows in the next chunk.
+    ``resumed``: this chunk carries on from the previous one (so its first byte
+    is not the start of a line).
+    """
+
+    data: bytes
+    continued: bool = False
+    resumed: bool = False
+
+
+class LineAssembler:
+    """Turns a byte stream into lines of at most ``max_line_bytes`` (without ``\\n``).
+
+    A longer line is cut every ``max_line_bytes`` bytes; the chunk boundaries
+    depend only on the stream, never on how it was split into reads.  A cut may
+    fall inside a multi-byte UTF-8 character (decoding then replaces both halves).
+    """
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be positive, not {max_line_bytes}")
+        self.max_line_bytes = max_line_bytes
+        self._pending = bytearray()
+        self._resumed = False
+
+    def feed(self, data: bytes) -> list[LineChunk]:
+        """The lines and full-size chunks that ``data`` completes."""
+        self._pending += data
+        pending, limit = self._pending, self.max_line_bytes
+        chunks: list[LineChunk] = []
+        start = 0
+        while True:
+            # A newline at offset `limit` still ends a line of exactly `limit` bytes.
+            newline = pending.find(b"\n", start, start + limit + 1)
+            if newline != -1:
+                chunks.append(LineChunk(bytes(pending[start:newline]), False, self._resumed))
+                self._resumed = False
+                start = newline + 1
+            elif len(pending) - start > limit:
+                chunks.append(LineChunk(bytes(pending[start : start + limit]), True, self._resumed))
+                self._resumed = True
+                start += limit
+            else:
+                break
+        del pending[:start]
+        return chunks
+
+    def flush(self) -> list[LineChunk]:
+        """The unterminated rest of the stream, if any (call at EOF)."""
+        if not self._pending:
+            return []
+        chunk = LineChunk(bytes(self._pending), False, self._resumed)
+        self._pending.clear()
+        self._resumed = False
+        return [chunk]
+
+
+# Lines of what CPython and faulthandler print when a program fails: the
+# traceback header and frames, chained-exception separators, the final
+# `SomeError: message`, and fatal-error reports.
+_ERROR_LINE_PREFIXES = (
+    "Traceback (most recent call last):",
+    '  File "',
+    "    ",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+    "Exception ignored in",
+    "Fatal Python error:",
+    "Current thread 0x",
+    "Thread 0x",
+    "Stack (most recent call first):",
+)
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception)(?::|$)")
+
+
+def _captured_level(text: str, stream: Literal["stdout", "stderr"]) -> int:
+    if stream == "stdout":
+        return logging.INFO
+    if text.startswith(_ERROR_LINE_PREFIXES) or _EXCEPTION_LINE.match(text):
+        return logging.ERROR
+    return logging.WARNING
+
+
+def format_captured_line(
+    line: bytes,
+    *,
+    stream: Literal["stdout", "stderr"],
+    request_id: str | None,
+    tenant_id: str | None,
+    fmt: LogFormat,
+    min_level: int,
+    now: float,
+    continued: bool = False,
+    resumed: bool = False,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> bytes | None:
+    """What the supervisor writes for one captured line (or :class:`LineChunk`).
+
+    A whole line starting with :data:`RECORD_MARKER` passes through without the
+    marker (the worker already filtered it by level).  Any other line, and a
+    marked line that was cut into chunks, becomes a record with level:
+
+    * stdout: ``INFO``;
+    * stderr: ``ERROR`` for lines shaped like a Python traceback or fatal-error
+      report (``Traceback (most recent call last):``, ``  File "…``, lines
+      indented four spaces, chained-exception separators, ``SomeError: …`` /
+      ``SomeException``, ``Fatal Python error:``, faulthandler's thread and stack
+      headers), ``WARNING`` for everything else.
+
+    Returns ``None`` when that level is below ``min_level``.  JSON records are
+    ``timestamp, level, message, requestId, tenantId, stream`` plus
+    ``"continued": true`` on a chunk that the next one continues; Text records end
+    with ``\\t[continued]`` instead.  Bytes that are not UTF-8 are replaced.  If
+    escaping would push a record past ``max_line_bytes``, its message is split
+    over several records (all ``continued`` but the last), returned together,
+    each ending in ``\\n``.
+    """
+    if (
+        line.startswith(RECORD_MARKER)
+        and not continued
+        and not resumed
+        and len(line) <= max_line_bytes + len(RECORD_MARKER)
+    ):
+        return line[len(RECORD_MARKER) :] + b"\n"
+    text = line.decode("utf-8", "replace")
+    level = _captured_level(text, stream)
+    if level < min_level:
+        return None
+
+    def render(message: str, more: bool) -> bytes:
+        if fmt is LogFormat.TEXT:
+            rendered = format_text_record(
+                timestamp=now, level=level_name(level), message=message, request_id=request_id
+            ) + ("\t[continued]" if more else "")
+        else:
+            rendered = format_json_record(
+                timestamp=now,
+                level=level_name(level),
+                message=message,
+                request_id=request_id or "",
+                tenant_id=tenant_id,
+                extra={"stream": stream, "continued": True if more else None},
+            )
+        return rendered.encode("utf-8", "backslashreplace")
+
+    def render_within_limit(message: str, more: bool) -> list[bytes]:
+        rendered = render(message, more)
+        if len(rendered) <= max_line_bytes or len(message) <= 1:
+            return [rendered]
+        # Only escaping (control bytes, replaced invalid UTF-8) makes a chunk
+        # that fit the assembler outgrow the limit, so halving converges fast.
+        half = len(message) // 2
+        return render_within_limit(message[:half], True) + render_within_limit(message[half:], more)
+
+    return b"".join(record + b"\n" for record in render_within_limit(text, continued))

@@ -1,0 +1,133 @@
+"""The invocation loop: poll ``/next``, run, post exactly one answer, repeat.
+
+The loop takes what runs an invocation as a parameter (an :data:`Executor`):
+the in-process runtime passes one that calls the handler here, the supervisor
+one that hands the invocation to an isolated worker.  Both share this code.
+
+``serve``/``start``/``start_json`` only return by raising: a
+:class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API fails (the
+process should exit non-zero), or the ``SystemExit``/``KeyboardInterrupt`` of
+an in-process handler, after its invocation was answered with ``/error``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from lambda_bulkhead._api import RuntimeApi
+from lambda_bulkhead._context import Context, FunctionMeta, Invocation
+from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._handler import (
+    Answer,
+    CoreHandler,
+    exit_code,
+    json_handler,
+    raw_handler,
+)
+from lambda_bulkhead._handler import (
+    execute as execute_in_process,
+)
+
+__all__ = [
+    "Executor",
+    "answer_invocation",
+    "exit_error",
+    "in_process",
+    "process_invocation",
+    "serve",
+    "start",
+    "start_json",
+]
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+#: Runs one invocation; raises :class:`InvocationError` for a reportable failure.
+Executor = Callable[[Invocation], Answer]
+
+
+def in_process(handler: CoreHandler, meta: FunctionMeta) -> Executor:
+    """An executor that runs ``handler`` in this process."""
+    return lambda invocation: execute_in_process(handler, invocation, meta)
+
+
+def exit_error(request_id: str, exc: BaseException) -> InvocationError:
+    """``Runtime.ExitError`` for a handler that asked the process to end."""
+    reason = f"exit status {exit_code(exc)}" if isinstance(exc, SystemExit) else type(exc).__name__
+    return InvocationError(
+        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+    )
+
+
+def answer_invocation(api: RuntimeApi, invocation: Invocation, execute: Executor) -> None:
+    """Run ``invocation`` and post its one answer."""
+    request_id, invocation_id = invocation.request_id, invocation.invocation_id
+    try:
+        answer = execute(invocation)
+    except InvocationError as error:
+        api.send_error(request_id, error, invocation_id=invocation_id)
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise
+        api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
+        raise
+    else:
+        api.send_response(
+            request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
+        )
+
+
+def process_invocation(api: RuntimeApi, execute: Executor) -> None:
+    """One turn of the loop: poll ``/next``, run the invocation, post the answer.
+
+    Returns when the invocation was answered (including with an ``/error``);
+    raises :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API failed.
+    """
+    answer_invocation(api, api.next(), execute)
+
+
+def serve(
+    api: RuntimeApi, execute: Executor, *, prepare: Callable[[], None] | None = None
+) -> NoReturn:
+    """Process invocations until the Runtime API fails (raised).
+
+    ``prepare`` runs before each poll of ``/next``: the supervisor uses it to
+    have a worker ready before it accepts an event (back-pressure).
+    """
+    while True:
+        if prepare is not None:
+            prepare()
+        answer_invocation(api, api.next(), execute)
+
+
+def _serve_in_process(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
+    env = os.environ if environ is None else environ
+    with RuntimeApi.from_env(env) as api:
+        serve(api, in_process(handler, FunctionMeta.from_environ(env)))
+
+
+def start(
+    handler: Callable[[bytes, Context], bytes], *, environ: Mapping[str, str] | None = None
+) -> NoReturn:
+    """Run the runtime loop in this process with a raw handler: bytes in, bytes out.
+
+    A handler that raises does not stop the loop: the failure is posted to
+    ``/error`` and the next event is served.
+    """
+    _serve_in_process(raw_handler(handler), environ)
+
+
+def start_json(
+    decoder: Callable[[Any], E],
+    handler: Callable[[E, Context], R],
+    encoder: Callable[[R], Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> NoReturn:
+    """Run the loop with a typed handler: ``decoder`` turns the parsed JSON event
+    into the handler's argument (a payload it rejects is ``Runtime.InvalidEvent``,
+    and the handler is not called); ``encoder`` turns the result into JSON data.
+    """
+    _serve_in_process(json_handler(decoder, handler, encoder), environ)

@@ -1,0 +1,222 @@
+"""The Lambda Runtime API as pure functions: no sockets here.
+
+One :class:`Request` value per endpoint (``next_request``, ``response_request``,
+``error_request``, ``init_error_request``), :func:`parse_next` from the answer of
+``/next`` to an :class:`~lambda_bulkhead._context.Invocation`, and
+:func:`post_outcome` deciding what an answer to a post means.  The transports
+(:mod:`lambda_bulkhead._http`, :mod:`lambda_bulkhead._httpx_transport`) only
+send these requests and hand back :class:`Response` values.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lambda_bulkhead._context import Invocation
+from lambda_bulkhead._errors import (
+    InvalidEndpoint,
+    InvocationError,
+    MissingRequestId,
+    UnexpectedStatus,
+    error_type_header,
+)
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "PostOutcome",
+    "Request",
+    "Response",
+    "error_body",
+    "error_request",
+    "init_error_request",
+    "next_request",
+    "parse_endpoint",
+    "parse_next",
+    "post_outcome",
+    "response_request",
+    "too_large_error",
+]
+
+API_PREFIX = "/2018-06-01/runtime"
+NEXT_PATH = f"{API_PREFIX}/invocation/next"
+INIT_ERROR_PATH = f"{API_PREFIX}/init/error"
+
+#: The Runtime API's limit on a buffered ``/response`` body (6 MB plus framing slack).
+MAX_RESPONSE_BYTES = 6_291_556
+
+ERROR_CONTENT_TYPE = "application/vnd.aws.lambda.error+json"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to the Runtime API; ``call`` names it in errors and logs."""
+
+    call: str
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A Runtime API answer; header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class PostOutcome(enum.Enum):
+    """What the answer to a ``/response`` or ``/error`` post means for the loop."""
+
+    ACCEPTED = "accepted"
+    #: 410: the invocation already timed out on the platform's side; nothing to do.
+    LATE = "late"
+    #: 413: the response was too large; report it to ``/error`` instead.
+    TOO_LARGE = "too_large"
+    #: 400/403: the platform refused this answer (already answered, bad id). Not fatal.
+    REFUSED = "refused"
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """Split ``AWS_LAMBDA_RUNTIME_API`` (``host:port``, no scheme) into its parts."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or "/" in value or not port_text.isdigit():
+        raise InvalidEndpoint(value)
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise InvalidEndpoint(value)
+    return host.strip("[]"), port
+
+
+def next_request() -> Request:
+    return Request("next", "GET", NEXT_PATH)
+
+
+def _invocation_headers(invocation_id: str | None) -> tuple[tuple[str, str], ...]:
+    return ((INVOCATION_ID_HEADER, invocation_id),) if invocation_id else ()
+
+
+def response_request(
+    request_id: str, body: bytes, *, invocation_id: str | None = None, content_type: str = ""
+) -> Request:
+    headers = _invocation_headers(invocation_id)
+    if content_type:
+        headers += (("Content-Type", content_type),)
+    return Request(
+        "response", "POST", f"{API_PREFIX}/invocation/{request_id}/response", headers, body
+    )
+
+
+def error_request(
+    request_id: str, error: InvocationError, *, invocation_id: str | None = None
+) -> Request:
+    headers = (
+        ("Content-Type", ERROR_CONTENT_TYPE),
+        (ERROR_TYPE_HEADER, error_type_header(error.error_type)),
+        *_invocation_headers(invocation_id),
+    )
+    return Request(
+        "error",
+        "POST",
+        f"{API_PREFIX}/invocation/{request_id}/error",
+        headers,
+        error_body(error, request_id),
+    )
+
+
+def init_error_request(error: InvocationError) -> Request:
+    headers = (
+        ("Content-Type", ERROR_CONTENT_TYPE),
+        (ERROR_TYPE_HEADER, error_type_header(error.error_type)),
+    )
+    return Request("init/error", "POST", INIT_ERROR_PATH, headers, error_body(error, None))
+
+
+def _error_dict(error: InvocationError, request_id: str | None) -> dict[str, object]:
+    # Key order is the official runtime's, so existing parsers and queries keep working.
+    body: dict[str, object] = {
+        "errorMessage": error.error_message,
+        "errorType": error.error_type,
+    }
+    if request_id is not None:
+        body["requestId"] = request_id
+    body["stackTrace"] = list(error.stack_trace)
+    if error.causes:
+        body["causes"] = [_error_dict(cause, None) for cause in error.causes]
+    return body
+
+
+def error_body(error: InvocationError, request_id: str | None) -> bytes:
+    """The JSON body posted to ``/error`` or ``/init/error``."""
+    return json.dumps(_error_dict(error, request_id), ensure_ascii=False).encode()
+
+
+def too_large_error(size: int) -> InvocationError:
+    """The error posted instead of a response the platform refused as too large."""
+    return InvocationError(
+        "Function.ResponseSizeTooLarge",
+        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+        f"({MAX_RESPONSE_BYTES} bytes).",
+    )
+
+
+def _deadline(text: str | None) -> int:
+    """The deadline in epoch ms; 0 when absent or not a number (no deadline known)."""
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def parse_next(response: Response) -> Invocation:
+    """The :class:`Invocation` an answer of ``/next`` carries.
+
+    Raises :class:`UnexpectedStatus` for a status other than 200 and
+    :class:`MissingRequestId` when the request id header is absent or empty.
+    """
+    if response.status != 200:
+        raise UnexpectedStatus("next", response.status, response.body)
+    headers = response.headers
+    request_id = headers.get("lambda-runtime-aws-request-id")
+    if not request_id:
+        raise MissingRequestId
+    return Invocation(
+        request_id=request_id,
+        payload=response.body,
+        deadline_ms=_deadline(headers.get("lambda-runtime-deadline-ms")),
+        invoked_function_arn=headers.get("lambda-runtime-invoked-function-arn", ""),
+        trace_id=headers.get("lambda-runtime-trace-id") or None,
+        client_context=headers.get("lambda-runtime-client-context") or None,
+        cognito_identity=headers.get("lambda-runtime-cognito-identity") or None,
+        tenant_id=headers.get("lambda-runtime-aws-tenant-id") or None,
+        invocation_id=headers.get("lambda-runtime-invocation-id") or None,
+        content_type=headers.get("content-type") or None,
+    )
+
+
+def post_outcome(call: str, response: Response) -> PostOutcome:
+    """What the answer to a post means; raises :class:`UnexpectedStatus` when fatal.
+
+    2xx is accepted; 410 is a late answer (logged, survived); 413 on ``/response``
+    is a too-large body; 400 and 403 refuse this one answer (logged, survived);
+    500 and anything else are fatal, as the Runtime API asks.
+    """
+    status = response.status
+    if 200 <= status < 300:
+        return PostOutcome.ACCEPTED
+    if status == 410:
+        return PostOutcome.LATE
+    if status == 413 and call == "response":
+        return PostOutcome.TOO_LARGE
+    if status in (400, 403, 413):
+        return PostOutcome.REFUSED
+    raise UnexpectedStatus(call, status, response.body)

@@ -1,0 +1,74 @@
+"""A worker's fd 1 and fd 2, as log lines tagged with the invocation's request id.
+
+Each slot has one sink.  Bytes arrive as the worker writes them; whole lines
+leave at once through the log writer, and a partial line is held until its
+newline, the end of the invocation, or the worker's death (:meth:`end`), so
+output written just before a crash is still logged, with its request id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from lambda_bulkhead._logformat import LineAssembler, LineChunk, LogSettings, format_captured_line
+
+__all__ = ["OutputSink"]
+
+Stream = Literal["stdout", "stderr"]
+
+
+class OutputSink:
+    """Turns one worker's captured output into log lines."""
+
+    def __init__(
+        self,
+        settings: LogSettings,
+        write: Callable[[bytes], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._write = write
+        self._clock = clock
+        self._assemblers: dict[Stream, LineAssembler] = {
+            "stdout": LineAssembler(),
+            "stderr": LineAssembler(),
+        }
+        self._request_id: str | None = None
+        self._tenant_id: str | None = None
+
+    def begin(self, request_id: str | None, tenant_id: str | None) -> None:
+        """Output from now on belongs to this invocation."""
+        self._request_id, self._tenant_id = request_id, tenant_id
+
+    def feed(self, stream: Stream, data: bytes) -> None:
+        self._emit(stream, self._assemblers[stream].feed(data))
+
+    def end(self) -> None:
+        """The invocation is over (answered, or its worker died): flush partial lines."""
+        for stream, assembler in self._assemblers.items():
+            self._emit(stream, assembler.flush())
+        self._request_id = self._tenant_id = None
+
+    def _emit(self, stream: Stream, chunks: list[LineChunk]) -> None:
+        if not chunks:
+            return
+        now = self._clock()
+        lines = []
+        for chunk in chunks:
+            line = format_captured_line(
+                chunk.data,
+                stream=stream,
+                request_id=self._request_id,
+                tenant_id=self._tenant_id,
+                fmt=self._settings.format,
+                min_level=self._settings.threshold,
+                now=now,
+                continued=chunk.continued,
+                resumed=chunk.resumed,
+            )
+            if line is not None:
+                lines.append(line)
+        if lines:
+            self._write(b"".join(lines))

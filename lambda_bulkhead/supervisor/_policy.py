@@ -1,0 +1,158 @@
+"""The supervisor's decisions as pure functions: no processes, no clocks read here.
+
+* :func:`describe_exit` / :func:`crash_error`: a ``waitpid`` status in Lambda's words.
+* :func:`kill_time`: when a worker is stopped ahead of the invocation's deadline.
+* :func:`timeout_error`, :func:`oom_error`: what is posted when it is.
+* :class:`RestartPolicy`: the restart-storm guard.
+* :func:`recycle_after`: max-invocations recycling with jitter.
+* :func:`fault_stack`: faulthandler's text as ``stackTrace`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from lambda_bulkhead._errors import InvocationError
+
+__all__ = [
+    "RestartPolicy",
+    "crash_error",
+    "describe_exit",
+    "fault_stack",
+    "kill_time",
+    "oom_error",
+    "recycle_after",
+    "timeout_error",
+]
+
+# The words Lambda's (Go) platform uses for each signal, so a crash reads as it
+# does when a runtime dies on Lambda: "Runtime exited with error: signal: killed".
+_SIGNAL_WORDS: dict[int, str] = {
+    signal.SIGABRT: "aborted",
+    signal.SIGALRM: "alarm clock",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGHUP: "hangup",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGINT: "interrupt",
+    signal.SIGKILL: "killed",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGQUIT: "quit",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGSYS: "bad system call",
+    signal.SIGTERM: "terminated",
+    signal.SIGTRAP: "trace/breakpoint trap",
+    signal.SIGUSR1: "user defined signal 1",
+    signal.SIGUSR2: "user defined signal 2",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "file size limit exceeded",
+}
+
+
+def describe_exit(status: int) -> str:
+    """``signal: segmentation fault`` or ``exit status 3`` for a ``waitpid`` status."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        return f"signal: {_SIGNAL_WORDS.get(signum, f'signal {signum}')}"
+    if os.WIFEXITED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    return f"status {status}"
+
+
+def signal_name(status: int) -> str | None:
+    """``SIGSEGV`` for a status that is a death by that signal, else None."""
+    if not os.WIFSIGNALED(status):
+        return None
+    try:
+        return signal.Signals(os.WTERMSIG(status)).name
+    except ValueError:
+        return f"SIG{os.WTERMSIG(status)}"
+
+
+def crash_error(request_id: str, status: int | None, stack: list[str]) -> InvocationError:
+    """``Runtime.ExitError`` for a worker that died during an invocation."""
+    reason = describe_exit(status) if status is not None else "exit status unknown"
+    return InvocationError(
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+        stack,
+    )
+
+
+def kill_time(
+    deadline_ms: int, margin_ms: int, now_wall: float, now_monotonic: float
+) -> float | None:
+    """The ``time.monotonic()`` value at which to stop the worker, or None when
+    the invocation has no deadline.  A deadline already past gives ``now``."""
+    if deadline_ms <= 0:
+        return None
+    remaining = (deadline_ms - margin_ms) / 1000.0 - now_wall
+    return now_monotonic + max(0.0, remaining)
+
+
+def timeout_error(elapsed_s: float, stack: list[str]) -> InvocationError:
+    """``Sandbox.Timedout``, worded as Lambda's own timeout line."""
+    message = f"Task timed out after {elapsed_s:.2f} seconds"
+    return InvocationError("Sandbox.Timedout", message, stack)
+
+
+def oom_error(cap_mb: float, peak_mb: float) -> InvocationError:
+    """``Runtime.OutOfMemory`` for a worker stopped past its cap."""
+    return InvocationError(
+        "Runtime.OutOfMemory",
+        f"Runtime exited with error: worker memory exceeded the per-invocation cap of "
+        f"{cap_mb:.0f} MB (peak seen {peak_mb:.0f} MB above the worker's baseline)",
+    )
+
+
+def fault_stack(text: str, runtime_dir: str) -> list[str]:
+    """faulthandler output as ``stackTrace`` lines: the frame lines, the runtime's
+    own frames left out, each thread's header kept so threads stay apart."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("Fatal Python error"):
+            continue
+        if stripped.startswith("File ") and runtime_dir in stripped:
+            continue
+        if stripped.startswith(("Extension modules:", "<no Python frame>")):
+            continue
+        lines.append(line.rstrip() + "\n")
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """The restart-storm guard, in the spirit of an OTP supervisor's intensity.
+
+    A worker that dies without completing an invocation counts one crash; a
+    worker that completes an invocation resets the count.  The first
+    ``free_restarts`` replacements are immediate; then each waits
+    ``base_delay_s`` doubled per crash, at most ``max_delay_s``; past
+    ``give_up_after`` consecutive crashes the runtime exits non-zero so that
+    Lambda re-initialises the environment.
+    """
+
+    free_restarts: int = 3
+    base_delay_s: float = 0.01
+    max_delay_s: float = 1.0
+    give_up_after: int = 20
+
+    def delay(self, consecutive_crashes: int) -> float | None:
+        """Seconds to wait before replacing a worker; None: give up."""
+        if consecutive_crashes >= self.give_up_after:
+            return None
+        if consecutive_crashes <= self.free_restarts:
+            return 0.0
+        exponent = consecutive_crashes - self.free_restarts - 1
+        return min(self.max_delay_s, self.base_delay_s * float(2**exponent))
+
+
+def recycle_after(max_invocations: int, jitter: float) -> int | None:
+    """Invocations before a worker is recycled: ``max_invocations`` plus up to 10 %
+    (``jitter`` in [0, 1)), so workers started together do not all recycle at once."""
+    if max_invocations <= 0:
+        return None
+    return max_invocations + int(max_invocations * 0.1 * jitter)

@@ -1,0 +1,288 @@
+"""Workers as the supervisor sees them, and the pool of spares.
+
+A worker's life, as one table (:data:`TRANSITIONS`)::
+
+    state      event      next state
+    STARTING   ready      IDLE        1. it sent Ready: its pipes work
+    IDLE       invoke     BUSY        2. one invocation at a time
+    BUSY       answer     IDLE        3. Result, or a non-fatal Failure
+    BUSY       retire     DRAINING    4. fatal Failure, recycling, or a kill we sent
+    IDLE       retire     DRAINING    5. recycling, shutdown
+    any        died       DEAD        6. its pidfd became readable
+
+:class:`TemplateClient` asks the template for a new worker (the pipe ends go
+over the control socket with SCM_RIGHTS); :class:`ExitRegistry` holds the exit
+statuses the template reports; :class:`WorkerPool` keeps spare workers forked
+and idle so a crashed worker's replacement is already waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from lambda_bulkhead._errors import BulkheadError
+from lambda_bulkhead._pipes import read_available
+from lambda_bulkhead._procfs import RssReader
+from lambda_bulkhead._wire import FrameDecoder, Ready, Spawn, Spawned, WireError, encode
+
+__all__ = [
+    "TRANSITIONS",
+    "ExitRegistry",
+    "SpawnError",
+    "TemplateClient",
+    "WorkerHandle",
+    "WorkerPool",
+    "WorkerState",
+]
+
+SPAWN_TIMEOUT_S = 10.0
+
+
+class SpawnError(BulkheadError):
+    """The template could not provide a worker (it died, or the worker died booting)."""
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DRAINING = "draining"
+    DEAD = "dead"
+
+
+TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
+    (WorkerState.STARTING, "ready"): WorkerState.IDLE,
+    (WorkerState.IDLE, "invoke"): WorkerState.BUSY,
+    (WorkerState.BUSY, "answer"): WorkerState.IDLE,
+    (WorkerState.BUSY, "retire"): WorkerState.DRAINING,
+    (WorkerState.IDLE, "retire"): WorkerState.DRAINING,
+    **{(state, "died"): WorkerState.DEAD for state in WorkerState},
+}
+
+
+class ExitRegistry:
+    """Exit statuses reported by the template, waited for by the slots."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._statuses: dict[int, int] = {}
+
+    def record(self, pid: int, status: int) -> None:
+        with self._cond:
+            self._statuses[pid] = status
+            self._cond.notify_all()
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        """``pid``'s status once reported (and forgotten), or None after ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: pid in self._statuses, timeout)
+            return self._statuses.pop(pid, None)
+
+    def forget(self, pid: int) -> None:
+        with self._cond:
+            self._statuses.pop(pid, None)
+
+
+class WorkerHandle:
+    """The supervisor's ends of one worker's pipes, and what it knows of it."""
+
+    def __init__(self, pid: int, fds: list[int]) -> None:
+        self.pid = pid
+        self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd = fds
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.pidfd = None
+        self.rss = RssReader(pid)
+        self.baseline_rss = 0
+        self.decoder = FrameDecoder()
+        self.state = WorkerState.STARTING
+        self.invocations = 0
+        self.recycle_at: int | None = None
+        self.closed = False
+        self.poller = select.poll()
+        for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):
+            self.poller.register(fd, select.POLLIN)
+        if self.pidfd is not None:
+            self.poller.register(self.pidfd, select.POLLIN)
+
+    def move(self, event: str) -> None:
+        self.state = TRANSITIONS[(self.state, event)]
+
+    def is_alive(self) -> bool:
+        if self.pidfd is None or self.state is WorkerState.DEAD:
+            return False
+        ready, _, _ = select.select([self.pidfd], [], [], 0)
+        return not ready
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        """Signal the worker's whole process group (it and everything it started)."""
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            # Not (yet, or any more) a group leader: signal the process itself.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signum)
+
+    def close(self) -> None:
+        """Close the supervisor's ends of the worker's pipes (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.rss.close()
+        for fd in (self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd,
+                   self.pidfd):
+            if fd is not None:
+                os.close(fd)
+        self.pidfd = None
+
+
+class TemplateClient:
+    """Asks the template for workers; safe to use from several threads."""
+
+    def __init__(self, ctl: socket.socket) -> None:
+        self._ctl = ctl
+        self._lock = threading.Lock()
+        self._decoder = FrameDecoder()
+
+    def spawn(self, memory_limit_bytes: int | None) -> WorkerHandle:
+        """A new worker, set up and idle (its Ready received)."""
+        ours: list[int] = []
+        theirs: list[int] = []
+        # invoke: we write, it reads; result/stdout/stderr/fault: it writes, we read.
+        for we_write in (True, False, False, False, False):
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            ours.append(write_end if we_write else read_end)
+            theirs.append(read_end if we_write else write_end)
+        try:
+            pid = self._request(Spawn(memory_limit_bytes=memory_limit_bytes), theirs)
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        for fd in ours:
+            os.set_blocking(fd, False)
+        worker = WorkerHandle(pid, ours)
+        try:
+            self._await_ready(worker)
+        except BaseException:
+            worker.kill()
+            worker.close()
+            raise
+        return worker
+
+    def _request(self, spawn: Spawn, fds: list[int]) -> int:
+        with self._lock:
+            try:
+                socket.send_fds(self._ctl, [b"".join(encode(spawn))], fds)
+                self._ctl.settimeout(SPAWN_TIMEOUT_S)
+                data = self._ctl.recv(4096)
+            except OSError as exc:
+                raise SpawnError(f"template unreachable: {exc}") from exc
+            if not data:
+                raise SpawnError("template exited")
+            try:
+                replies = self._decoder.feed(data)
+            except WireError as exc:
+                raise SpawnError(f"template answered garbage: {exc}") from exc
+        if len(replies) != 1 or not isinstance(replies[0], Spawned):
+            raise SpawnError(f"template answered {replies!r:.200}")
+        return replies[0].pid
+
+    @staticmethod
+    def _await_ready(worker: WorkerHandle) -> None:
+        deadline = time.monotonic() + SPAWN_TIMEOUT_S
+        waiter = select.poll()
+        waiter.register(worker.result_fd, select.POLLIN)
+        if worker.pidfd is not None:
+            waiter.register(worker.pidfd, select.POLLIN)
+        while time.monotonic() < deadline:
+            waiter.poll(int((deadline - time.monotonic()) * 1000) + 1)
+            data = read_available(worker.result_fd)
+            if data:
+                messages = worker.decoder.feed(data)
+                if messages and isinstance(messages[0], Ready):
+                    worker.baseline_rss = messages[0].baseline_rss
+                    worker.move("ready")
+                    return
+                raise SpawnError(f"worker {worker.pid} spoke before Ready: {messages!r:.200}")
+            if data == b"" or not worker.is_alive():
+                raise SpawnError(f"worker {worker.pid} died while starting")
+        raise SpawnError(f"worker {worker.pid} not ready within {SPAWN_TIMEOUT_S} s")
+
+
+class WorkerPool:
+    """Spare workers, forked and idle, for whichever slot needs one next.
+
+    :meth:`take` never forks on the caller's path when a spare is waiting;
+    :meth:`refill` (run by the supervisor's main thread, told by ``on_taken``)
+    forks the replacement.
+    """
+
+    def __init__(
+        self,
+        template: TemplateClient,
+        memory_limit_bytes: int | None,
+        spares: int,
+        on_taken: Callable[[], None],
+    ) -> None:
+        self._template = template
+        self._memory_limit_bytes = memory_limit_bytes
+        self._target = spares
+        self._on_taken = on_taken
+        self._lock = threading.Lock()
+        self._spares: list[WorkerHandle] = []
+        self.closed = False
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return self._memory_limit_bytes
+
+    def spawn(self) -> WorkerHandle:
+        return self._template.spawn(self._memory_limit_bytes)
+
+    def take(self) -> WorkerHandle:
+        """An idle worker: a spare if one is alive, else a new one forked now."""
+        while True:
+            with self._lock:
+                spare = self._spares.pop(0) if self._spares else None
+            if spare is None:
+                break
+            if spare.is_alive():
+                self._on_taken()
+                return spare
+            spare.close()
+        self._on_taken()
+        return self.spawn()
+
+    def refill(self) -> None:
+        while not self.closed:
+            with self._lock:
+                missing = self._target - len(self._spares)
+            if missing <= 0:
+                return
+            worker = self.spawn()
+            with self._lock:
+                if self.closed:
+                    worker.kill()
+                    worker.close()
+                    return
+                self._spares.append(worker)
+
+    def drain(self) -> list[WorkerHandle]:
+        """Stop refilling; hand back the spares (for the caller to retire)."""
+        with self._lock:
+            self.closed = True
+            spares, self._spares = self._spares, []
+        return spares

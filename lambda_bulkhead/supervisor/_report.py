@@ -1,0 +1,75 @@
+"""The per-invocation summary record: the ``platform.report`` idea, from the
+runtime's side, with what only the runtime knows (outcome, worker, signal).
+
+JSON::
+
+    {"timestamp": ..., "level": "INFO", "message": "invocation report",
+     "logger": "lambda_bulkhead.supervisor", "requestId": ..., "type": "bulkhead.report",
+     "outcome": "success", "durationMs": 1.23, "maxMemoryUsedMB": 41.2,
+     "workerPid": 123, "workerReplaced": false}
+
+plus ``errorType`` for failures, and ``signal`` and ``stackTrace`` for crashes.
+Text: ``REPORT RequestId: <id>\\tOutcome: crash\\tDuration: 1.23 ms\\t...``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lambda_bulkhead._logformat import (
+    LogFormat,
+    LogSettings,
+    format_json_record,
+    format_text_record,
+    level_name,
+)
+from lambda_bulkhead.supervisor._slot import InvocationReport
+
+__all__ = ["format_report"]
+
+_LOGGER = "lambda_bulkhead.supervisor"
+_FAILED = frozenset({"crash", "timeout", "oom"})
+
+
+def format_report(report: InvocationReport, settings: LogSettings, now: float) -> bytes | None:
+    """The summary line for ``report`` (with its newline), None when filtered out."""
+    level = logging.ERROR if report.outcome in _FAILED else logging.INFO
+    if level < settings.threshold:
+        return None
+    if settings.format is LogFormat.TEXT:
+        parts = [
+            f"REPORT RequestId: {report.request_id}",
+            f"Outcome: {report.outcome}",
+            f"Duration: {report.duration_ms:.2f} ms",
+            f"Max Memory Used: {report.max_memory_mb:.0f} MB",
+            f"Worker: {report.worker_pid}{' (replaced)' if report.worker_replaced else ''}",
+        ]
+        if report.error_type:
+            parts.append(f"Error: {report.error_type}")
+        if report.signal:
+            parts.append(f"Signal: {report.signal}")
+        line = format_text_record(
+            timestamp=now, level=level_name(level), message="\t".join(parts),
+            request_id=report.request_id,
+        )
+    else:
+        line = format_json_record(
+            timestamp=now,
+            level=level_name(level),
+            message="invocation report",
+            logger=_LOGGER,
+            stack_trace=list(report.stack) if report.stack else None,
+            error_type=report.error_type,
+            request_id=report.request_id,
+            tenant_id=report.tenant_id,
+            extra={
+                "type": "bulkhead.report",
+                "outcome": report.outcome,
+                "durationMs": round(report.duration_ms, 3),
+                "maxMemoryUsedMB": round(report.max_memory_mb, 1),
+                "workerPid": report.worker_pid,
+                "workerReplaced": report.worker_replaced,
+                "signal": report.signal,
+            },
+        )
+    return line.encode("utf-8", "backslashreplace") + b"\n"

@@ -1,0 +1,451 @@
+"""One slot: the supervised executor that runs invocations on its own worker.
+
+For each invocation it writes an :class:`Invoke` frame to the worker and waits,
+with one ``poll`` over the worker's pipes and its pidfd, for the first of:
+
+* a :class:`Result` or :class:`Failure` frame: the answer;
+* the worker's death (pidfd): ``Runtime.ExitError`` with the signal or status
+  and faulthandler's stack;
+* the kill time ahead of the deadline: ``SIGUSR1`` (faulthandler dumps the
+  stack), then ``SIGKILL`` to the group: ``Sandbox.Timedout``;
+* memory past the cap (RSS sampled every ``memory_poll_ms``): ``SIGKILL``:
+  ``Runtime.OutOfMemory``;
+* shutdown grace running out: ``Runtime.ExitError``;
+
+while forwarding the worker's stdout/stderr to the log as it arrives.  The
+worker's bytes are untrusted: a malformed frame, or an answer for another
+request id, gets the worker killed and the invocation a ``Runtime.ExitError``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lambda_bulkhead._context import Invocation
+from lambda_bulkhead._errors import BulkheadError, InvocationError
+from lambda_bulkhead._handler import Answer
+from lambda_bulkhead._pipes import read_available, send_message
+from lambda_bulkhead._wire import Failure, Invoke, Result, WireError
+from lambda_bulkhead.supervisor._output import OutputSink
+from lambda_bulkhead.supervisor._policy import (
+    RestartPolicy,
+    crash_error,
+    fault_stack,
+    kill_time,
+    oom_error,
+    recycle_after,
+    signal_name,
+    timeout_error,
+)
+from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
+
+__all__ = ["CrashCounter", "InvocationReport", "RestartStorm", "Shutdown", "Slot"]
+
+_RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: How long a worker stopped for its deadline gets to write its stack.
+STACK_GRACE_S = 0.01
+#: How long to wait for a killed worker's exit to be reported.
+REAP_TIMEOUT_S = 2.0
+_MB = 1024 * 1024
+
+
+class RestartStorm(BulkheadError):
+    """Workers keep dying without completing an invocation: the runtime gives up."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationReport:
+    """What the per-invocation summary record says."""
+
+    request_id: str
+    tenant_id: str | None
+    outcome: str  # success | error | crash | timeout | oom
+    duration_ms: float
+    max_memory_mb: float
+    worker_pid: int
+    worker_replaced: bool
+    error_type: str | None = None
+    signal: str | None = None
+    stack: tuple[str, ...] = ()
+
+
+class Shutdown:
+    """Set once by the main thread; read by the slots."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.requested = threading.Event()
+
+    def begin(self, grace_s: float) -> None:
+        self.deadline = time.monotonic() + grace_s
+        self.requested.set()
+
+
+class CrashCounter:
+    """Consecutive worker deaths without a completed invocation, across slots."""
+
+    def __init__(self, policy: RestartPolicy) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def crashed(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def completed(self) -> None:
+        if self._count:
+            with self._lock:
+                self._count = 0
+
+    def delay(self) -> float | None:
+        with self._lock:
+            return self._policy.delay(self._count)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
+@dataclass(slots=True)
+class _Outcome:
+    answer: Answer | None = None
+    error: InvocationError | None = None
+    kind: str = "success"
+    replace: bool = False
+    signal: str | None = None
+
+
+class Slot:
+    """Runs one invocation at a time on its own worker (an ``Executor``)."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        exits: ExitRegistry,
+        crashes: CrashCounter,
+        shutdown: Shutdown,
+        output: OutputSink,
+        report: Callable[[InvocationReport], None],
+        on_worker_event: Callable[..., None],
+        *,
+        timeout_margin_ms: int,
+        memory_poll_ms: int,
+        max_invocations: int,
+    ) -> None:
+        self._pool = pool
+        self._exits = exits
+        self._crashes = crashes
+        self._shutdown = shutdown
+        self._output = output
+        self._report = report
+        self._event = on_worker_event
+        self._margin_ms = timeout_margin_ms
+        self._poll_s = memory_poll_ms / 1000.0
+        self._max_invocations = max_invocations
+        self._worker: WorkerHandle | None = None
+        self._cap_bytes = pool.memory_limit_bytes
+        #: True while an invocation is in this slot's hands (read by shutdown).
+        self.busy = False
+
+    # -- the worker this slot runs on ------------------------------------------
+
+    def prepare(self) -> None:
+        """Have a live, idle worker before the loop polls ``/next`` (back-pressure)."""
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            return
+        if worker is not None:
+            self._discard(worker, reason="died while idle")
+        delay = self._crashes.delay()
+        if delay is None:
+            raise RestartStorm(
+                f"{self._crashes.count} workers in a row died without completing an "
+                "invocation; exiting so that Lambda re-initialises the environment"
+            )
+        if delay:
+            self._event("restart back-off", delaySeconds=delay, crashes=self._crashes.count)
+            time.sleep(delay)
+        self._worker = self._take()
+
+    def _take(self) -> WorkerHandle:
+        worker = self._pool.take()
+        worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
+        return worker
+
+    def _discard(self, worker: WorkerHandle, *, reason: str) -> None:
+        status = self._finish(worker)
+        self._event("worker replaced", pid=worker.pid, reason=reason, status=status)
+        if self._worker is worker:
+            self._worker = None
+
+    def _finish(self, worker: WorkerHandle, *, wait: bool = True) -> int | None:
+        """Kill ``worker``'s group unless already dead, collect its exit status
+        (when ``wait``), close its pipes."""
+        status = None
+        if worker.state is not WorkerState.DEAD:
+            worker.kill()
+            status = self._exits.wait(worker.pid, REAP_TIMEOUT_S) if wait else None
+            worker.move("died")
+        worker.close()
+        return status
+
+    def retire(self) -> None:
+        """Kill this slot's worker at shutdown (the template reaps it)."""
+        if self._worker is not None:
+            self._finish(self._worker, wait=False)
+            self._worker = None
+
+    # -- one invocation -----------------------------------------------------------
+
+    def __call__(self, invocation: Invocation) -> Answer:
+        self.busy = True
+        try:
+            if self._shutdown.requested.is_set():
+                raise InvocationError(
+                    "Runtime.ExitError",
+                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+                    "runtime shutting down (SIGTERM)",
+                )
+            return self._run(invocation)
+        finally:
+            self.busy = False
+
+    def _run(self, invocation: Invocation) -> Answer:
+        self.prepare()
+        worker = self._worker
+        assert worker is not None
+        started = time.monotonic()
+        kill_at = kill_time(invocation.deadline_ms, self._margin_ms, time.time(), started)
+        worker.move("invoke")
+        self._output.begin(invocation.request_id, invocation.tenant_id)
+        try:
+            send_message(worker.invoke_fd, _invoke_frame(invocation), kill_at)
+        except (BrokenPipeError, TimeoutError):
+            outcome = self._died(worker, invocation, b"")
+            peak = 0.0
+        else:
+            outcome, peak = self._wait(worker, invocation, started, kill_at)
+        self._output.end()
+        replaced = outcome.replace
+        if outcome.kind in ("crash", "timeout", "oom"):
+            self._crashes.crashed()
+        else:
+            self._crashes.completed()
+            worker.invocations += 1
+            if worker.recycle_at is not None and worker.invocations >= worker.recycle_at:
+                replaced = True
+        if replaced:
+            if worker.state is not WorkerState.DEAD:
+                worker.move("retire")
+            self._discard(worker, reason=outcome.kind if outcome.replace else "recycled")
+        else:
+            worker.move("answer")
+        error = outcome.error
+        self._report(InvocationReport(
+            request_id=invocation.request_id,
+            tenant_id=invocation.tenant_id,
+            outcome=outcome.kind,
+            duration_ms=(time.monotonic() - started) * 1000,
+            max_memory_mb=peak / _MB,
+            worker_pid=worker.pid,
+            worker_replaced=replaced,
+            error_type=error.error_type if error else None,
+            signal=outcome.signal,
+            stack=error.stack_trace if error and outcome.kind != "error" else (),
+        ))
+        if error is not None:
+            raise error
+        assert outcome.answer is not None
+        return outcome.answer
+
+    def _wait(
+        self, worker: WorkerHandle, invocation: Invocation, started: float, kill_at: float | None
+    ) -> tuple[_Outcome, float]:
+        peak = worker.rss.read() or 0
+        fault = bytearray()
+        next_sample = started + self._poll_s
+        while True:
+            now = time.monotonic()
+            if kill_at is not None and now >= kill_at:
+                return self._stop_for_deadline(worker, invocation, started), peak
+            shutdown_at = self._shutdown.deadline
+            if shutdown_at is not None and now >= shutdown_at:
+                return self._stop_for_shutdown(worker, invocation), peak
+            if now >= next_sample:
+                rss = worker.rss.read()
+                if rss is not None:
+                    peak = max(peak, rss)
+                    if self._cap_bytes and rss - worker.baseline_rss > self._cap_bytes:
+                        return self._stop_for_memory(worker, invocation, peak), peak
+                next_sample = now + self._poll_s
+            wake_at = min(t for t in (kill_at, shutdown_at, next_sample) if t is not None)
+            events = worker.poller.poll(max(0, int((wake_at - now) * 1000) + 1))
+            died = False
+            for fd, _ in events:
+                if fd == worker.result_fd:
+                    outcome = self._read_answer(worker, invocation)
+                    if outcome is not None:
+                        self._drain_output(worker)
+                        rss = worker.rss.read()
+                        return outcome, max(peak, rss or 0)
+                elif fd == worker.pidfd:
+                    died = True
+                elif fd == worker.fault_fd:
+                    fault += read_available(fd) or b""
+                else:
+                    self._forward(worker, fd)
+            if died:
+                return self._died(worker, invocation, bytes(fault)), peak
+
+    def _read_answer(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome | None:
+        """The outcome if a whole answer frame is in, None to keep waiting."""
+        data = read_available(worker.result_fd)
+        if data is None:
+            return None
+        if data == b"":
+            worker.poller.unregister(worker.result_fd)  # closed: wait for the pidfd
+            return None
+        try:
+            messages = worker.decoder.feed(data)
+        except WireError as exc:
+            return self._violation(worker, invocation, str(exc))
+        if not messages:
+            return None
+        message = messages[0]
+        if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
+            return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
+        if isinstance(message, Result):
+            return _Outcome(answer=Answer(message.body, message.content_type))
+        if isinstance(message, Failure):
+            causes = tuple(_cause(c) for c in message.causes)
+            error = InvocationError(
+                message.error_type, message.error_message, message.stack_trace, causes
+            )
+            return _Outcome(error=error, kind="error", replace=message.fatal)
+        return self._violation(worker, invocation, f"unexpected {type(message).__name__}")
+
+    def _violation(self, worker: WorkerHandle, invocation: Invocation, why: str) -> _Outcome:
+        self._event("worker protocol violation", pid=worker.pid, reason=why)
+        worker.kill()
+        error = InvocationError(
+            "Runtime.ExitError",
+            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+            f"worker protocol violation ({why})",
+        )
+        return _Outcome(error=error, kind="crash", replace=True)
+
+    def _forward(self, worker: WorkerHandle, fd: int) -> None:
+        data = read_available(fd)
+        if data:
+            self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+        elif data == b"":
+            worker.poller.unregister(fd)
+
+    def _drain_output(self, worker: WorkerHandle) -> None:
+        """Forward what the worker wrote before its answer (already in the pipes)."""
+        for fd in (worker.stdout_fd, worker.stderr_fd):
+            while True:
+                data = read_available(fd)
+                if not data:
+                    break
+                self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+
+    def _collect_death(self, worker: WorkerHandle, fault: bytes) -> tuple[int | None, list[str]]:
+        self._drain_output(worker)
+        while chunk := read_available(worker.fault_fd):
+            fault += chunk
+        worker.kill()  # whatever it left behind in its group goes with it
+        status = self._exits.wait(worker.pid, REAP_TIMEOUT_S)
+        worker.move("died")
+        stack = fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
+        self._event(
+            "worker died", pid=worker.pid, status=status,
+            signal=signal_name(status) if status is not None else None,
+        )
+        return status, stack
+
+    def _died(self, worker: WorkerHandle, invocation: Invocation, fault: bytes) -> _Outcome:
+        # An answer may have been written just before the exit (a fatal Failure).
+        outcome = self._read_answer(worker, invocation)
+        status, stack = self._collect_death(worker, fault)
+        if outcome is not None:
+            outcome.replace = True
+            return outcome
+        error = crash_error(invocation.request_id, status, stack)
+        return _Outcome(
+            error=error, kind="crash", replace=True,
+            signal=signal_name(status) if status is not None else None,
+        )
+
+    def _stop_for_deadline(
+        self, worker: WorkerHandle, invocation: Invocation, started: float
+    ) -> _Outcome:
+        elapsed = time.monotonic() - started
+        worker.kill(signal.SIGUSR1)  # faulthandler: dump every thread's stack
+        fault = self._read_fault(worker, STACK_GRACE_S)
+        worker.kill()
+        _, stack = self._collect_death(worker, fault)
+        return _Outcome(error=timeout_error(elapsed, stack), kind="timeout", replace=True)
+
+    def _stop_for_memory(self, worker: WorkerHandle, invocation: Invocation, peak: int) -> _Outcome:
+        worker.kill()
+        self._collect_death(worker, b"")
+        cap_mb = (self._cap_bytes or 0) / _MB
+        error = oom_error(cap_mb, (peak - worker.baseline_rss) / _MB)
+        return _Outcome(error=error, kind="oom", replace=True)
+
+    def _stop_for_shutdown(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome:
+        worker.kill()
+        self._collect_death(worker, b"")
+        error = InvocationError(
+            "Runtime.ExitError",
+            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+            "runtime shut down (SIGTERM) before the invocation finished",
+        )
+        return _Outcome(error=error, kind="crash", replace=True)
+
+    @staticmethod
+    def _read_fault(worker: WorkerHandle, grace_s: float) -> bytes:
+        fault = bytearray()
+        end = time.monotonic() + grace_s
+        while (remaining := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([worker.fault_fd], [], [], remaining)
+            if not ready:
+                break
+            chunk = read_available(worker.fault_fd)
+            if not chunk:
+                break
+            fault += chunk
+        return bytes(fault)
+
+
+def _invoke_frame(invocation: Invocation) -> Invoke:
+    return Invoke(
+        request_id=invocation.request_id,
+        deadline_ms=invocation.deadline_ms,
+        invoked_function_arn=invocation.invoked_function_arn,
+        trace_id=invocation.trace_id,
+        client_context=invocation.client_context,
+        cognito_identity=invocation.cognito_identity,
+        tenant_id=invocation.tenant_id,
+        invocation_id=invocation.invocation_id,
+        content_type=invocation.content_type,
+        payload=invocation.payload,
+    )
+
+
+def _cause(raw: dict[str, object]) -> InvocationError:
+    stack = raw.get("stackTrace")
+    return InvocationError(
+        str(raw.get("errorType", "")),
+        str(raw.get("errorMessage", "")),
+        [str(line) for line in stack] if isinstance(stack, list) else [],
+    )

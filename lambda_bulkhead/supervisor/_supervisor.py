@@ -1,0 +1,371 @@
+"""The supervisor: the only process that talks to the Runtime API.
+
+Start-up, in order:
+
+1. fork the template (the supervisor has no threads yet, so the fork is safe)
+   and wait for it to load the handler: a failure, or the template's death
+   (a segfault or exit at import), is posted to ``/init/error`` and the runtime
+   exits non-zero without polling ``/next``;
+2. start one slot thread per concurrent invocation (``BULKHEAD_WORKERS`` /
+   ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker and only then polls
+   ``/next`` (back-pressure), and runs the shared loop of :mod:`lambda_bulkhead._loop`;
+3. the main thread then logs the start-up record (importing structlog off the
+   path to the first ``/next``), forks the spare worker, and serves:
+   signals (recorded by their handlers, handled here), worker exit statuses
+   from the template, spare refills, and a slot's fatal error.
+
+Shutdown (SIGTERM/SIGINT): stop polling, give an in-flight invocation
+:data:`SHUTDOWN_GRACE_S` to finish (then it is answered with an error), kill
+every worker group and the template, exit 0.  A fatal Runtime API error, a
+restart storm or the template's death exit 1.  Lambda only sends SIGTERM to a
+runtime when an extension is registered; lambda-bulkhead registers none (see
+``docs/deploy.md``): at a Lambda shutdown the whole sandbox goes, so there is
+nothing to clean up that would be worth the extension's cost on every init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lambda_bulkhead._api import RuntimeApi
+from lambda_bulkhead._config import Config
+from lambda_bulkhead._errors import InitError
+from lambda_bulkhead._log import RuntimeLog, default_log, stdout_writer
+from lambda_bulkhead._logformat import LogSettings, install_worker_logging
+from lambda_bulkhead._loop import serve
+from lambda_bulkhead._procfs import current_rss
+from lambda_bulkhead._wire import (
+    FrameDecoder,
+    Message,
+    TemplateFailed,
+    TemplateReady,
+    WireError,
+    WorkerExited,
+)
+from lambda_bulkhead.supervisor._output import OutputSink
+from lambda_bulkhead.supervisor._policy import RestartPolicy, describe_exit, fault_stack
+from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
+from lambda_bulkhead.supervisor._report import format_report
+from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
+from lambda_bulkhead.worker import CurrentInvocation, HandlerSource, run_template
+
+__all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "run_supervised"]
+
+EXIT_INIT_FAILED = 1
+EXIT_FATAL = 1
+SHUTDOWN_GRACE_S = 0.2
+_MB = 1024 * 1024
+
+
+class SlotStopped(BaseException):
+    """Raised in a slot thread, before it polls again, once shutdown began."""
+
+
+class _Control:
+    """How slot threads wake the main thread: one byte per request on a pipe."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fatal: BaseException | None = None
+
+    def _wake(self, what: bytes) -> None:
+        # A full pipe means the main thread has plenty to wake up for already.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write_fd, what)
+
+    def refill(self) -> None:
+        self._wake(b"r")
+
+    def failed(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self._wake(b"f")
+
+
+class _LazyLog:
+    """The structlog logger, made the first time something is logged."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._log: RuntimeLog | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RuntimeLog:
+        if self._log is None:
+            with self._lock:
+                if self._log is None:
+                    self._log = default_log(dict(self._environ))
+        return self._log
+
+    def event(self, event: str, **fields: Any) -> None:
+        self.get().info(event, **fields)
+
+
+def _fork_template(
+    config: Config, source: HandlerSource, settings: LogSettings
+) -> tuple[int, socket.socket, int, int]:
+    """The template's pid, our end of its control socket, its events and fault pipes."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    events_r, events_w = os.pipe2(os.O_CLOEXEC)
+    fault_r, fault_w = os.pipe2(os.O_CLOEXEC)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 70
+        try:
+            ours.close()
+            os.close(events_r)
+            os.close(fault_r)
+            import faulthandler  # noqa: PLC0415
+
+            faulthandler.enable(file=fault_w, all_threads=True)
+
+            def install_logging(current: CurrentInvocation) -> None:
+                install_worker_logging(
+                    1, settings.format, settings.level,
+                    lambda: current.request_id, lambda: current.tenant_id,
+                )
+
+            status = run_template(
+                theirs, events_w, source, config.task_root, config.function, install_logging
+            )
+        finally:
+            os._exit(status)
+    theirs.close()
+    os.close(events_w)
+    os.close(fault_w)
+    return pid, ours, events_r, fault_r
+
+
+def _first_message(ctl: socket.socket) -> Message | None:
+    data = ctl.recv(1 << 20)
+    if not data:
+        return None
+    try:
+        messages = FrameDecoder().feed(data)
+    except WireError:
+        return None
+    return messages[0] if messages else None
+
+
+def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitError:
+    if isinstance(first, TemplateFailed):
+        return InitError(first.error_type, first.error_message, first.stack_trace)
+    if first is not None:  # alive but speaking out of turn: not a template to trust
+        os.kill(template_pid, signal.SIGKILL)
+    _, status = os.waitpid(template_pid, 0)
+    fault = b""
+    while chunk := os.read(fault_r, 65536):
+        fault += chunk
+    runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return InitError(
+        "Runtime.ExitError",
+        f"Runtime exited with error: {describe_exit(status)} (while importing the handler)",
+        fault_stack(fault.decode("utf-8", "replace"), runtime_dir),
+    )
+
+
+def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+    """Run the supervised runtime until shutdown or a fatal error; the exit status."""
+    settings = LogSettings.from_environ(environ)
+    writer = stdout_writer()
+    log = _LazyLog(environ)
+    started = time.monotonic()
+    template_pid, ctl, events_r, fault_r = _fork_template(config, source, settings)
+    first = _first_message(ctl)
+    if not isinstance(first, TemplateReady):
+        error = _init_error(first, template_pid, fault_r)
+        with RuntimeApi.from_env(environ, transport=config.transport) as api:
+            api.send_init_error(error)
+        log.get().error(
+            "init failed", errorType=error.error_type, errorMessage=error.error_message
+        )
+        return EXIT_INIT_FAILED
+    os.close(fault_r)
+
+    cap_mb: float | None
+    if config.memory_limit_mb is None:
+        cap_mb = config.default_memory_limit_mb(first.rss / _MB, current_rss() / _MB)
+    else:
+        cap_mb = config.memory_limit_mb or None
+    control = _Control()
+    exits = ExitRegistry()
+    pool = WorkerPool(
+        TemplateClient(ctl),
+        None if cap_mb is None else int(cap_mb * _MB),
+        spares=1,
+        on_taken=control.refill,
+    )
+    shutdown = Shutdown()
+    crashes = CrashCounter(RestartPolicy())
+
+    def report(summary: InvocationReport) -> None:
+        line = format_report(summary, settings, time.time())
+        if line is not None:
+            writer.write(line)
+
+    slots = [
+        Slot(
+            pool, exits, crashes, shutdown,
+            OutputSink(settings, writer.write), report, log.event,
+            timeout_margin_ms=config.timeout_margin_ms,
+            memory_poll_ms=config.memory_poll_ms,
+            max_invocations=config.max_invocations,
+        )
+        for _ in range(config.workers)
+    ]
+    threads = [
+        threading.Thread(
+            target=_run_slot, args=(slot, config, environ, shutdown, control),
+            name=f"slot-{index}", daemon=True,
+        )
+        for index, slot in enumerate(slots)
+    ]
+    received: list[int] = []
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    for thread in threads:
+        thread.start()
+
+    log.event(
+        "runtime started",
+        version=_version(),
+        python=sys.version.split()[0],
+        isolation="process",
+        workers=config.workers,
+        memoryLimitMB=None if cap_mb is None else round(cap_mb),
+        timeoutMarginMs=config.timeout_margin_ms,
+        maxInvocationsPerWorker=config.max_invocations or None,
+        transport=config.transport,
+        templatePid=template_pid,
+        initMs=round((time.monotonic() - started) * 1000, 1),
+    )
+    status = _serve_main(
+        pool, exits, control, log, writer.flush, events_r, wake_r, received
+    )
+    _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
+    writer.flush(0.1)
+    return status[0]
+
+
+def _version() -> str:
+    from lambda_bulkhead import __version__  # noqa: PLC0415
+
+    return __version__
+
+
+def _run_slot(
+    slot: Slot,
+    config: Config,
+    environ: Mapping[str, str],
+    shutdown: Shutdown,
+    control: _Control,
+) -> None:
+    def prepare() -> None:
+        if shutdown.requested.is_set():
+            raise SlotStopped
+        slot.prepare()
+
+    try:
+        with RuntimeApi.from_env(environ, transport=config.transport) as api:
+            serve(api, slot, prepare=prepare)
+    except SlotStopped:
+        return
+    except BaseException as exc:  # fatal for the runtime: the main thread exits
+        control.failed(exc)
+
+
+def _serve_main(
+    pool: WorkerPool,
+    exits: ExitRegistry,
+    control: _Control,
+    log: _LazyLog,
+    flush_log: Callable[[], bool],
+    events_r: int,
+    wake_r: int,
+    received: list[int],
+) -> tuple[int, str]:
+    """The main thread's loop; returns (exit status, why it ended)."""
+    decoder = FrameDecoder()
+    log_pending = False
+    while True:
+        readable, _, _ = select.select(
+            [wake_r, events_r, control.read_fd], [], [], 0.05 if log_pending else None
+        )
+        if wake_r in readable:
+            while _read_nonblocking(wake_r):
+                pass
+        if received:
+            names = ", ".join(signal.Signals(s).name for s in received)
+            return 0, f"received {names}"
+        if events_r in readable:
+            data = os.read(events_r, 65536)
+            if not data:
+                log.get().error("template process died; exiting so Lambda re-initialises")
+                return EXIT_FATAL, "template died"
+            for message in decoder.feed(data):
+                if isinstance(message, WorkerExited):
+                    exits.record(message.pid, message.status)
+        if control.read_fd in readable:
+            requests = _read_nonblocking(control.read_fd)
+            if b"f" in requests:
+                exc = control.fatal
+                log.get().error(
+                    "fatal runtime error; exiting",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return EXIT_FATAL, "fatal error"
+            try:
+                pool.refill()
+            except SpawnError as exc:
+                log.get().error("cannot fork workers; exiting", error=str(exc))
+                return EXIT_FATAL, "spawn failed"
+        log_pending = not flush_log()
+
+
+def _read_nonblocking(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def _stop(
+    slots: list[Slot],
+    pool: WorkerPool,
+    shutdown: Shutdown,
+    template_pid: int,
+    ctl: socket.socket,
+    log: _LazyLog,
+    *,
+    reason: str,
+) -> None:
+    """Let in-flight invocations finish within the grace, then kill every process."""
+    shutdown.begin(SHUTDOWN_GRACE_S)
+    end = time.monotonic() + SHUTDOWN_GRACE_S + 0.1
+    while any(slot.busy for slot in slots) and time.monotonic() < end:
+        time.sleep(0.002)
+    for slot in slots:
+        slot.retire()
+    for spare in pool.drain():
+        spare.kill()
+        spare.close()
+    ctl.close()
+    try:
+        os.kill(template_pid, signal.SIGKILL)
+        os.waitpid(template_pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    log.event("runtime stopped", reason=reason)

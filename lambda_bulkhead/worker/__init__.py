@@ -1,0 +1,10 @@
+"""The worker half of lambda-bulkhead: the template process that loads the
+handler once, and the workers it forks, each running one invocation at a time.
+
+Nothing here talks to the Runtime API; see ``lambda_bulkhead.supervisor``.
+"""
+
+from lambda_bulkhead.worker._template import EXIT_LOAD_FAILED, HandlerSource, run_template
+from lambda_bulkhead.worker._worker import CurrentInvocation, WorkerFds
+
+__all__ = ["EXIT_LOAD_FAILED", "CurrentInvocation", "HandlerSource", "WorkerFds", "run_template"]

@@ -1,0 +1,167 @@
+"""A worker: one process, one invocation at a time, forked from the template.
+
+Rules (the supervisor relies on each):
+
+1. It runs in its own process group, so the supervisor can kill it with
+   everything it started (``killpg``).
+2. Its fd 1 and fd 2 are pipes to the supervisor; Python's and C's stdout are
+   line-buffered, so output written just before a crash is already in the pipe.
+3. ``faulthandler`` writes the Python stack of a fatal signal, and of
+   ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
+4. It answers every :class:`Invoke` with exactly one :class:`Result` or
+   :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
+   ``MemoryError``) it exits and is replaced.
+5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
+   makes it exit 0; so does the death of its parent (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import resource
+import signal
+import sys
+from dataclasses import dataclass
+
+from lambda_bulkhead._context import FunctionMeta, Invocation
+from lambda_bulkhead._errors import HandlerCrash, InvocationError
+from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code
+from lambda_bulkhead._handler import execute as execute_in_process
+from lambda_bulkhead._loop import exit_error
+from lambda_bulkhead._pipes import read_message, send_message
+from lambda_bulkhead._procfs import current_data_size, current_rss
+from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, too_large_error
+from lambda_bulkhead._wire import Failure, FrameDecoder, Invoke, Message, Ready, Result
+from lambda_bulkhead.worker._native import flush_c_stdio, set_parent_death_signal
+
+__all__ = ["CurrentInvocation", "WorkerFds", "run_worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFds:
+    """The worker's ends of its five pipes."""
+
+    invoke: int
+    result: int
+    stdout: int
+    stderr: int
+    fault: int
+
+    def as_list(self) -> list[int]:
+        return [self.invoke, self.result, self.stdout, self.stderr, self.fault]
+
+
+def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
+    os.setpgid(0, 0)
+    set_parent_death_signal(signal.SIGKILL)
+    os.dup2(fds.stdout, 1)
+    os.dup2(fds.stderr, 2)
+    os.close(fds.stdout)
+    os.close(fds.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    # The handler's own signal dispositions start from the defaults.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.enable(file=fds.fault, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=fds.fault, all_threads=True, chain=False)
+    if memory_limit_bytes is not None:
+        # RLIMIT_DATA counts private writable memory, not reserved address space
+        # (thread arenas, OpenBLAS), so Python allocations past the budget fail
+        # with MemoryError while reservations made at import do not count.
+        limit = current_data_size() + memory_limit_bytes
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _answer(
+    handler: CoreHandler, message: Invoke, meta: FunctionMeta
+) -> Result | Failure:
+    invocation = Invocation(
+        request_id=message.request_id,
+        payload=message.payload,
+        deadline_ms=message.deadline_ms,
+        invoked_function_arn=message.invoked_function_arn,
+        trace_id=message.trace_id,
+        client_context=message.client_context,
+        cognito_identity=message.cognito_identity,
+        tenant_id=message.tenant_id,
+        invocation_id=message.invocation_id,
+        content_type=message.content_type,
+    )
+    request_id = message.request_id
+    try:
+        answer = execute_in_process(handler, invocation, meta)
+    except MemoryError as exc:
+        return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True)
+    except InvocationError as error:
+        fatal = isinstance(error.__cause__, MemoryError)
+        return _failure(request_id, error, fatal=fatal)
+    if len(answer.body) > MAX_RESPONSE_BYTES:
+        return _failure(request_id, too_large_error(len(answer.body)), fatal=False)
+    return Result(request_id=request_id, content_type=answer.content_type, body=answer.body)
+
+
+def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure:
+    return Failure(
+        request_id=request_id,
+        error_type=error.error_type,
+        error_message=error.error_message,
+        stack_trace=error.stack_trace,
+        causes=tuple(_cause_dict(cause) for cause in error.causes),
+        fatal=fatal,
+    )
+
+
+def _cause_dict(error: InvocationError) -> dict[str, object]:
+    return {
+        "errorType": error.error_type,
+        "errorMessage": error.error_message,
+        "stackTrace": list(error.stack_trace),
+    }
+
+
+def run_worker(
+    fds: WorkerFds,
+    handler: CoreHandler,
+    meta: FunctionMeta,
+    memory_limit_bytes: int | None,
+    current: CurrentInvocation | None = None,
+) -> int:
+    """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
+    _set_up_process(fds, memory_limit_bytes)
+    state = current or CurrentInvocation()
+    send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))
+    decoder = FrameDecoder()
+    backlog: list[Message] = []
+    while True:
+        message = read_message(fds.invoke, decoder, backlog)
+        if message is None:
+            return 0
+        if not isinstance(message, Invoke):
+            return 70  # EX_SOFTWARE: the supervisor spoke out of turn
+        state.request_id, state.tenant_id = message.request_id, message.tenant_id
+        status = None
+        try:
+            reply = _answer(handler, message, meta)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit...
+            error = exit_error(message.request_id, exc)
+            reply = _failure(message.request_id, error, fatal=True)
+            status = exit_code(exc) if isinstance(exc, SystemExit) else 1
+        _flush_output()
+        send_message(fds.result, reply)
+        state.request_id = state.tenant_id = None
+        if status is not None or (isinstance(reply, Failure) and reply.fatal):
+            return 1 if status is None else status
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        # A handler that closed or broke its stdout loses only its own output.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    flush_c_stdio()
