@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lambda_bulkhead._api import RuntimeApi
     from lambda_bulkhead._context import ClientContext, CognitoIdentity, Context, Invocation
     from lambda_bulkhead._errors import (
+        BrokenEvent,
         BulkheadError,
         ConfigError,
         HandlerCrash,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         InvocationError,
         MissingRequestId,
         NotRunningInLambda,
+        RestartStorm,
         RuntimeApiError,
         TransportError,
         UnexpectedStatus,
@@ -36,6 +38,7 @@ _LAZY = {
     "CognitoIdentity": "lambda_bulkhead._context",
     "Context": "lambda_bulkhead._context",
     "Invocation": "lambda_bulkhead._context",
+    "BrokenEvent": "lambda_bulkhead._errors",
     "BulkheadError": "lambda_bulkhead._errors",
     "ConfigError": "lambda_bulkhead._errors",
     "HandlerCrash": "lambda_bulkhead._errors",
@@ -45,6 +48,7 @@ _LAZY = {
     "InvocationError": "lambda_bulkhead._errors",
     "MissingRequestId": "lambda_bulkhead._errors",
     "NotRunningInLambda": "lambda_bulkhead._errors",
+    "RestartStorm": "lambda_bulkhead._errors",
     "RuntimeApiError": "lambda_bulkhead._errors",
     "TransportError": "lambda_bulkhead._errors",
     "UnexpectedStatus": "lambda_bulkhead._errors",
@@ -55,6 +59,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BrokenEvent",
     "BulkheadError",
     "ClientContext",
     "CognitoIdentity",
@@ -68,6 +73,7 @@ __all__ = [
     "InvocationError",
     "MissingRequestId",
     "NotRunningInLambda",
+    "RestartStorm",
     "RuntimeApi",
     "RuntimeApiError",
     "TransportError",

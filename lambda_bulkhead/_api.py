@@ -9,11 +9,19 @@ for that invocation, a 500 (or any status we cannot go on from) is fatal.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from lambda_bulkhead._context import Invocation
-from lambda_bulkhead._errors import InvocationError, NotRunningInLambda
+from lambda_bulkhead._errors import (
+    BrokenEvent,
+    InvocationError,
+    NotRunningInLambda,
+    RuntimeApiError,
+    TransportError,
+    UnexpectedStatus,
+)
 from lambda_bulkhead._log import RuntimeLog, default_log
 from lambda_bulkhead._protocol import (
     MAX_RESPONSE_BYTES,
@@ -33,11 +41,14 @@ from lambda_bulkhead._protocol import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_POST_TIMEOUT_S", "RuntimeApi", "Transport"]
+__all__ = ["DEFAULT_POST_TIMEOUT_S", "NEXT_RETRY_DELAYS_S", "RuntimeApi", "Transport"]
 
-#: How long a post may wait for its answer before the runtime gives up on the
-#: Runtime API; ``/next`` itself never times out (the environment may be frozen).
-DEFAULT_POST_TIMEOUT_S = 30.0
+#: How long a post may wait for its answer before it is sent once more (and then
+#: the runtime gives up on the Runtime API); ``/next`` itself never times out,
+#: since the environment may be frozen between events.
+DEFAULT_POST_TIMEOUT_S = 10.0
+#: Pauses before polling ``/next`` again after a retryable failure.
+NEXT_RETRY_DELAYS_S = (0.05, 0.2, 1.0)
 
 
 class Transport(Protocol):
@@ -118,8 +129,35 @@ class RuntimeApi:
         return self._log
 
     def next(self) -> Invocation:
-        """Long-poll ``/next`` until Lambda has an invocation to deliver."""
-        return parse_next(self._transport.request(next_request(), timeout=None))
+        """Long-poll ``/next`` until Lambda has an invocation to deliver.
+
+        A connection failure before an invocation was named, or a 4xx answer,
+        is retried after each of :data:`NEXT_RETRY_DELAYS_S` and then raised; a
+        5xx or a missing request id is raised at once (all fatal).  A failure
+        after the answer's headers named an invocation raises
+        :class:`BrokenEvent`, which the loop answers with ``/error``.
+        """
+        delays = iter(NEXT_RETRY_DELAYS_S)
+        while True:
+            try:
+                return parse_next(self._transport.request(next_request(), timeout=None))
+            except TransportError as exc:
+                named = (exc.headers or {}).get("lambda-runtime-aws-request-id")
+                if named:
+                    invocation_id = (exc.headers or {}).get("lambda-runtime-invocation-id")
+                    raise BrokenEvent(named, invocation_id, exc.reason) from exc
+                failure: RuntimeApiError = exc
+            except UnexpectedStatus as exc:
+                if exc.status >= 500:
+                    raise
+                failure = exc
+            delay = next(delays, None)
+            if delay is None:
+                raise failure
+            self.log.warning(
+                "Runtime API next failed; polling again", error=str(failure), retryInSeconds=delay
+            )
+            time.sleep(delay)
 
     def send_response(
         self,
@@ -157,9 +195,18 @@ class RuntimeApi:
         self._post(init_error_request(error), None)
 
     def _post(self, request: Request, request_id: str | None) -> PostOutcome:
-        outcome = post_outcome(
-            request.call, self._transport.request(request, timeout=self._post_timeout)
-        )
+        try:
+            answer = self._transport.request(request, timeout=self._post_timeout)
+        except TransportError as exc:
+            # Sent once more on a new connection: if the first one did arrive,
+            # the platform refuses the second (403) or finds the invocation
+            # over (410), both survived below, so no answer is ever doubled.
+            self.log.warning(
+                "Runtime API post failed; sending it once more",
+                call=request.call, requestId=request_id, error=exc.reason,
+            )
+            answer = self._transport.request(request, timeout=self._post_timeout)
+        outcome = post_outcome(request.call, answer)
         if outcome is PostOutcome.LATE:
             self.log.warning("answer refused: invocation already timed out",
                              call=request.call, requestId=request_id, status=410)

@@ -10,9 +10,11 @@
     │   ├── MissingRequestId       /next answered without Lambda-Runtime-Aws-Request-Id
     │   └── UnexpectedStatus       a call answered a status we cannot go on from (names the call)
     ├── ConfigError                bad environment or flags (the CLI exits 2)
+    ├── RestartStorm               fatal: workers keep dying without completing an invocation
     └── InvocationError            one invocation failed: posted to /error, the loop goes on
         ├── HandlerCrash           the handler raised; built from the exception
         ├── InitError              the handler could not be loaded: posted to /init/error
+        ├── BrokenEvent            /next's event could not be read (Runtime.UnmarshalError)
         └── InvalidEvent           a typed decoder rejected the payload (Runtime.InvalidEvent)
 
 Every :class:`InvocationError` carries the Lambda ``errorType`` it is posted
@@ -24,9 +26,10 @@ from __future__ import annotations
 import os
 import re
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "BrokenEvent",
     "BulkheadError",
     "ConfigError",
     "HandlerCrash",
@@ -36,6 +39,7 @@ __all__ = [
     "InvocationError",
     "MissingRequestId",
     "NotRunningInLambda",
+    "RestartStorm",
     "RuntimeApiError",
     "TransportError",
     "UnexpectedStatus",
@@ -74,11 +78,17 @@ class InvalidEndpoint(RuntimeApiError):
 
 
 class TransportError(RuntimeApiError):
-    """The connection to the Runtime API failed during ``call``."""
+    """The connection to the Runtime API failed during ``call``.
 
-    def __init__(self, call: str, reason: str) -> None:
+    ``headers``: the answer's headers (lower-case names) when they arrived
+    complete before the failure, so that ``/next`` can still name the
+    invocation whose event was lost.
+    """
+
+    def __init__(self, call: str, reason: str, headers: Mapping[str, str] | None = None) -> None:
         self.call = call
         self.reason = reason
+        self.headers = headers
         super().__init__(f"Runtime API {call}: transport failed: {reason}")
 
 
@@ -102,6 +112,11 @@ class UnexpectedStatus(RuntimeApiError):
 
 class ConfigError(BulkheadError):
     """Bad environment or command-line configuration."""
+
+
+class RestartStorm(BulkheadError):
+    """Workers keep dying without completing an invocation: the runtime gives up
+    so that Lambda re-initialises the environment."""
 
 
 class InvocationError(BulkheadError):
@@ -188,6 +203,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 class InitError(InvocationError):
     """The handler could not be loaded; posted to ``/init/error``."""
+
+
+class BrokenEvent(InvocationError):
+    """``/next`` named an invocation but its event could not be read (the
+    connection failed mid-body): posted to ``/error`` for that request id, so
+    the invocation is answered rather than lost."""
+
+    def __init__(self, request_id: str, invocation_id: str | None, reason: str) -> None:
+        super().__init__("Runtime.UnmarshalError", f"Unable to read the event: {reason}")
+        self.request_id = request_id
+        self.invocation_id = invocation_id
 
 
 class InvalidEvent(InvocationError):

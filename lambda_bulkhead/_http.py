@@ -60,6 +60,11 @@ class ResponseParser:
         self.keep_alive = True
 
     @property
+    def headers(self) -> dict[str, str] | None:
+        """The answer's headers once they are complete (lower-case names)."""
+        return self._headers
+
+    @property
     def started(self) -> bool:
         """Whether any byte of the answer arrived (a retry is then unsafe)."""
         return bool(self._buffer) or self._headers is not None
@@ -211,19 +216,17 @@ class SocketTransport:
                     response = response_or_none
                     break
         except (BrokenPipeError, ConnectionResetError) as exc:
-            if parser.started:
-                self.close()
-                raise TransportError(request.call, str(exc)) from exc
-            raise _Retryable from exc
+            if not parser.started:
+                raise _Retryable from exc
+            self.close()
+            raise TransportError(request.call, str(exc), parser.headers) from exc
         except TimeoutError as exc:
             self.close()
-            raise TransportError(request.call, f"no answer within {timeout} s") from exc
-        except ProtocolViolation as exc:
+            reason = f"no answer within {timeout} s"
+            raise TransportError(request.call, reason, parser.headers) from exc
+        except (ProtocolViolation, OSError) as exc:
             self.close()
-            raise TransportError(request.call, str(exc)) from exc
-        except OSError as exc:
-            self.close()
-            raise TransportError(request.call, str(exc)) from exc
+            raise TransportError(request.call, str(exc), parser.headers) from exc
         if not parser.keep_alive:
             self.close()
         return response

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation
-from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._errors import BrokenEvent, InvocationError
 from lambda_bulkhead._handler import (
     Answer,
     CoreHandler,
@@ -85,7 +85,12 @@ def process_invocation(api: RuntimeApi, execute: Executor) -> None:
     Returns when the invocation was answered (including with an ``/error``);
     raises :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API failed.
     """
-    answer_invocation(api, api.next(), execute)
+    try:
+        invocation = api.next()
+    except BrokenEvent as broken:
+        api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+        return
+    answer_invocation(api, invocation, execute)
 
 
 def serve(
@@ -99,7 +104,7 @@ def serve(
     while True:
         if prepare is not None:
             prepare()
-        answer_invocation(api, api.next(), execute)
+        process_invocation(api, execute)
 
 
 def _serve_in_process(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:

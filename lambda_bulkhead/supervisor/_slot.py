@@ -19,6 +19,7 @@ request id, gets the worker killed and the invocation a ``Runtime.ExitError``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import select
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lambda_bulkhead._context import Invocation
-from lambda_bulkhead._errors import BulkheadError, InvocationError
+from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, send_message
 from lambda_bulkhead._wire import Failure, Invoke, Result, WireError
@@ -46,7 +47,7 @@ from lambda_bulkhead.supervisor._policy import (
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 
-__all__ = ["CrashCounter", "InvocationReport", "RestartStorm", "Shutdown", "Slot"]
+__all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot"]
 
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: How long a worker stopped for its deadline gets to write its stack.
@@ -54,10 +55,6 @@ STACK_GRACE_S = 0.01
 #: How long to wait for a killed worker's exit to be reported.
 REAP_TIMEOUT_S = 2.0
 _MB = 1024 * 1024
-
-
-class RestartStorm(BulkheadError):
-    """Workers keep dying without completing an invocation: the runtime gives up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +308,9 @@ class Slot:
         if data is None:
             return None
         if data == b"":
-            worker.poller.unregister(worker.result_fd)  # closed: wait for the pidfd
+            # Closed: wait for the pidfd.  _died reads again after the EOF was seen.
+            with contextlib.suppress(KeyError):
+                worker.poller.unregister(worker.result_fd)
             return None
         try:
             messages = worker.decoder.feed(data)
