@@ -27,7 +27,7 @@ from lambda_bulkhead.emulator import (
     PostReset,
     PostStatus,
 )
-from tests.conftest import MakeEmulator, RuntimeProcess, StartRuntime
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 APP = {
     "app.py": """

@@ -108,6 +108,8 @@ class WorkerHandle:
         self.invocations = 0
         self.recycle_at: int | None = None
         self.closed = False
+        #: The worker's fd 1 or 2 reached end of file: replace it after this invocation.
+        self.output_closed = False
         self.poller = select.poll()
         for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):
             self.poller.register(fd, select.POLLIN)

@@ -33,6 +33,7 @@ from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, send_message
+from lambda_bulkhead._procfs import PeakMeter
 from lambda_bulkhead._wire import Failure, Invoke, Result, WireError
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
@@ -43,6 +44,7 @@ from lambda_bulkhead.supervisor._policy import (
     oom_error,
     recycle_after,
     signal_name,
+    suspected_cause,
     timeout_error,
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
@@ -71,6 +73,7 @@ class InvocationReport:
     error_type: str | None = None
     signal: str | None = None
     stack: tuple[str, ...] = ()
+    error_message: str | None = None
 
 
 class Shutdown:
@@ -148,6 +151,11 @@ class Slot:
         self._poll_s = memory_poll_ms / 1000.0
         self._max_invocations = max_invocations
         self._worker: WorkerHandle | None = None
+        #: A worker killed for its deadline or memory, reaped after the answer is
+        #: posted (with its reason), before this slot polls ``/next`` again.
+        self._killed: tuple[WorkerHandle, str] | None = None
+        #: The current worker's exact peak RSS (VmHWM), reset per invocation.
+        self._meter: PeakMeter | None = None
         self._cap_bytes = pool.memory_limit_bytes
         #: True while an invocation is in this slot's hands (read by shutdown).
         self.busy = False
@@ -156,6 +164,12 @@ class Slot:
 
     def prepare(self) -> None:
         """Have a live, idle worker before the loop polls ``/next`` (back-pressure)."""
+        if self._killed is not None:
+            # Its memory is freed by the time its exit is reported (a 3 GB worker
+            # takes ~0.4 s): only then does this slot take another event.
+            killed, reason = self._killed
+            self._killed = None
+            self._discard(killed, reason=reason)
         worker = self._worker
         if worker is not None and worker.is_alive():
             return
@@ -168,7 +182,10 @@ class Slot:
                 "invocation; exiting so that Lambda re-initialises the environment"
             )
         if delay:
-            self._event("restart back-off", delaySeconds=delay, crashes=self._crashes.count)
+            self._event(
+                "restart back-off", level="warning", delaySeconds=delay,
+                crashes=self._crashes.count,
+            )
             time.sleep(delay)
         self._worker = self._take()
 
@@ -196,6 +213,12 @@ class Slot:
 
     def retire(self) -> None:
         """Kill this slot's worker at shutdown (the template reaps it)."""
+        if self._killed is not None:
+            self._finish(self._killed[0], wait=False)
+            self._killed = None
+        if self._meter is not None:
+            self._meter.close()
+            self._meter = None
         if self._worker is not None:
             self._finish(self._worker, wait=False)
             self._worker = None
@@ -221,28 +244,59 @@ class Slot:
         assert worker is not None
         started = time.monotonic()
         kill_at = kill_time(invocation.deadline_ms, self._margin_ms, time.time(), started)
+        if kill_at is not None and kill_at <= started:
+            # Delivered at (or past) its kill time: answer without running it,
+            # and keep the worker, which was never touched.
+            late = timeout_error(0.0, [])
+            self._report(InvocationReport(
+                request_id=invocation.request_id, tenant_id=invocation.tenant_id,
+                outcome="timeout", duration_ms=0.0, max_memory_mb=0.0,
+                worker_pid=worker.pid, worker_replaced=False,
+                error_type=late.error_type, error_message=late.error_message,
+            ))
+            raise late
+        meter = self._peak_meter(worker)
         worker.move("invoke")
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             send_message(worker.invoke_fd, _invoke_frame(invocation), kill_at)
-        except (BrokenPipeError, TimeoutError):
+        except TimeoutError:  # still full at the kill time: it stopped reading
+            outcome, peak = self._stop_for_deadline(worker, invocation, started), 0.0
+        except BrokenPipeError:
             outcome = self._died(worker, invocation, b"")
             peak = 0.0
         else:
             outcome, peak = self._wait(worker, invocation, started, kill_at)
+            if outcome.kind in ("success", "error") and meter.available:
+                peak = max(peak, meter.read() or 0)
         self._output.end()
         replaced = outcome.replace
-        if outcome.kind in ("crash", "timeout", "oom"):
+        if outcome.kind == "crash":
             self._crashes.crashed()
-        else:
+        elif outcome.kind not in ("timeout", "oom"):
+            # (Timeouts and OOM kills are ours, not a worker failing to run: a
+            # handler that keeps timing out because a dependency is down must not
+            # make the runtime back off or give up; they leave the count alone.)
             self._crashes.completed()
             worker.invocations += 1
             if worker.recycle_at is not None and worker.invocations >= worker.recycle_at:
                 replaced = True
+            # A handler that closed its fd 1 or 2 would lose every later line.
+            replaced = replaced or worker.output_closed
         if replaced:
             if worker.state is not WorkerState.DEAD:
                 worker.move("retire")
-            self._discard(worker, reason=outcome.kind if outcome.replace else "recycled")
+            reason = outcome.kind if outcome.replace else (
+                "closed its stdout/stderr" if worker.output_closed else "recycled"
+            )
+            if outcome.kind in ("timeout", "oom"):
+                # Already SIGKILLed: answer first, reap in prepare().  Waiting here
+                # for the exit status would put the kernel's teardown of the
+                # worker's memory between the kill and the /error post.
+                self._killed = (worker, reason)
+                self._worker = None
+            else:
+                self._discard(worker, reason=reason)
         else:
             worker.move("answer")
         error = outcome.error
@@ -256,12 +310,23 @@ class Slot:
             worker_replaced=replaced,
             error_type=error.error_type if error else None,
             signal=outcome.signal,
-            stack=error.stack_trace if error and outcome.kind != "error" else (),
+            stack=tuple(error.stack_trace) if error else (),
+            error_message=error.error_message if error else None,
         ))
         if error is not None:
             raise error
         assert outcome.answer is not None
         return outcome.answer
+
+    def _peak_meter(self, worker: WorkerHandle) -> PeakMeter:
+        """The current worker's peak meter, reset for a new invocation."""
+        meter = self._meter
+        if meter is None or meter.pid != worker.pid:
+            if meter is not None:
+                meter.close()
+            meter = self._meter = PeakMeter(worker.pid)
+        meter.reset()
+        return meter
 
     def _wait(
         self, worker: WorkerHandle, invocation: Invocation, started: float, kill_at: float | None
@@ -332,7 +397,7 @@ class Slot:
         return self._violation(worker, invocation, f"unexpected {type(message).__name__}")
 
     def _violation(self, worker: WorkerHandle, invocation: Invocation, why: str) -> _Outcome:
-        self._event("worker protocol violation", pid=worker.pid, reason=why)
+        self._event("worker protocol violation", level="error", pid=worker.pid, reason=why)
         worker.kill()
         error = InvocationError(
             "Runtime.ExitError",
@@ -346,16 +411,22 @@ class Slot:
         if data:
             self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
         elif data == b"":
-            worker.poller.unregister(fd)
+            self._output_ended(worker, fd)
 
     def _drain_output(self, worker: WorkerHandle) -> None:
         """Forward what the worker wrote before its answer (already in the pipes)."""
         for fd in (worker.stdout_fd, worker.stderr_fd):
-            while True:
-                data = read_available(fd)
-                if not data:
-                    break
+            while data := read_available(fd):
                 self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+            if data == b"":
+                self._output_ended(worker, fd)
+
+    @staticmethod
+    def _output_ended(worker: WorkerHandle, fd: int) -> None:
+        """End of file on fd 1 or 2: the handler closed it (or the worker is dying)."""
+        worker.output_closed = True
+        with contextlib.suppress(KeyError):
+            worker.poller.unregister(fd)
 
     def _collect_death(self, worker: WorkerHandle, fault: bytes) -> tuple[int | None, list[str]]:
         self._drain_output(worker)
@@ -366,10 +437,23 @@ class Slot:
         worker.move("died")
         stack = fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
         self._event(
-            "worker died", pid=worker.pid, status=status,
+            "worker died", level="warning", pid=worker.pid, status=status,
             signal=signal_name(status) if status is not None else None,
+            suspectedCause=suspected_cause(status),
         )
         return status, stack
+
+    def _drain_killed(self, worker: WorkerHandle, fault: bytes) -> list[str]:
+        """Forward what a worker we just SIGKILLed had written; its stack lines.
+
+        Its exit status is not waited for here (the slot reaps it after the
+        answer is posted, see :meth:`prepare`): the kernel frees a big worker's
+        memory before reporting its exit, and that must not delay the answer.
+        """
+        self._drain_output(worker)
+        while chunk := read_available(worker.fault_fd):
+            fault += chunk
+        return fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
 
     def _died(self, worker: WorkerHandle, invocation: Invocation, fault: bytes) -> _Outcome:
         # An answer may have been written just before the exit (a fatal Failure).
@@ -391,19 +475,23 @@ class Slot:
         worker.kill(signal.SIGUSR1)  # faulthandler: dump every thread's stack
         fault = self._read_fault(worker, STACK_GRACE_S)
         worker.kill()
-        _, stack = self._collect_death(worker, fault)
+        stack = self._drain_killed(worker, fault)
         return _Outcome(error=timeout_error(elapsed, stack), kind="timeout", replace=True)
 
     def _stop_for_memory(self, worker: WorkerHandle, invocation: Invocation, peak: int) -> _Outcome:
         worker.kill()
-        self._collect_death(worker, b"")
+        self._drain_killed(worker, b"")
         cap_mb = (self._cap_bytes or 0) / _MB
         error = oom_error(cap_mb, (peak - worker.baseline_rss) / _MB)
         return _Outcome(error=error, kind="oom", replace=True)
 
     def _stop_for_shutdown(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome:
         worker.kill()
-        self._collect_death(worker, b"")
+        # Not _collect_death: the main thread no longer reads exit statuses, so
+        # waiting for this one (REAP_TIMEOUT_S) would outlast the shutdown and
+        # the invocation would never be answered.
+        self._drain_output(worker)
+        worker.move("died")
         error = InvocationError(
             "Runtime.ExitError",
             f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
