@@ -107,21 +107,28 @@ def serve(
         process_invocation(api, execute)
 
 
-def _serve_in_process(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
+def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
+    from lambda_bulkhead._config import Config  # noqa: PLC0415 - the loop itself needs neither
+    from lambda_bulkhead._runtime import run  # noqa: PLC0415
+
     env = os.environ if environ is None else environ
-    with RuntimeApi.from_env(env) as api:
-        serve(api, in_process(handler, FunctionMeta.from_environ(env)))
+    raise SystemExit(run(Config.from_environ(env), handler, env))
 
 
 def start(
     handler: Callable[[bytes, Context], bytes], *, environ: Mapping[str, str] | None = None
 ) -> NoReturn:
-    """Run the runtime loop in this process with a raw handler: bytes in, bytes out.
+    """Run the runtime with a raw handler: bytes in, bytes out.
 
-    A handler that raises does not stop the loop: the failure is posted to
-    ``/error`` and the next event is served.
+    As ``lambda-bulkhead run``, the handler runs in isolated workers unless
+    ``BULKHEAD_ISOLATION=none`` (the workers are forks of this process, so call
+    ``start`` before starting threads).  A handler that raises, crashes or
+    overruns does not stop the loop: the failure is posted to ``/error`` and
+    the next event is served.  It never returns: a fatal Runtime API error is
+    raised (:class:`~lambda_bulkhead.RuntimeApiError`), a handler that could
+    not be set up or a shutdown signal ends the process (``SystemExit`` 1 / 0).
     """
-    _serve_in_process(raw_handler(handler), environ)
+    _run(raw_handler(handler), environ)
 
 
 def start_json(
@@ -134,5 +141,6 @@ def start_json(
     """Run the loop with a typed handler: ``decoder`` turns the parsed JSON event
     into the handler's argument (a payload it rejects is ``Runtime.InvalidEvent``,
     and the handler is not called); ``encoder`` turns the result into JSON data.
+    Otherwise as :func:`start`.
     """
-    _serve_in_process(json_handler(decoder, handler, encoder), environ)
+    _run(json_handler(decoder, handler, encoder), environ)
