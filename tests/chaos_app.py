@@ -71,7 +71,7 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if action == "close_stdout":
         os.close(1)
     if action in ("fork", "fork_and_crash"):
-        subprocess.Popen(["sleep", "60"])  # noqa: S607 - a grandchild left behind on purpose
+        subprocess.Popen(["sleep", "60"])
         threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
         if action == "fork_and_crash":
             _segfault()

@@ -19,9 +19,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+import chaos_app
 import psutil
 
-import chaos_app
 from lambda_bulkhead.emulator import Emulator, InvokeResult
 
 CRASHES = ("segfault", "abort", "kill", "os_exit", "exit", "interrupt", "oom", "fork_and_crash")

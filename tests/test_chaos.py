@@ -10,11 +10,11 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import chaos_app
 import pytest
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator
-import chaos_app
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 APP_SOURCE = Path(chaos_app.__file__).read_text()
 LIMITS = {"BULKHEAD_MEMORY_LIMIT_MB": "128"}

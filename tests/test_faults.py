@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 from lambda_bulkhead.emulator import (
     Emulator,
@@ -27,7 +28,6 @@ from lambda_bulkhead.emulator import (
     PostReset,
     PostStatus,
 )
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 APP = {
     "app.py": """
@@ -129,7 +129,7 @@ def test_next_body_lost_after_headers_is_answered(
 def test_next_without_request_id_is_fatal(
     runtime: StartRuntime, emulator: Emulator, value: str | None
 ) -> None:
-    """An event no request id names cannot be answered: fatal, as the seed API's MissingRequestId."""
+    """An event no request id names cannot be answered: fatal (the seed's MissingRequestId)."""
     proc = _start(runtime, emulator)
     emulator.inject(NextHeaders(headers={"Lambda-Runtime-Aws-Request-Id": value}))
     emulator.submit(b"{}")
