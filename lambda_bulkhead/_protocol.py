@@ -155,7 +155,10 @@ def _error_dict(error: InvocationError, request_id: str | None) -> dict[str, obj
 
 def error_body(error: InvocationError, request_id: str | None) -> bytes:
     """The JSON body posted to ``/error`` or ``/init/error``."""
-    return json.dumps(_error_dict(error, request_id), ensure_ascii=False).encode()
+    text = json.dumps(_error_dict(error, request_id), ensure_ascii=False)
+    # A lone surrogate (from a surrogateescape'd name in a message) becomes a JSON
+    # \uXXXX escape: the body stays valid UTF-8 and valid JSON.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def too_large_error(size: int) -> InvocationError:

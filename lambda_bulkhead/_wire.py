@@ -231,7 +231,9 @@ def encode(message: Message) -> list[bytes]:
         body = [_pack_texts([message.request_id, message.content_type]), message.body]
     else:
         values = {field.name: getattr(message, field.name) for field in _fields(type(message))}
-        body = [json.dumps(values, ensure_ascii=False).encode()]
+        # surrogatepass: a lone surrogate (a surrogateescape'd file name in an
+        # exception message) must cross; json.loads(bytes) decodes it back.
+        body = [json.dumps(values, ensure_ascii=False).encode("utf-8", "surrogatepass")]
     length = sum(map(len, body))
     if length > MAX_FRAME:
         raise WireError(f"frame of {length} bytes is over the {MAX_FRAME} byte maximum")

@@ -1,0 +1,386 @@
+"""The supervisor/worker wire format: frames in, messages out, untrusted bytes refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lambda_bulkhead._pipes import read_message, send_message, write_parts
+from lambda_bulkhead._wire import (
+    HEADER,
+    MAX_FRAME,
+    VERSION,
+    Failure,
+    FrameDecoder,
+    Invoke,
+    Message,
+    Ready,
+    Result,
+    Spawn,
+    Spawned,
+    TemplateFailed,
+    TemplateReady,
+    WireError,
+    WorkerExited,
+    encode,
+)
+
+# -- strategies -----------------------------------------------------------------
+
+# Any code point, lone surrogates included: a surrogateescape'd file name can
+# reach an exception message, and the frame must carry it unchanged.
+texts = st.text(st.characters(exclude_categories=()), max_size=40)
+optional_texts = st.none() | texts
+u32 = st.integers(min_value=0, max_value=2**32 - 1)
+i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | texts
+causes = st.lists(
+    st.dictionaries(texts, json_scalars | st.lists(texts, max_size=3), max_size=4), max_size=3
+).map(tuple)
+
+invokes = st.builds(
+    Invoke,
+    request_id=texts,
+    deadline_ms=i64,
+    invoked_function_arn=texts,
+    trace_id=optional_texts,
+    client_context=optional_texts,
+    cognito_identity=optional_texts,
+    tenant_id=optional_texts,
+    invocation_id=optional_texts,
+    content_type=optional_texts,
+    payload=st.binary(max_size=300),
+)
+# An empty content type is read as application/json (workers always send one).
+results = st.builds(
+    Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300)
+)
+failures = st.builds(
+    Failure,
+    request_id=texts,
+    error_type=texts,
+    error_message=texts,
+    stack_trace=st.lists(texts, max_size=4).map(tuple),
+    causes=causes,
+    fatal=st.booleans(),
+)
+readies = st.builds(Ready, pid=u32, baseline_rss=i64)
+spawns = st.builds(Spawn, memory_limit_bytes=st.none() | i64)
+spawneds = st.builds(Spawned, pid=u32)
+template_readies = st.builds(TemplateReady, rss=i64)
+template_faileds = st.builds(
+    TemplateFailed,
+    error_type=texts,
+    error_message=texts,
+    stack_trace=st.lists(texts, max_size=4).map(tuple),
+)
+worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
+messages = st.one_of(
+    invokes, results, failures, readies, spawns, spawneds,
+    template_readies, template_faileds, worker_exiteds,
+)
+
+ALL_KINDS = (
+    Invoke, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed, WorkerExited
+)
+
+
+def frame(message: Message) -> bytes:
+    return b"".join(encode(message))
+
+
+def raw_frame(kind: int, body: bytes, *, version: int = VERSION) -> bytes:
+    return HEADER.pack(len(body), version, kind, 0) + body
+
+
+def json_frame(kind: int, fields: Any) -> bytes:
+    return raw_frame(kind, json.dumps(fields).encode())
+
+
+# -- round trips ------------------------------------------------------------------
+
+
+@given(messages)
+def test_every_message_round_trips(message: Message) -> None:
+    """Any message of any kind decodes to an equal message."""
+    assert FrameDecoder().feed(frame(message)) == [message]
+
+
+def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
+    """The message kinds are all distinct and each round-trips with sample values."""
+    samples: list[Message] = [
+        Invoke(request_id="r", deadline_ms=1, invoked_function_arn="arn", trace_id=None,
+               client_context="{}", cognito_identity=None, tenant_id="t", invocation_id="i",
+               content_type="application/json", payload=b'{"a": 1}'),
+        Result(request_id="r", content_type="text/plain", body=b"ok"),
+        Failure(request_id="r", error_type="ValueError", error_message="boom",
+                stack_trace=("  File x\n",), causes=({"errorType": "KeyError"},), fatal=True),
+        Ready(pid=12, baseline_rss=4096),
+        Spawn(memory_limit_bytes=None),
+        Spawned(pid=13),
+        TemplateReady(rss=1 << 20),
+        TemplateFailed(error_type="Runtime.ImportModuleError", error_message="no", stack_trace=()),
+        WorkerExited(pid=14, status=11),
+    ]
+    assert sorted(type(sample).__name__ for sample in samples) == sorted(
+        cls.__name__ for cls in ALL_KINDS
+    )
+    assert len({cls.KIND for cls in ALL_KINDS}) == len(ALL_KINDS)
+    stream = b"".join(frame(sample) for sample in samples)
+    assert FrameDecoder().feed(stream) == samples
+
+
+def test_encode_keeps_the_payload_a_separate_part() -> None:
+    """A large payload is handed to the writer as is, not copied into the header part."""
+    payload = b"x" * 100_000
+    parts = encode(Result(request_id="r", content_type="application/json", body=payload))
+    assert parts[-1] is payload
+    length, version, kind, reserved = HEADER.unpack(parts[0])
+    assert (version, kind, reserved) == (VERSION, Result.KIND, 0)
+    assert length == sum(map(len, parts[1:]))
+
+
+def test_result_without_content_type_decodes_as_json() -> None:
+    """A Result whose content type field is None decodes with application/json."""
+    body = struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF) + b"payload"
+    (message,) = FrameDecoder().feed(raw_frame(Result.KIND, body))
+    assert message == Result(request_id="r", content_type="application/json", body=b"payload")
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages, min_size=1, max_size=6), st.data())
+def test_any_split_of_the_stream_decodes_the_same(
+    sent: list[Message], data: st.DataObject
+) -> None:
+    """However the byte stream is cut into reads, the same messages come out, in order."""
+    stream = b"".join(frame(message) for message in sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    decoder = FrameDecoder()
+    received: list[Message] = []
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        received += decoder.feed(stream[start:cut])
+        start = cut
+    assert received == sent
+    assert decoder.pending == 0
+
+
+def test_one_byte_at_a_time_decodes_the_same() -> None:
+    """Feeding a frame a byte at a time yields it only once its last byte arrives."""
+    message = Failure(request_id="r", error_type="E", error_message="m", stack_trace=())
+    data = frame(message)
+    decoder = FrameDecoder()
+    for index in range(len(data) - 1):
+        assert decoder.feed(data[index : index + 1]) == []
+        assert decoder.pending == index + 1
+    assert decoder.feed(data[-1:]) == [message]
+    assert decoder.pending == 0
+
+
+def test_a_lone_surrogate_in_an_error_message_crosses_the_wire() -> None:
+    """An exception message holding a surrogateescape'd byte is encodable and decodes back."""
+    name = b"/tmp/caf\xe9".decode("utf-8", "surrogateescape")
+    message = Failure(request_id="r", error_type="FileNotFoundError",
+                      error_message=f"No such file: {name!s}", stack_trace=(name,))
+    assert FrameDecoder().feed(frame(message)) == [message]
+
+
+# -- over real pipes ----------------------------------------------------------------
+
+
+def test_a_frame_larger_than_the_pipe_buffer_crosses_a_pipe() -> None:
+    """A 7 MB frame written from a thread arrives whole through a real pipe."""
+    read_fd, write_fd = os.pipe()
+    message = Result(request_id="r", content_type="application/json", body=os.urandom(7 << 20))
+    writer = threading.Thread(target=send_message, args=(write_fd, message))
+    try:
+        writer.start()
+        received = read_message(read_fd, FrameDecoder(), [])
+        writer.join()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert received == message
+
+
+def test_write_parts_gives_up_on_a_full_pipe_at_its_deadline() -> None:
+    """A non-blocking pipe nobody reads makes write_parts raise TimeoutError, not block."""
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
+    try:
+        with pytest.raises(TimeoutError):
+            write_parts(write_fd, [b"x" * (4 << 20)], time.monotonic() + 0.05)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_read_message_returns_none_at_end_of_stream() -> None:
+    """A closed pipe reads as None (no message), after the messages it held."""
+    read_fd, write_fd = os.pipe()
+    try:
+        send_message(write_fd, Spawned(pid=1))
+        os.close(write_fd)
+        decoder, backlog = FrameDecoder(), []  # type: ignore[var-annotated]
+        assert read_message(read_fd, decoder, backlog) == Spawned(pid=1)
+        assert read_message(read_fd, decoder, backlog) is None
+    finally:
+        os.close(read_fd)
+
+
+# -- refused frames ----------------------------------------------------------------
+
+
+def test_encode_refuses_a_frame_over_the_maximum() -> None:
+    """A message bigger than MAX_FRAME is refused before a byte is written."""
+    with pytest.raises(WireError, match="maximum"):
+        encode(Result(request_id="r", content_type="x", body=bytes(MAX_FRAME)))
+
+
+def test_max_frame_is_above_lambdas_payload_limit() -> None:
+    """Any event or response Lambda accepts (6 MB) fits in one frame, with room for headers."""
+    assert MAX_FRAME > 6 * 1024 * 1024 + 64 * 1024
+
+
+def test_an_oversized_length_prefix_is_refused_from_the_header_alone() -> None:
+    """A header announcing more than the maximum is refused without waiting for the body."""
+    decoder = FrameDecoder()
+    with pytest.raises(WireError, match="maximum"):
+        decoder.feed(HEADER.pack(MAX_FRAME + 1, VERSION, Result.KIND, 0))
+    with pytest.raises(WireError, match="maximum"):
+        FrameDecoder().feed(HEADER.pack(0xFFFFFFFF, VERSION, Result.KIND, 0))
+
+
+def test_a_decoder_with_a_smaller_maximum_refuses_larger_frames() -> None:
+    """The decoder's own maximum applies."""
+    with pytest.raises(WireError):
+        FrameDecoder(max_frame=5).feed(frame(Spawned(pid=1)))
+
+
+@pytest.mark.parametrize("version", [0, VERSION + 1, 255])
+def test_a_wrong_version_is_refused(version: int) -> None:
+    """A frame of another protocol version is refused."""
+    with pytest.raises(WireError, match="version"):
+        FrameDecoder().feed(raw_frame(Spawned.KIND, b'{"pid": 1}', version=version))
+
+
+@pytest.mark.parametrize("kind", [0, 10, 99, 255])
+def test_an_unknown_kind_is_refused(kind: int) -> None:
+    """A frame of a kind no message has is refused."""
+    with pytest.raises(WireError, match="kind"):
+        FrameDecoder().feed(raw_frame(kind, b"{}"))
+
+
+def test_garbage_is_refused() -> None:
+    """Bytes that are not a frame (text written to the wrong fd) are refused."""
+    with pytest.raises(WireError):
+        FrameDecoder().feed(b"Traceback (most recent call last):\n")
+    with pytest.raises(WireError):
+        FrameDecoder().feed(b"\xff" * 64)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_to_messages_or_wire_error(data: bytes) -> None:
+    """Whatever a peer writes, the decoder yields valid messages or raises WireError."""
+    try:
+        decoded = FrameDecoder(max_frame=1 << 16).feed(data)
+    except WireError:
+        return
+    assert all(isinstance(message, ALL_KINDS) for message in decoded)
+
+
+def test_a_truncated_frame_is_pending_not_decoded() -> None:
+    """Half a frame yields nothing and is reported as pending (an error at end of stream)."""
+    data = frame(Ready(pid=1, baseline_rss=2))
+    decoder = FrameDecoder()
+    assert decoder.feed(data[: len(data) // 2]) == []
+    assert decoder.pending == len(data) // 2
+
+
+def test_invoke_bodies_that_end_early_are_refused() -> None:
+    """An Invoke body cut inside a text field or before its deadline is refused."""
+    whole = encode(Invoke(request_id="r", deadline_ms=5, invoked_function_arn="a", trace_id=None,
+                          client_context=None, cognito_identity=None, tenant_id=None,
+                          invocation_id=None, content_type=None, payload=b""))
+    body = b"".join(whole[1:])
+    for cut in (2, 6, len(body) - 8 - 2, len(body) - 1):
+        with pytest.raises(WireError):
+            FrameDecoder().feed(raw_frame(Invoke.KIND, body[:cut]))
+
+
+def test_a_text_field_running_past_the_body_is_refused() -> None:
+    """A text length larger than what follows is refused."""
+    body = struct.pack(">I", 100) + b"short"
+    with pytest.raises(WireError, match="past the end"):
+        FrameDecoder().feed(raw_frame(Result.KIND, body))
+
+
+def test_a_missing_request_id_is_refused() -> None:
+    """An Invoke or Result whose request id is None is refused."""
+    none = struct.pack(">I", 0xFFFFFFFF)
+    with pytest.raises(WireError, match="request_id"):
+        FrameDecoder().feed(raw_frame(Result.KIND, none + none + b"body"))
+    with pytest.raises(WireError, match="request_id"):
+        FrameDecoder().feed(raw_frame(Invoke.KIND, none * 8 + struct.pack(">q", 0)))
+
+
+def test_invalid_utf8_in_a_text_field_is_refused() -> None:
+    """A text field that is not UTF-8 is refused."""
+    body = struct.pack(">I", 2) + b"\xc3\x28" + struct.pack(">I", 0) + b""
+    with pytest.raises(WireError, match="UTF-8"):
+        FrameDecoder().feed(raw_frame(Result.KIND, body))
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields"),
+    [
+        (Ready, {"pid": "12", "baseline_rss": 0}),
+        (Ready, {"pid": True, "baseline_rss": 0}),
+        (Ready, {"pid": 1.5, "baseline_rss": 0}),
+        (Ready, {"pid": None, "baseline_rss": 0}),
+        (Ready, {"pid": 1}),
+        (Ready, {"pid": 1, "baseline_rss": 0, "extra": 1}),
+        (Spawn, {"memory_limit_bytes": "1"}),
+        (Spawned, {"pid": [1]}),
+        (TemplateReady, {"rss": {}}),
+        (WorkerExited, {"pid": 1, "status": False}),
+        (Failure, {"request_id": 1, "error_type": "E", "error_message": "m",
+                   "stack_trace": []}),
+        (Failure, {"request_id": "r", "error_type": "E", "error_message": "m",
+                   "stack_trace": "  File x"}),
+        (Failure, {"request_id": "r", "error_type": "E", "error_message": "m",
+                   "stack_trace": [1, 2]}),
+        (Failure, {"request_id": "r", "error_type": "E", "error_message": "m",
+                   "stack_trace": [], "causes": ["ValueError"]}),
+        (Failure, {"request_id": "r", "error_type": "E", "error_message": "m",
+                   "stack_trace": [], "fatal": 1}),
+        (Failure, {"request_id": "r", "error_type": None, "error_message": "m",
+                   "stack_trace": []}),
+        (TemplateFailed, {"error_type": "E", "error_message": ["m"], "stack_trace": []}),
+    ],
+)
+def test_json_bodies_with_wrong_fields_are_refused(cls: type[Message], fields: Any) -> None:
+    """A JSON body with a wrong type, a missing or an unknown field is refused."""
+    with pytest.raises(WireError, match=cls.__name__):
+        FrameDecoder().feed(json_frame(cls.KIND, fields))
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1, 2]", b'"text"', b"null", b"\xff\xfe"])
+def test_json_bodies_that_are_not_an_object_are_refused(body: bytes) -> None:
+    """A JSON-kind body that is not a JSON object is refused."""
+    with pytest.raises(WireError):
+        FrameDecoder().feed(raw_frame(Ready.KIND, body))
+
+
+def test_decoding_stops_at_the_bad_frame() -> None:
+    """A good frame followed by garbage raises; the supervisor then distrusts the peer."""
+    decoder = FrameDecoder()
+    with pytest.raises(WireError):
+        decoder.feed(frame(Spawned(pid=1)) + raw_frame(77, b""))
