@@ -364,6 +364,21 @@ def test_a_sigkilled_supervisor_leaves_no_template_or_workers(
     assert wait_until_gone(processes, timeout=3.0) == []
 
 
+def test_a_sigkilled_supervisor_takes_a_busy_handlers_grandchild_down(
+    rt: RuntimeProcess, emulator: Emulator
+) -> None:
+    """SIGKILL the supervisor mid-invocation: the template kills every worker's
+    process group on its way out, so the handler's own child goes too."""
+    first_pid(rt)
+    emulator.submit(b'{"action": "grandchild_sleep"}')
+    line = rt.wait_for(lambda r: str(r.get("message", "")).startswith("started "))
+    grandchild = int(str(line["message"]).split()[1])
+    processes = wait_for_descendants(rt, 4)  # template, busy worker, its sleep, the spare
+    rt.send_signal(signal.SIGKILL)
+    assert rt.wait(timeout=10) == -signal.SIGKILL
+    assert wait_until_gone([*processes, grandchild], timeout=3.0) == []
+
+
 def test_a_worker_killed_while_idle_is_replaced_before_the_next_invocation(
     rt: RuntimeProcess,
 ) -> None:

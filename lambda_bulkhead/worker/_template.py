@@ -70,9 +70,20 @@ def run_template(
     install_logging: Callable[[CurrentInvocation], None] | None = None,
 ) -> int:
     """The template's main loop; returns its exit status."""
-    set_parent_death_signal(signal.SIGKILL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    workers: set[int] = set()
+
+    def abandon(*_: object) -> None:
+        """The supervisor is gone: take every worker's process group down with us,
+        so nothing a handler started outlives the runtime."""
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        os._exit(0)
+
+    # SIGTERM when the supervisor dies (even by SIGKILL), handled by abandon().
+    signal.signal(signal.SIGTERM, abandon)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_parent_death_signal(signal.SIGTERM)
     line_buffer_c_stdout()
     current = CurrentInvocation()
     if install_logging is not None:
@@ -103,12 +114,12 @@ def run_template(
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_r, 512):
                     pass
-            _reap(events_fd)
+            workers.difference_update(_reap(events_fd))
         if ctl.fileno() not in readable:
             continue
         data, fds, _, _ = socket.recv_fds(ctl, 4096, 5)
         if not data:
-            return 0
+            abandon()
         try:
             requests = decoder.feed(data)
         except WireError:
@@ -125,6 +136,7 @@ def run_template(
             try:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 for fd in (ctl.fileno(), events_fd, wake_r, wake_w):
                     os.close(fd)
                 status = run_worker(
@@ -134,17 +146,20 @@ def run_template(
                 os._exit(status)
         for fd in fds:
             os.close(fd)
+        workers.add(pid)
         _send(ctl, Spawned(pid=pid))
-        _reap(events_fd)
+        workers.difference_update(_reap(events_fd))
 
 
-def _reap(events_fd: int) -> None:
-    """Report every worker that has exited (``waitpid`` status as is)."""
+def _reap(events_fd: int) -> list[int]:
+    """Report every worker that has exited (``waitpid`` status as is); their pids."""
+    reaped: list[int] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
         write_parts(events_fd, encode(WorkerExited(pid=pid, status=status)))
