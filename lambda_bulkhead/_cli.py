@@ -16,6 +16,7 @@ environment print one line and exit 2; a fatal runtime error exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from lambda_bulkhead._config import Config
-from lambda_bulkhead._errors import BulkheadError, ConfigError, RuntimeApiError
+from lambda_bulkhead._errors import BulkheadError, ConfigError, InvalidEndpoint, RuntimeApiError
+from lambda_bulkhead._protocol import parse_endpoint
 
 __all__ = ["main"]
 
@@ -129,6 +131,10 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
             "AWS_LAMBDA_RUNTIME_API is not set: not running in Lambda "
             "(use `lambda-bulkhead local` or `invoke` to run against the emulator)"
         )
+    try:  # a malformed value is bad environment (exit 2), found before anything starts
+        parse_endpoint(env["AWS_LAMBDA_RUNTIME_API"])
+    except InvalidEndpoint as exc:
+        raise ConfigError(str(exc)) from None
     # The handler's environment: workers inherit os.environ, so flags land there too.
     os.environ.update(_overrides(args))
     return run(Config.from_environ(env), handler, env)
@@ -190,7 +196,8 @@ def _local(args: argparse.Namespace, env: dict[str, str]) -> int:
         emulator = Emulator(timeout_s=timeout, memory_mb=memory, port=args.port).start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
-    with emulator:
+    with contextlib.ExitStack() as cleanup:  # started above: `with emulator` would start it again
+        cleanup.callback(emulator.stop)
         runtime = _RuntimeProcess(args.handler, _runtime_env(args, env, emulator.function_env()))
         print(f"lambda-bulkhead: serving {args.handler}; invoke with:\n"
               f"  curl -s -d '{{}}' {emulator.invoke_url}", file=sys.stderr, flush=True)

@@ -173,13 +173,21 @@ class HandlerCrash(InvocationError):
 
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The import machinery between the runtime and a module failing at import time.
+_IMPORT_FRAMES = (
+    os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep + "importlib" + os.sep,
+    "<frozen importlib.",
+)
 
 
 def handler_stack(exc: BaseException) -> list[str]:
-    """``exc``'s stack as ``traceback.format_list`` lines, less the runtime's leading frames."""
+    """``exc``'s stack as ``traceback.format_list`` lines, less the runtime's leading
+    frames (and, for an import-time failure, the import machinery's)."""
     frames = traceback.extract_tb(exc.__traceback__)
     first = 0
-    while first < len(frames) and frames[first].filename.startswith(_RUNTIME_DIR):
+    while first < len(frames) and frames[first].filename.startswith(
+        (_RUNTIME_DIR, *_IMPORT_FRAMES)
+    ):
         first += 1
     return traceback.format_list(frames[first:])
 

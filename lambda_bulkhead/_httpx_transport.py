@@ -35,17 +35,23 @@ class HttpxTransport:
             self._client.close()
 
     def request(self, request: Request, *, timeout: float | None = None) -> Response:
+        # Streamed, so that the headers are known when the body fails to arrive:
+        # /next then still names the invocation whose event was lost.
+        headers: dict[str, str] | None = None
         try:
-            answer = self._client.request(
+            with self._client.stream(
                 request.method,
                 self._base + request.path,
                 headers=list(request.headers),
                 content=request.body,
                 timeout=httpx.Timeout(timeout),
-            )
+            ) as answer:
+                headers = {name.lower(): value for name, value in answer.headers.items()}
+                body = answer.read()
         except httpx.TimeoutException as exc:
-            raise TransportError(request.call, f"no answer within {timeout} s") from exc
+            reason = f"no answer within {timeout} s"
+            raise TransportError(request.call, reason, headers) from exc
         except httpx.HTTPError as exc:
-            raise TransportError(request.call, f"{type(exc).__name__}: {exc}") from exc
-        headers = {name.lower(): value for name, value in answer.headers.items()}
-        return Response(answer.status_code, headers, answer.content)
+            reason = f"{type(exc).__name__}: {exc}"
+            raise TransportError(request.call, reason, headers) from exc
+        return Response(answer.status_code, headers, body)
