@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._api import RuntimeApi
-    from lambda_bulkhead._context import ClientContext, CognitoIdentity, Context, Invocation
+    from lambda_bulkhead._api import RuntimeApi, Transport
+    from lambda_bulkhead._context import (
+        Client,
+        ClientContext,
+        CognitoIdentity,
+        Context,
+        Invocation,
+    )
     from lambda_bulkhead._errors import (
         BrokenEvent,
         BulkheadError,
@@ -30,10 +36,19 @@ if TYPE_CHECKING:
         TransportError,
         UnexpectedStatus,
     )
-    from lambda_bulkhead._loop import process_invocation, serve, start, start_json
+    from lambda_bulkhead._handler import Answer
+    from lambda_bulkhead._loop import Executor, process_invocation, serve, start, start_json
+    from lambda_bulkhead._protocol import PostOutcome, Request, Response
 
 _LAZY = {
     "RuntimeApi": "lambda_bulkhead._api",
+    "Transport": "lambda_bulkhead._api",
+    "Client": "lambda_bulkhead._context",
+    "Answer": "lambda_bulkhead._handler",
+    "Executor": "lambda_bulkhead._loop",
+    "PostOutcome": "lambda_bulkhead._protocol",
+    "Request": "lambda_bulkhead._protocol",
+    "Response": "lambda_bulkhead._protocol",
     "ClientContext": "lambda_bulkhead._context",
     "CognitoIdentity": "lambda_bulkhead._context",
     "Context": "lambda_bulkhead._context",
@@ -59,12 +74,15 @@ _LAZY = {
 }
 
 __all__ = [
+    "Answer",
     "BrokenEvent",
     "BulkheadError",
+    "Client",
     "ClientContext",
     "CognitoIdentity",
     "ConfigError",
     "Context",
+    "Executor",
     "HandlerCrash",
     "InitError",
     "InvalidEndpoint",
@@ -73,9 +91,13 @@ __all__ = [
     "InvocationError",
     "MissingRequestId",
     "NotRunningInLambda",
+    "PostOutcome",
+    "Request",
+    "Response",
     "RestartStorm",
     "RuntimeApi",
     "RuntimeApiError",
+    "Transport",
     "TransportError",
     "UnexpectedStatus",
     "__version__",
