@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from lambda_bulkhead._config import Config
@@ -49,17 +49,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"lambda-bulkhead: error: {message} (see --help)\n")
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime (override the BULKHEAD_* variables)")
     group.add_argument("--isolation", choices=["process", "none"],
                        help="run handlers in isolated workers (default) or in-process")
-    group.add_argument("--workers", type=int, metavar="N",
+    group.add_argument("--workers", type=_count(1), metavar="N",
                        help="concurrent invocations (default: AWS_LAMBDA_MAX_CONCURRENCY or 1)")
-    group.add_argument("--memory-limit-mb", type=int, metavar="MB",
+    group.add_argument("--memory-limit-mb", type=_count(0), metavar="MB",
                        help="per-invocation memory cap of a worker; 0 turns it off")
-    group.add_argument("--timeout-margin-ms", type=int, metavar="MS",
+    group.add_argument("--timeout-margin-ms", type=_count(0), metavar="MS",
                        help="stop a handler this long before its deadline (default 50)")
-    group.add_argument("--max-invocations", type=int, metavar="N",
+    group.add_argument("--max-invocations", type=_count(0), metavar="N",
                        help="recycle a worker after N invocations (0: never)")
     group.add_argument("--transport", choices=["socket", "httpx"],
                        help="HTTP client for the Runtime API (default socket)")

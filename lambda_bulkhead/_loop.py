@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation
-from lambda_bulkhead._errors import BrokenEvent, InvocationError
+from lambda_bulkhead._errors import BrokenEvent, InvocationError, handler_stack
 from lambda_bulkhead._handler import (
     Answer,
     CoreHandler,
@@ -57,7 +57,9 @@ def exit_error(request_id: str, exc: BaseException) -> InvocationError:
     """``Runtime.ExitError`` for a handler that asked the process to end."""
     reason = f"exit status {exit_code(exc)}" if isinstance(exc, SystemExit) else type(exc).__name__
     return InvocationError(
-        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+        handler_stack(exc),
     )
 
 

@@ -53,8 +53,10 @@ def cli(
     [
         ((), {}, "the following arguments are required: command"),
         (("frobnicate",), {}, "invalid choice: 'frobnicate'"),
-        (("run", "app.handler", "--workers", "many"), {}, "--workers: invalid int value"),
-        (("run", "app.handler", "--workers", "0"), {}, "must be at least 1"),
+        (("run", "app.handler", "--workers", "many"), {}, "--workers: 'many' is not a whole"),
+        (("run", "app.handler", "--workers", "0"), {}, "--workers: 0 is below the minimum of 1"),
+        (("run", "app.handler", "--memory-limit-mb", "-5"), {},
+         "--memory-limit-mb: -5 is below the minimum of 0"),
         (("run", "app.handler", "--isolation", "maybe"), {}, "--isolation: invalid choice"),
         (("run", "app.handler"), {"BULKHEAD_ISOLATION": "maybe"},
          "BULKHEAD_ISOLATION='maybe': expected 'process' or 'none'"),

@@ -139,6 +139,8 @@ def test_exit_and_base_exceptions_are_exit_errors_and_replace_the_worker(
     error = body(result)
     assert error["errorType"] == "Runtime.ExitError"
     assert error["errorMessage"] == exit_message(result.request_id, words)
+    assert "in handler" in error["stackTrace"][-1], "the stack ends where the handler exited"
+    assert not any("lambda_bulkhead" in line for line in error["stackTrace"])
     (answer,) = posted(emulator, result.request_id)
     assert answer.error_type == "Runtime.ExitError"
     summary = report(rt, result.request_id)
