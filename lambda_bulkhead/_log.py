@@ -4,27 +4,97 @@ Callers depend on the small :class:`RuntimeLog` protocol; the default is a
 structlog logger (:mod:`lambda_bulkhead._slog`) built on first use, so that
 structlog is never imported on the way to the first ``/next``.
 
-:class:`LogWriter` policy (``docs/logging.md``): a line is written whole or not
-at all, lines from concurrent workers never interleave, and a full stdout pipe
-never blocks the caller: when the pipe is a FIFO the writer uses its own
-non-blocking file description of it and keeps what did not fit in a bounded
-buffer, written first at the next chance; past :data:`MAX_PENDING_BYTES` new
-lines are dropped and counted, and a record says how many once the pipe drains.
+A :class:`LogWriter` takes whole records, each a line ending in ``\\n``, and
+writes them to one destination:
+
+* stdout, as they are (each line becomes one CloudWatch event);
+* the managed runtimes' telemetry fd (``_LAMBDA_TELEMETRY_LOG_FD``), one frame
+  per record (:mod:`lambda_bulkhead._telemetry`), the newline dropped (the frame
+  is the boundary) and the record's level in the frame type.  The level is read
+  back from the record (:func:`record_level`): every record the runtime writes,
+  whoever made it, is laid out by :mod:`lambda_bulkhead._logformat`, which puts
+  the level first in Text (``[ERROR]\\t…``) and right after the timestamp in
+  JSON (``{"timestamp": "…", "level": "ERROR", …``).  Nothing is parsed on the
+  way to stdout.
+
+Policy (``docs/logging.md``, "When the log pipe is full"):
+
+1. Records are written whole: when the kernel takes only part of a write, the
+   rest is held and written before anything else, so the reader never sees two
+   records mixed, even from concurrent workers (one lock, one writer per fd).
+2. Writing never blocks.  A pipe is written through a non-blocking file
+   description of its own (``/proc/self/fd/N`` reopened with ``O_NONBLOCK``, so
+   the description other processes share stays blocking); a socket with
+   ``MSG_DONTWAIT``.  Regular files and terminals are written as they are: they
+   do not fill up.
+3. What a full pipe did not take is held, up to :data:`MAX_PENDING_BYTES` (plus
+   the rest of a write the kernel cut short, which is always kept); past that,
+   new records are dropped whole and counted.
+4. Held records go out first at the next write or :meth:`LogWriter.flush` (the
+   supervisor's main thread flushes every 50 ms while anything is held); once
+   all are out, a ``WARNING`` record says how many were dropped.
+5. At exit the runtime waits a moment (:meth:`LogWriter.flush` with a timeout)
+   for what is held; a reader that is still stopped then loses it, and may see
+   the last record cut, the one case where a line can be torn.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import socket
 import stat
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["MAX_PENDING_BYTES", "LogWriter", "RuntimeLog", "default_log", "stdout_writer"]
+if TYPE_CHECKING:
+    from lambda_bulkhead._logformat import LogSettings
+
+__all__ = [
+    "MAX_PENDING_BYTES",
+    "LogWriter",
+    "RuntimeLog",
+    "default_log",
+    "record_level",
+    "stdout_writer",
+]
 
 MAX_PENDING_BYTES = 4 * 1024 * 1024
+
+#: Level names as both layouts write them (``logging``'s names in JSON, the
+#: record's own name in Text) -> :mod:`logging` level.
+_LEVELS: Mapping[bytes, int] = {
+    b"DEBUG": 10,
+    b"INFO": 20,
+    b"WARNING": 30,
+    b"WARN": 30,
+    b"ERROR": 40,
+    b"CRITICAL": 50,
+    b"FATAL": 50,
+}
+_JSON_LEVEL_KEY = b'"level": "'
+#: Where the level must start in a JSON record: after ``{"timestamp": "…Z", ``.
+_JSON_LEVEL_WITHIN = 64
+
+
+def record_level(line: bytes) -> int | None:
+    """The :mod:`logging` level a record names, or ``None`` (no level, or unknown).
+
+    Looks only where the layouts put it: ``[LEVEL]`` at the start of a Text
+    record, ``"level": "LEVEL"`` within the first bytes of a JSON one.
+    """
+    if line.startswith(b"["):
+        end = line.find(b"]", 1, 12)
+        return _LEVELS.get(line[1:end]) if end > 0 else None
+    start = line.find(_JSON_LEVEL_KEY, 0, _JSON_LEVEL_WITHIN)
+    if start < 0:
+        return None
+    start += len(_JSON_LEVEL_KEY)
+    end = line.find(b'"', start, start + 10)
+    return _LEVELS.get(line[start:end]) if end > 0 else None
 
 
 class RuntimeLog(Protocol):
@@ -38,40 +108,69 @@ class RuntimeLog(Protocol):
 
 
 class LogWriter:
-    """Writes whole lines to ``fd`` without ever blocking on a full pipe."""
+    """Writes whole records to ``fd`` without ever blocking on a full pipe.
 
-    def __init__(self, fd: int = 1, max_pending: int = MAX_PENDING_BYTES) -> None:
+    ``settings`` give the format and threshold of the dropped-records notice
+    (default: JSON, unfiltered).  With ``telemetry``, ``fd`` is the telemetry
+    fd and each record is sent as one frame of ``settings.format``.
+    """
+
+    def __init__(
+        self,
+        fd: int = 1,
+        max_pending: int = MAX_PENDING_BYTES,
+        *,
+        settings: LogSettings | None = None,
+        telemetry: bool = False,
+    ) -> None:
         self._lock = threading.Lock()
         self._pending = bytearray()
         self._max_pending = max_pending
+        self._settings = settings
+        self._frames: Callable[[bytes], bytes] | None = None
+        if telemetry:
+            self._frames = _frame_encoder(settings)
+        #: Records dropped since the last notice.
         self.dropped = 0
         self._fd = fd
         self._owned = False
+        self._sock: socket.socket | None = None
         try:
-            is_fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+            mode = os.fstat(fd).st_mode
         except OSError:
-            is_fifo = False
-        if is_fifo:
+            mode = 0
+        if stat.S_ISFIFO(mode):
             # A new open file description: O_NONBLOCK here leaves the fd other
-            # processes share (the template's stdout) blocking.
+            # processes share (our parent's, say) blocking.
             try:
                 flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
                 self._fd = os.open(f"/proc/self/fd/{fd}", flags)
                 self._owned = True
             except OSError:
                 pass
+        elif stat.S_ISSOCK(mode):
+            # A socket cannot be reopened through /proc: send with MSG_DONTWAIT.
+            self._sock = socket.socket(fileno=os.dup(fd))
+
+    @property
+    def fd(self) -> int:
+        """The fd written to (a reopened copy of a pipe): poll it for room."""
+        return self._fd if self._sock is None else self._sock.fileno()
 
     def write(self, data: bytes) -> None:
-        """Queue one or more whole lines (``data`` ends with a newline)."""
+        """Queue one or more whole records (``data`` ends with a newline)."""
+        out = data if self._frames is None else self._frames(data)
         with self._lock:
             if self._pending:
                 self._drain()
             if self._pending:
-                self._hold(data)
+                self._hold(out, data.count(b"\n") or 1)
                 return
-            written = self._write_some(data)
-            if written < len(data):
-                self._hold(data[written:])
+            written = self._write_some(out)
+            if not written:
+                self._hold(out, data.count(b"\n") or 1)
+            else:  # the rest of a record the reader has begun is always kept
+                self._pending += out[written:]
 
     def flush(self, timeout: float = 0.0) -> bool:
         """Try to write what is held, for up to ``timeout`` s; True when all out."""
@@ -85,54 +184,106 @@ class LogWriter:
                 return False
             time.sleep(0.001)
 
-    def _hold(self, data: bytes) -> None:
+    def _hold(self, data: bytes, records: int) -> None:
         if len(self._pending) + len(data) > self._max_pending:
-            self.dropped += data.count(b"\n") or 1
+            self.dropped += records
             return
         self._pending += data
 
     def _drain(self) -> None:
-        written = self._write_some(bytes(self._pending))
-        del self._pending[:written]
+        written = self._write_some(self._pending)
+        del self._pending[:written]  # O(1) for a bytearray's head
         if not self._pending and self.dropped:
-            notice = (
-                f'{{"level":"WARNING","message":"log lines dropped: stdout was full",'
-                f'"logger":"lambda_bulkhead.supervisor","dropped":{self.dropped}}}\n'
-            ).encode()
+            notice = _dropped_notice(self.dropped, self._settings)
             self.dropped = 0
+            if notice and self._frames is not None:
+                notice = self._frames(notice)
             self._pending += notice[self._write_some(notice) :]
 
-    def _write_some(self, data: bytes) -> int:
-        view = memoryview(data)
+    def _write_some(self, data: bytes | bytearray) -> int:
         total = 0
-        while total < len(data):
-            try:
-                total += os.write(self._fd, view[total:])
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                return len(data)  # nobody reads our stdout any more: nothing to keep
+        # Released on return: the held bytearray can be resized again.
+        with memoryview(data) as view:
+            while total < len(view):
+                try:
+                    if self._sock is not None:
+                        total += self._sock.send(view[total:], socket.MSG_DONTWAIT)
+                    else:
+                        total += os.write(self._fd, view[total:])
+                except BlockingIOError:
+                    break
+                except (BrokenPipeError, ConnectionResetError):
+                    return len(view)  # nobody reads any more: nothing to keep
         return total
 
     def close(self) -> None:
         if self._owned:
             os.close(self._fd)
             self._owned = False
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _frame_encoder(settings: LogSettings | None) -> Callable[[bytes], bytes]:
+    from lambda_bulkhead._logformat import LogFormat  # noqa: PLC0415
+    from lambda_bulkhead._telemetry import encode_frame  # noqa: PLC0415
+
+    fmt = LogFormat.JSON if settings is None else settings.format
+
+    def frames(data: bytes) -> bytes:
+        """One telemetry frame per record of ``data``."""
+        lines = data.split(b"\n")
+        if not lines[-1]:
+            lines.pop()
+        now_us = time.time_ns() // 1000
+        return b"".join(
+            encode_frame(line, fmt=fmt, level=record_level(line), timestamp_us=now_us)
+            for line in lines
+        )
+
+    return frames
+
+
+def _dropped_notice(dropped: int, settings: LogSettings | None) -> bytes:
+    """The WARNING record that says ``dropped`` records were lost (empty if filtered)."""
+    from lambda_bulkhead import _logformat  # noqa: PLC0415
+
+    settings = settings or _logformat.LogSettings()
+    if settings.threshold > logging.WARNING:
+        return b""
+    message = f"{dropped} log records dropped: the log pipe was full"
+    if settings.format is _logformat.LogFormat.TEXT:
+        line = _logformat.format_text_record(
+            timestamp=time.time(), level="WARNING", message=message, request_id=None
+        )
+    else:
+        line = _logformat.format_json_record(
+            timestamp=time.time(),
+            level="WARNING",
+            message=message,
+            logger="lambda_bulkhead.supervisor",
+            extra={"droppedRecords": dropped},
+        )
+    return line.encode("utf-8") + b"\n"
 
 
 @functools.cache
 def stdout_writer() -> LogWriter:
-    """The process's writer for fd 1, made on first use."""
+    """The process's writer for fd 1, made on first use (the in-process runtime's)."""
     return LogWriter(1)
 
 
-def default_log(environ: Mapping[str, str] | None = None) -> RuntimeLog:
-    """The runtime log configured from ``AWS_LAMBDA_LOG_FORMAT``/``_LEVEL``."""
+def default_log(
+    environ: Mapping[str, str] | None = None, writer: LogWriter | None = None
+) -> RuntimeLog:
+    """The runtime log configured from ``AWS_LAMBDA_LOG_FORMAT``/``_LEVEL``, writing
+    to ``writer`` (default: :func:`stdout_writer`)."""
     from lambda_bulkhead import _logformat, _slog  # noqa: PLC0415
 
     env = os.environ if environ is None else environ
     settings = _logformat.LogSettings.from_environ(env)
-    writer = stdout_writer()
+    out = stdout_writer() if writer is None else writer
     return _slog.configure(
-        settings.format, settings.level, lambda line: writer.write(line.encode())
+        settings.format, settings.level, lambda line: out.write(line.encode())
     )

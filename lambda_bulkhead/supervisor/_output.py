@@ -4,17 +4,23 @@ Each slot has one sink.  Bytes arrive as the worker writes them; whole lines
 leave at once through the log writer, and a partial line is held until its
 newline, the end of the invocation, or the worker's death (:meth:`end`), so
 output written just before a crash is still logged, with its request id.
+
+The template's fd 1 and fd 2 are pipes too (:class:`PipeOutput`), read by the
+supervisor's main thread: what the handler's module prints at import time is
+logged the same way, with ``"requestId": ""``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Literal
 
 from lambda_bulkhead._logformat import LineAssembler, LineChunk, LogSettings, format_captured_line
+from lambda_bulkhead._pipes import read_available
 
-__all__ = ["OutputSink"]
+__all__ = ["OutputSink", "PipeOutput"]
 
 Stream = Literal["stdout", "stderr"]
 
@@ -72,3 +78,41 @@ class OutputSink:
                 lines.append(line)
         if lines:
             self._write(b"".join(lines))
+
+
+class PipeOutput:
+    """A process's stdout and stderr pipes (our non-blocking read ends), fed to a sink.
+
+    Reads only what is there: a pipe that a process's own children still hold
+    open never blocks the reader.
+    """
+
+    def __init__(self, stdout_fd: int, stderr_fd: int, sink: OutputSink) -> None:
+        self._streams: dict[int, Stream] = {stdout_fd: "stdout", stderr_fd: "stderr"}
+        self._sink = sink
+
+    @property
+    def fds(self) -> list[int]:
+        """The pipes still open (poll them for reading)."""
+        return list(self._streams)
+
+    def read(self, fd: int) -> None:
+        """Forward what ``fd`` holds; at end of stream, close it."""
+        data = read_available(fd)
+        if data:
+            self._sink.feed(self._streams[fd], data)
+        elif data == b"":
+            del self._streams[fd]
+            os.close(fd)
+
+    def drain(self) -> None:
+        """Forward all that is buffered now, then the partial lines (the process ended)."""
+        for fd, stream in list(self._streams.items()):
+            while data := read_available(fd):
+                self._sink.feed(stream, data)
+        self._sink.end()
+
+    def close(self) -> None:
+        for fd in self._streams:
+            os.close(fd)
+        self._streams.clear()

@@ -24,6 +24,7 @@ __all__ = [
     "kill_time",
     "oom_error",
     "recycle_after",
+    "suspected_cause",
     "timeout_error",
 ]
 
@@ -71,6 +72,24 @@ def signal_name(status: int) -> str | None:
         return f"SIG{os.WTERMSIG(status)}"
 
 
+_NATIVE_FAULTS = frozenset({"SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"})
+
+
+def suspected_cause(status: int | None) -> str | None:
+    """What most likely ended a worker that died by itself (the supervisor did
+    not kill it), for the ``worker died`` record; None when nothing is suspected."""
+    if status is None:
+        return None
+    name = signal_name(status)
+    if name == "SIGKILL":
+        return "memory: killed from outside the runtime, as the kernel's OOM killer does"
+    if name in _NATIVE_FAULTS:
+        return "native code: a C extension or ctypes call faulted"
+    if name is None:
+        return "the process exited: sys.exit, os._exit or a C exit() in the handler"
+    return None
+
+
 def crash_error(request_id: str, status: int | None, stack: list[str]) -> InvocationError:
     """``Runtime.ExitError`` for a worker that died during an invocation."""
     reason = describe_exit(status) if status is not None else "exit status unknown"
@@ -115,8 +134,10 @@ def fault_stack(text: str, runtime_dir: str) -> list[str]:
         stripped = line.strip()
         if not stripped or stripped.startswith("Fatal Python error"):
             continue
-        if stripped.startswith("File ") and runtime_dir in stripped:
-            continue
+        if stripped.startswith("File ") and (
+            runtime_dir in stripped or '"<frozen runpy>"' in stripped
+        ):
+            continue  # the runtime's frames, and `python -m`'s that started it
         if stripped.startswith(("Extension modules:", "<no Python frame>")):
             continue
         lines.append(line.rstrip() + "\n")

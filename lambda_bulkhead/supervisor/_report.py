@@ -8,8 +8,15 @@ JSON::
      "outcome": "success", "durationMs": 1.23, "maxMemoryUsedMB": 41.2,
      "workerPid": 123, "workerReplaced": false}
 
-plus ``errorType`` for failures, and ``signal`` and ``stackTrace`` for crashes.
-Text: ``REPORT RequestId: <id>\\tOutcome: crash\\tDuration: 1.23 ms\\t...``.
+plus ``stackTrace``, ``errorType`` and ``errorMessage`` (what ``/error`` was
+posted with) for the failures, and ``signal`` for crashes: the handler's
+traceback for ``error``, faulthandler's stack for ``crash`` and ``timeout``.
+Text: ``REPORT RequestId: <id>\\tOutcome: crash\\tDuration: 1.23 ms\\t...``, then
+the stack, one ``\\r``-separated line per line.
+
+A ``success`` is an ``INFO`` record, every failure an ``ERROR`` one (the official
+runtime logs a handler's exception at ``ERROR`` too): with
+``AWS_LAMBDA_LOG_LEVEL=ERROR`` only failures are reported.
 """
 
 from __future__ import annotations
@@ -28,12 +35,11 @@ from lambda_bulkhead.supervisor._slot import InvocationReport
 __all__ = ["format_report"]
 
 _LOGGER = "lambda_bulkhead.supervisor"
-_FAILED = frozenset({"crash", "timeout", "oom"})
 
 
 def format_report(report: InvocationReport, settings: LogSettings, now: float) -> bytes | None:
     """The summary line for ``report`` (with its newline), None when filtered out."""
-    level = logging.ERROR if report.outcome in _FAILED else logging.INFO
+    level = logging.INFO if report.outcome == "success" else logging.ERROR
     if level < settings.threshold:
         return None
     if settings.format is LogFormat.TEXT:
@@ -45,11 +51,15 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
             f"Worker: {report.worker_pid}{' (replaced)' if report.worker_replaced else ''}",
         ]
         if report.error_type:
-            parts.append(f"Error: {report.error_type}")
+            message = f": {report.error_message}" if report.error_message else ""
+            parts.append(f"Error: {report.error_type}{message}")
         if report.signal:
             parts.append(f"Signal: {report.signal}")
+        # The stack follows on the same record (format_text_record turns its
+        # newlines into \r, as the official runtime does for errors).
+        text = "\t".join(parts) + "".join(f"\n{line.rstrip()}" for line in report.stack)
         line = format_text_record(
-            timestamp=now, level=level_name(level), message="\t".join(parts),
+            timestamp=now, level=level_name(level), message=text,
             request_id=report.request_id,
         )
     else:
@@ -60,6 +70,7 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
             logger=_LOGGER,
             stack_trace=list(report.stack) if report.stack else None,
             error_type=report.error_type,
+            error_message=report.error_message,
             request_id=report.request_id,
             tenant_id=report.tenant_id,
             extra={

@@ -33,16 +33,17 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._log import RuntimeLog, default_log, stdout_writer
+from lambda_bulkhead._log import LogWriter, RuntimeLog, default_log
 from lambda_bulkhead._logformat import LogSettings, install_worker_logging
 from lambda_bulkhead._loop import serve
 from lambda_bulkhead._procfs import current_rss
+from lambda_bulkhead._telemetry import take_telemetry_fd
 from lambda_bulkhead._wire import (
     FrameDecoder,
     Message,
@@ -51,7 +52,7 @@ from lambda_bulkhead._wire import (
     WireError,
     WorkerExited,
 )
-from lambda_bulkhead.supervisor._output import OutputSink
+from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
 from lambda_bulkhead.supervisor._policy import RestartPolicy, describe_exit, fault_stack
 from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
 from lambda_bulkhead.supervisor._report import format_report
@@ -63,6 +64,11 @@ __all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "run_supervised
 EXIT_INIT_FAILED = 1
 EXIT_FATAL = 1
 SHUTDOWN_GRACE_S = 0.2
+#: While log records are held (a full stdout pipe), the main thread retries when
+#: the pipe has room, and at least this often.
+LOG_RETRY_S = 0.05
+#: How long the exit waits for held log records to get out.
+EXIT_LOG_FLUSH_S = 0.2
 _MB = 1024 * 1024
 
 
@@ -92,10 +98,12 @@ class _Control:
 
 
 class _LazyLog:
-    """The structlog logger, made the first time something is logged."""
+    """The structlog logger writing to ``writer``, made the first time something
+    is logged (a :class:`RuntimeLog`, also for the slots' Runtime API clients)."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], writer: LogWriter) -> None:
         self._environ = environ
+        self._writer = writer
         self._log: RuntimeLog | None = None
         self._lock = threading.Lock()
 
@@ -103,20 +111,43 @@ class _LazyLog:
         if self._log is None:
             with self._lock:
                 if self._log is None:
-                    self._log = default_log(dict(self._environ))
+                    self._log = default_log(dict(self._environ), self._writer)
         return self._log
 
-    def event(self, event: str, **fields: Any) -> None:
+    def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
+        """Log ``event`` at ``level`` (a :class:`RuntimeLog` method name)."""
+        getattr(self.get(), level)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self.get().debug(event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
         self.get().info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.get().warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.get().error(event, **fields)
 
 
 def _fork_template(
-    config: Config, source: HandlerSource, settings: LogSettings
-) -> tuple[int, socket.socket, int, int]:
-    """The template's pid, our end of its control socket, its events and fault pipes."""
+    config: Config, source: HandlerSource, settings: LogSettings, log_fd: int | None
+) -> tuple[int, socket.socket, int, int, tuple[int, int]]:
+    """The template's pid, our end of its control socket, its events and fault
+    pipes, and its stdout and stderr pipes (non-blocking read ends).
+
+    The template does not keep ``log_fd`` (the telemetry fd): only the
+    supervisor writes to it, and the workers, forked from the template, never
+    see it.
+    """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
     fault_r, fault_w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    os.set_blocking(out_w, True)
+    os.set_blocking(err_w, True)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -124,8 +155,18 @@ def _fork_template(
         status = 70
         try:
             ours.close()
-            os.close(events_r)
-            os.close(fault_r)
+            for fd in (events_r, fault_r, out_r, err_r, *([] if log_fd is None else [log_fd])):
+                os.close(fd)
+            # fd 1 and 2 become pipes to the supervisor, line-buffered so that
+            # what the handler's module prints before a crash at import is there.
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.close(out_w)
+            os.close(err_w)
+            for stream in (sys.stdout, sys.stderr):
+                reconfigure = getattr(stream, "reconfigure", None)
+                if reconfigure is not None:
+                    reconfigure(line_buffering=True)
             import faulthandler  # noqa: PLC0415
 
             faulthandler.enable(file=fault_w, all_threads=True)
@@ -142,12 +183,21 @@ def _fork_template(
         finally:
             os._exit(status)
     theirs.close()
-    os.close(events_w)
-    os.close(fault_w)
-    return pid, ours, events_r, fault_r
+    for fd in (events_w, fault_w, out_w, err_w):
+        os.close(fd)
+    return pid, ours, events_r, fault_r, (out_r, err_r)
 
 
-def _first_message(ctl: socket.socket) -> Message | None:
+def _first_message(ctl: socket.socket, output: PipeOutput) -> Message | None:
+    """The template's first message (None: it died), logging its output meanwhile
+    (an import that prints more than a pipe holds must not stall it)."""
+    while True:
+        readable, _, _ = select.select([ctl.fileno(), *output.fds], [], [])
+        for fd in readable:
+            if fd != ctl.fileno():
+                output.read(fd)
+        if ctl.fileno() in readable:
+            break
     data = ctl.recv(1 << 20)
     if not data:
         return None
@@ -160,6 +210,7 @@ def _first_message(ctl: socket.socket) -> Message | None:
 
 def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitError:
     if isinstance(first, TemplateFailed):
+        os.waitpid(template_pid, 0)  # it exits right after saying why
         return InitError(first.error_type, first.error_message, first.stack_trace)
     if first is not None:  # alive but speaking out of turn: not a template to trust
         os.kill(template_pid, signal.SIGKILL)
@@ -178,14 +229,26 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
 def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
     """Run the supervised runtime until shutdown or a fatal error; the exit status."""
     settings = LogSettings.from_environ(environ)
-    writer = stdout_writer()
-    log = _LazyLog(environ)
+    # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
+    # the process environment before anything is forked, so no worker sees it.
+    telemetry_fd = take_telemetry_fd(os.environ)
     started = time.monotonic()
-    template_pid, ctl, events_r, fault_r = _fork_template(config, source, settings)
-    first = _first_message(ctl)
+    template_pid, ctl, events_r, fault_r, template_fds = _fork_template(
+        config, source, settings, telemetry_fd
+    )
+    # Made after the fork: the writer's own fd (a pipe reopened non-blocking)
+    # must not be inherited by the template, and through it by the workers.
+    if telemetry_fd is None:
+        writer = LogWriter(1, settings=settings)
+    else:
+        writer = LogWriter(telemetry_fd, settings=settings, telemetry=True)
+    log = _LazyLog(environ, writer)
+    template_output = PipeOutput(*template_fds, OutputSink(settings, writer.write))
+    first = _first_message(ctl, template_output)
     if not isinstance(first, TemplateReady):
         error = _init_error(first, template_pid, fault_r)
-        with RuntimeApi.from_env(environ, transport=config.transport) as api:
+        template_output.drain()
+        with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
             api.send_init_error(error)
         log.get().error(
             "init failed", errorType=error.error_type, errorMessage=error.error_message
@@ -226,7 +289,7 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     ]
     threads = [
         threading.Thread(
-            target=_run_slot, args=(slot, config, environ, shutdown, control),
+            target=_run_slot, args=(slot, config, environ, shutdown, control, log),
             name=f"slot-{index}", daemon=True,
         )
         for index, slot in enumerate(slots)
@@ -253,10 +316,14 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
         initMs=round((time.monotonic() - started) * 1000, 1),
     )
     status = _serve_main(
-        pool, exits, control, log, writer.flush, events_r, wake_r, received
+        pool, exits, control, log, writer, events_r, wake_r, received, template_output
     )
     _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
-    writer.flush(0.1)
+    template_output.drain()
+    template_output.close()
+    writer.flush(EXIT_LOG_FLUSH_S)
+    if control.fatal is not None:
+        raise control.fatal  # as in-process: the caller (the CLI, start()) reports it
     return status[0]
 
 
@@ -272,6 +339,7 @@ def _run_slot(
     environ: Mapping[str, str],
     shutdown: Shutdown,
     control: _Control,
+    log: RuntimeLog,
 ) -> None:
     def prepare() -> None:
         if shutdown.requested.is_set():
@@ -279,7 +347,7 @@ def _run_slot(
         slot.prepare()
 
     try:
-        with RuntimeApi.from_env(environ, transport=config.transport) as api:
+        with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
             serve(api, slot, prepare=prepare)
     except SlotStopped:
         return
@@ -292,18 +360,25 @@ def _serve_main(
     exits: ExitRegistry,
     control: _Control,
     log: _LazyLog,
-    flush_log: Callable[[], bool],
+    writer: LogWriter,
     events_r: int,
     wake_r: int,
     received: list[int],
+    template_output: PipeOutput,
 ) -> tuple[int, str]:
     """The main thread's loop; returns (exit status, why it ended)."""
     decoder = FrameDecoder()
     log_pending = False
     while True:
+        # While log records are held (a full stdout pipe), wake when it has room.
         readable, _, _ = select.select(
-            [wake_r, events_r, control.read_fd], [], [], 0.05 if log_pending else None
+            [wake_r, events_r, control.read_fd, *template_output.fds],
+            [writer.fd] if log_pending else [], [],
+            LOG_RETRY_S if log_pending else None,
         )
+        for fd in readable:
+            if fd in template_output.fds:
+                template_output.read(fd)
         if wake_r in readable:
             while _read_nonblocking(wake_r):
                 pass
@@ -332,7 +407,7 @@ def _serve_main(
             except SpawnError as exc:
                 log.get().error("cannot fork workers; exiting", error=str(exc))
                 return EXIT_FATAL, "spawn failed"
-        log_pending = not flush_log()
+        log_pending = not writer.flush()
 
 
 def _read_nonblocking(fd: int) -> bytes:
