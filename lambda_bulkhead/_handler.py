@@ -37,6 +37,7 @@ __all__ = [
     "Answer",
     "CoreHandler",
     "CurrentInvocation",
+    "HandlerSource",
     "execute",
     "json_handler",
     "load_handler",
@@ -58,6 +59,8 @@ class Answer:
 
 
 CoreHandler = Callable[[Invocation, Context], Answer]
+#: What a runtime serves: a ``module.function`` name to load, or a core handler.
+HandlerSource = str | CoreHandler
 
 
 class CurrentInvocation:

@@ -1,96 +1,29 @@
 """Running the runtime: isolated workers (the default) or in-process.
 
-:func:`run` is what ``lambda-bulkhead run`` (and so ``bootstrap.sh``) calls.
-It returns the process exit status; a fatal Runtime API error is raised.
+:func:`run` is what ``lambda-bulkhead run`` (and so ``bootstrap.sh``) and
+``start()`` call.  It returns the process exit status; a fatal Runtime API
+error is raised.  Each mode imports its own machinery only once chosen, so the
+supervisor can fork its template before importing the rest of itself.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from lambda_bulkhead._api import RuntimeApi
-from lambda_bulkhead._config import Config
-from lambda_bulkhead._context import Invocation
-from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._handler import (
-    Answer,
-    CoreHandler,
-    CurrentInvocation,
-    load_handler,
-    official_handler,
-)
-from lambda_bulkhead._loop import Executor, in_process, serve
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import Config
+    from lambda_bulkhead._handler import HandlerSource
 
-__all__ = ["HandlerSource", "run", "run_in_process"]
-
-HandlerSource = str | CoreHandler
-
-EXIT_INIT_FAILED = 1
+__all__ = ["run"]
 
 
 def run(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
     """Serve invocations with ``source`` (a ``module.function`` name or a core handler)."""
     if config.isolation == "none":
+        from lambda_bulkhead._inprocess import run_in_process  # noqa: PLC0415
+
         return run_in_process(config, source, environ)
     from lambda_bulkhead.supervisor import run_supervised  # noqa: PLC0415
 
     return run_supervised(config, source, environ)
-
-
-def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
-    """The handler runs in this process, as with the official runtime: no crash
-    isolation, no memory cap, no deadline enforcement.  With several workers
-    configured, that many loops run in threads of this one process (the handler
-    must then be thread-safe); the first loop runs on the main thread, so a
-    handler may install signal handlers as it could under the official runtime.
-    """
-    from lambda_bulkhead._logformat import LogSettings, install_worker_logging  # noqa: PLC0415
-
-    settings = LogSettings.from_environ(environ)
-    current = CurrentInvocation()
-    install_worker_logging(
-        1, settings.format, settings.level,
-        lambda: current.request_id, lambda: current.tenant_id, marker=b"",
-    )
-    api = RuntimeApi.from_env(environ, transport=config.transport)
-    failure: InitError | None = None
-    try:
-        handler = (
-            official_handler(load_handler(source, config.task_root))
-            if isinstance(source, str)
-            else source
-        )
-    except InitError as error:
-        failure = error
-    if failure is not None:
-        api.send_init_error(failure)
-        api.log.error(
-            "init failed", errorType=failure.error_type, errorMessage=failure.error_message
-        )
-        return EXIT_INIT_FAILED
-    execute = _tracking(in_process(handler, config.function), current)
-    for index in range(1, config.workers):
-        threading.Thread(
-            target=_serve_thread, args=(config, environ, execute), name=f"loop-{index}", daemon=True
-        ).start()
-    with api:
-        return serve(api, execute)
-
-
-def _tracking(execute: Executor, current: CurrentInvocation) -> Executor:
-    """``execute``, recording which invocation runs (for log records' request id)."""
-
-    def run(invocation: Invocation) -> Answer:
-        current.request_id, current.tenant_id = invocation.request_id, invocation.tenant_id
-        try:
-            return execute(invocation)
-        finally:
-            current.request_id = current.tenant_id = None
-
-    return run
-
-
-def _serve_thread(config: Config, environ: Mapping[str, str], execute: Executor) -> None:
-    with RuntimeApi.from_env(environ, transport=config.transport) as api:
-        serve(api, execute)

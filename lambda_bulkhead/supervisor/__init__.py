@@ -3,6 +3,35 @@ Runtime API.  It forks the template once, hands each invocation to a worker,
 and posts exactly one answer per invocation whatever the worker does.
 """
 
-from lambda_bulkhead.supervisor._supervisor import run_supervised
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from lambda_bulkhead.supervisor._fork import fork_template
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import Config
+    from lambda_bulkhead._handler import HandlerSource
 
 __all__ = ["run_supervised"]
+
+
+def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+    """Run the supervised runtime until shutdown or a fatal error; the exit status.
+
+    The template is forked before the supervisor imports the rest of itself,
+    so the two processes import their sides in parallel.
+    """
+    from lambda_bulkhead._telemetry import take_telemetry_fd  # noqa: PLC0415
+
+    started = time.monotonic()
+    # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
+    # the process environment before anything is forked, so no worker sees it.
+    telemetry_fd = take_telemetry_fd(os.environ)
+    template = fork_template(source, config.task_root, config.function, environ, telemetry_fd)
+    from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
+
+    return supervise(config, environ, template, telemetry_fd, started)

@@ -15,6 +15,13 @@ with one ``poll`` over the worker's pipes and its pidfd, for the first of:
 while forwarding the worker's stdout/stderr to the log as it arrives.  The
 worker's bytes are untrusted: a malformed frame, or an answer for another
 request id, gets the worker killed and the invocation a ``Runtime.ExitError``.
+
+An event that arrives at or past its kill time is answered ``Sandbox.Timedout``
+without being run (the worker is kept).  A worker killed for its deadline or
+memory is answered for first and reaped after (:meth:`Slot.prepare`, before the
+next ``/next``): the kernel frees its memory before reporting its exit, which
+takes longer than the margin for a big worker.  The peak memory reported is
+the worker's ``VmHWM`` over the invocation (:class:`PeakMeter`).
 """
 
 from __future__ import annotations

@@ -33,17 +33,16 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._log import LogWriter, RuntimeLog, default_log
-from lambda_bulkhead._logformat import LogSettings, install_worker_logging
+from lambda_bulkhead._logformat import LogSettings
 from lambda_bulkhead._loop import serve
 from lambda_bulkhead._procfs import current_rss
-from lambda_bulkhead._telemetry import take_telemetry_fd
 from lambda_bulkhead._wire import (
     FrameDecoder,
     Message,
@@ -52,14 +51,14 @@ from lambda_bulkhead._wire import (
     WireError,
     WorkerExited,
 )
+from lambda_bulkhead.supervisor._fork import TemplateHandles
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
 from lambda_bulkhead.supervisor._policy import RestartPolicy, describe_exit, fault_stack
 from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
-from lambda_bulkhead.worker import CurrentInvocation, HandlerSource, run_template
 
-__all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "run_supervised"]
+__all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "supervise"]
 
 EXIT_INIT_FAILED = 1
 EXIT_FATAL = 1
@@ -67,6 +66,9 @@ SHUTDOWN_GRACE_S = 0.2
 #: While log records are held (a full stdout pipe), the main thread retries when
 #: the pipe has room, and at least this often.
 LOG_RETRY_S = 0.05
+#: How long the main thread stays off the path of a first invocation that has
+#: not come yet (on Lambda it is already waiting: this only matters locally).
+QUIET_START_S = 1.0
 #: How long the exit waits for held log records to get out.
 EXIT_LOG_FLUSH_S = 0.2
 _MB = 1024 * 1024
@@ -82,6 +84,7 @@ class _Control:
     def __init__(self) -> None:
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.fatal: BaseException | None = None
+        self._answered = False
 
     def _wake(self, what: bytes) -> None:
         # A full pipe means the main thread has plenty to wake up for already.
@@ -90,6 +93,12 @@ class _Control:
 
     def refill(self) -> None:
         self._wake(b"r")
+
+    def answered(self) -> None:
+        """An invocation was answered (only the first one wakes anybody)."""
+        if not self._answered:
+            self._answered = True
+            self._wake(b"a")
 
     def failed(self, exc: BaseException) -> None:
         if self.fatal is None:
@@ -131,63 +140,6 @@ class _LazyLog:
         self.get().error(event, **fields)
 
 
-def _fork_template(
-    config: Config, source: HandlerSource, settings: LogSettings, log_fd: int | None
-) -> tuple[int, socket.socket, int, int, tuple[int, int]]:
-    """The template's pid, our end of its control socket, its events and fault
-    pipes, and its stdout and stderr pipes (non-blocking read ends).
-
-    The template does not keep ``log_fd`` (the telemetry fd): only the
-    supervisor writes to it, and the workers, forked from the template, never
-    see it.
-    """
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    events_r, events_w = os.pipe2(os.O_CLOEXEC)
-    fault_r, fault_w = os.pipe2(os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    os.set_blocking(out_w, True)
-    os.set_blocking(err_w, True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        status = 70
-        try:
-            ours.close()
-            for fd in (events_r, fault_r, out_r, err_r, *([] if log_fd is None else [log_fd])):
-                os.close(fd)
-            # fd 1 and 2 become pipes to the supervisor, line-buffered so that
-            # what the handler's module prints before a crash at import is there.
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            os.close(out_w)
-            os.close(err_w)
-            for stream in (sys.stdout, sys.stderr):
-                reconfigure = getattr(stream, "reconfigure", None)
-                if reconfigure is not None:
-                    reconfigure(line_buffering=True)
-            import faulthandler  # noqa: PLC0415
-
-            faulthandler.enable(file=fault_w, all_threads=True)
-
-            def install_logging(current: CurrentInvocation) -> None:
-                install_worker_logging(
-                    1, settings.format, settings.level,
-                    lambda: current.request_id, lambda: current.tenant_id,
-                )
-
-            status = run_template(
-                theirs, events_w, source, config.task_root, config.function, install_logging
-            )
-        finally:
-            os._exit(status)
-    theirs.close()
-    for fd in (events_w, fault_w, out_w, err_w):
-        os.close(fd)
-    return pid, ours, events_r, fault_r, (out_r, err_r)
-
-
 def _first_message(ctl: socket.socket, output: PipeOutput) -> Message | None:
     """The template's first message (None: it died), logging its output meanwhile
     (an import that prints more than a pipe holds must not stall it)."""
@@ -226,16 +178,19 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
     )
 
 
-def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
-    """Run the supervised runtime until shutdown or a fatal error; the exit status."""
+def supervise(
+    config: Config,
+    environ: Mapping[str, str],
+    template: TemplateHandles,
+    telemetry_fd: int | None,
+    started: float,
+) -> int:
+    """Run the supervised runtime, its template forked, until shutdown or a fatal
+    error; the exit status."""
     settings = LogSettings.from_environ(environ)
-    # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
-    # the process environment before anything is forked, so no worker sees it.
-    telemetry_fd = take_telemetry_fd(os.environ)
-    started = time.monotonic()
-    template_pid, ctl, events_r, fault_r, template_fds = _fork_template(
-        config, source, settings, telemetry_fd
-    )
+    template_pid, ctl = template.pid, template.ctl
+    events_r, fault_r = template.events_r, template.fault_r
+    template_fds = (template.stdout_r, template.stderr_r)
     # Made after the fork: the writer's own fd (a pipe reopened non-blocking)
     # must not be inherited by the template, and through it by the workers.
     if telemetry_fd is None:
@@ -276,6 +231,7 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
         line = format_report(summary, settings, time.time())
         if line is not None:
             writer.write(line)
+        control.answered()
 
     slots = [
         Slot(
@@ -302,21 +258,24 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     for thread in threads:
         thread.start()
 
-    log.event(
-        "runtime started",
-        version=_version(),
-        python=sys.version.split()[0],
-        isolation="process",
-        workers=config.workers,
-        memoryLimitMB=None if cap_mb is None else round(cap_mb),
-        timeoutMarginMs=config.timeout_margin_ms,
-        maxInvocationsPerWorker=config.max_invocations or None,
-        transport=config.transport,
-        templatePid=template_pid,
-        initMs=round((time.monotonic() - started) * 1000, 1),
-    )
+    def announce() -> None:
+        log.event(
+            "runtime started",
+            version=_version(),
+            python=sys.version.split()[0],
+            isolation="process",
+            workers=config.workers,
+            memoryLimitMB=None if cap_mb is None else round(cap_mb),
+            timeoutMarginMs=config.timeout_margin_ms,
+            maxInvocationsPerWorker=config.max_invocations or None,
+            transport=config.transport,
+            templatePid=template_pid,
+            initMs=init_ms,
+        )
+
+    init_ms = round((time.monotonic() - started) * 1000, 1)
     status = _serve_main(
-        pool, exits, control, log, writer, events_r, wake_r, received, template_output
+        pool, exits, control, log, writer, events_r, wake_r, received, template_output, announce
     )
     _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
     template_output.drain()
@@ -365,16 +324,26 @@ def _serve_main(
     wake_r: int,
     received: list[int],
     template_output: PipeOutput,
+    announce: Callable[[], None],
 ) -> tuple[int, str]:
-    """The main thread's loop; returns (exit status, why it ended)."""
+    """The main thread's loop; returns (exit status, why it ended).
+
+    Until the first invocation is answered (or :data:`QUIET_START_S` passed),
+    the main thread stays off the first invocation's path: the start-up record
+    (which imports structlog) and the spare worker's fork wait until then.
+    """
     decoder = FrameDecoder()
     log_pending = False
+    quiet_until: float | None = time.monotonic() + QUIET_START_S
     while True:
+        if quiet_until is not None:
+            timeout: float | None = max(0.0, quiet_until - time.monotonic())
+        else:
+            timeout = LOG_RETRY_S if log_pending else None
         # While log records are held (a full stdout pipe), wake when it has room.
         readable, _, _ = select.select(
             [wake_r, events_r, control.read_fd, *template_output.fds],
-            [writer.fd] if log_pending else [], [],
-            LOG_RETRY_S if log_pending else None,
+            [writer.fd] if log_pending else [], [], timeout,
         )
         for fd in readable:
             if fd in template_output.fds:
@@ -393,15 +362,19 @@ def _serve_main(
             for message in decoder.feed(data):
                 if isinstance(message, WorkerExited):
                     exits.record(message.pid, message.status)
-        if control.read_fd in readable:
-            requests = _read_nonblocking(control.read_fd)
-            if b"f" in requests:
-                exc = control.fatal
-                log.get().error(
-                    "fatal runtime error; exiting",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                return EXIT_FATAL, "fatal error"
+        requests = _read_nonblocking(control.read_fd) if control.read_fd in readable else b""
+        if b"f" in requests:
+            exc = control.fatal
+            log.get().error(
+                "fatal runtime error; exiting",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return EXIT_FATAL, "fatal error"
+        if quiet_until is not None and (b"a" in requests or time.monotonic() >= quiet_until):
+            quiet_until = None
+            announce()
+            requests += b"r"
+        if b"r" in requests and quiet_until is None:
             try:
                 pool.refill()
             except SpawnError as exc:

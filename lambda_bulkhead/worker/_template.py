@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._handler import CoreHandler, load_handler, official_handler
+from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
 from lambda_bulkhead._pipes import write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
@@ -41,14 +41,13 @@ from lambda_bulkhead._wire import (
 from lambda_bulkhead.worker._native import line_buffer_c_stdout, set_parent_death_signal
 from lambda_bulkhead.worker._worker import CurrentInvocation, WorkerFds, run_worker
 
-__all__ = ["EXIT_LOAD_FAILED", "HandlerSource", "run_template"]
+__all__ = ["EXIT_LOAD_FAILED", "run_template"]
 
 #: The template's exit status when the handler could not be loaded (reported first).
 EXIT_LOAD_FAILED = 3
 #: The worker's exit status when its own set-up failed before serving anything.
 EXIT_WORKER_BOOT_FAILED = 4
 
-HandlerSource = str | CoreHandler
 
 
 def _load(source: HandlerSource, task_root: str) -> CoreHandler:

@@ -1,0 +1,82 @@
+"""The in-process runtime (``--isolation none``): the handler runs in this
+process, as with the official runtime."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from lambda_bulkhead._api import RuntimeApi
+from lambda_bulkhead._config import Config
+from lambda_bulkhead._context import Invocation
+from lambda_bulkhead._errors import InitError
+from lambda_bulkhead._handler import (
+    Answer,
+    CurrentInvocation,
+    HandlerSource,
+    load_handler,
+    official_handler,
+)
+from lambda_bulkhead._loop import Executor, in_process, serve
+
+__all__ = ["run_in_process"]
+
+EXIT_INIT_FAILED = 1
+
+
+def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+    """The handler runs in this process, as with the official runtime: no crash
+    isolation, no memory cap, no deadline enforcement.  With several workers
+    configured, that many loops run in threads of this one process (the handler
+    must then be thread-safe); the first loop runs on the main thread, so a
+    handler may install signal handlers as it could under the official runtime.
+    """
+    from lambda_bulkhead._logformat import LogSettings, install_worker_logging  # noqa: PLC0415
+
+    settings = LogSettings.from_environ(environ)
+    current = CurrentInvocation()
+    install_worker_logging(
+        1, settings.format, settings.level,
+        lambda: current.request_id, lambda: current.tenant_id, marker=b"",
+    )
+    api = RuntimeApi.from_env(environ, transport=config.transport)
+    failure: InitError | None = None
+    try:
+        handler = (
+            official_handler(load_handler(source, config.task_root))
+            if isinstance(source, str)
+            else source
+        )
+    except InitError as error:
+        failure = error
+    if failure is not None:
+        api.send_init_error(failure)
+        api.log.error(
+            "init failed", errorType=failure.error_type, errorMessage=failure.error_message
+        )
+        return EXIT_INIT_FAILED
+    execute = _tracking(in_process(handler, config.function), current)
+    for index in range(1, config.workers):
+        threading.Thread(
+            target=_serve_thread, args=(config, environ, execute), name=f"loop-{index}", daemon=True
+        ).start()
+    with api:
+        return serve(api, execute)
+
+
+def _tracking(execute: Executor, current: CurrentInvocation) -> Executor:
+    """``execute``, recording which invocation runs (for log records' request id)."""
+
+    def run(invocation: Invocation) -> Answer:
+        current.request_id, current.tenant_id = invocation.request_id, invocation.tenant_id
+        try:
+            return execute(invocation)
+        finally:
+            current.request_id = current.tenant_id = None
+
+    return run
+
+
+def _serve_thread(config: Config, environ: Mapping[str, str], execute: Executor) -> None:
+    with RuntimeApi.from_env(environ, transport=config.transport) as api:
+        serve(api, execute)
