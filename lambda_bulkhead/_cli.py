@@ -16,18 +16,13 @@ environment print one line and exit 2; a fatal runtime error exits 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from lambda_bulkhead._config import Config
+from lambda_bulkhead._config import Config, parse_endpoint
 from lambda_bulkhead._errors import BulkheadError, ConfigError, InvalidEndpoint, RuntimeApiError
-from lambda_bulkhead._protocol import parse_endpoint
 
 __all__ = ["main"]
 
@@ -123,7 +118,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         Config.from_environ(env)  # bad configuration fails here, before anything starts
         if args.command == "run":
             return _run(args, env)
-        return _local(args, env) if args.command == "local" else _invoke(args, env)
+        from lambda_bulkhead import _local  # noqa: PLC0415 - only these commands need it
+
+        return _local.local(args, env) if args.command == "local" else _local.invoke(args, env)
     except ConfigError as exc:
         print(f"lambda-bulkhead: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -153,123 +150,3 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     # The handler's environment: workers inherit os.environ, so flags land there too.
     os.environ.update(_overrides(args))
     return run(Config.from_environ(env), handler, env)
-
-
-def _function_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[float, int]:
-    try:
-        timeout = args.timeout or float(env.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 300)
-        memory = args.memory or int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 3008)
-    except ValueError as exc:
-        raise ConfigError(f"bad function setting in the environment: {exc}") from None
-    if timeout <= 0 or memory < 1:
-        raise ConfigError("--timeout must be > 0 seconds and --memory at least 1 MB")
-    return timeout, memory
-
-
-class _RuntimeProcess:
-    """The runtime (``lambda-bulkhead run``) as a child process of ``local``/``invoke``."""
-
-    def __init__(self, handler: str, env: dict[str, str], *, logs_to_stderr: bool = False) -> None:
-        self._argv = [sys.executable, "-m", "lambda_bulkhead", "run", handler]
-        self._env = env
-        # `invoke` keeps its stdout for the result, so `... | jq` works.
-        self._stdout = sys.stderr if logs_to_stderr else None
-        self.process = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self._argv, env=self._env, stdin=subprocess.DEVNULL, stdout=self._stdout
-        )
-
-    def restart(self) -> None:
-        self.process = self._start()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _runtime_env(args: argparse.Namespace, env: dict[str, str], function_env: dict[str, str]
-                 ) -> dict[str, str]:
-    merged = {**env, **function_env, "_HANDLER": args.handler}
-    merged.setdefault("LAMBDA_TASK_ROOT", os.getcwd())
-    return merged
-
-
-def _local(args: argparse.Namespace, env: dict[str, str]) -> int:
-    from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
-
-    timeout, memory = _function_settings(args, env)
-    if not 0 <= args.port < 65536:
-        raise ConfigError(f"--port {args.port}: expected 0-65535")
-    try:
-        emulator = Emulator(timeout_s=timeout, memory_mb=memory, port=args.port).start()
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
-    with contextlib.ExitStack() as cleanup:  # started above: `with emulator` would start it again
-        cleanup.callback(emulator.stop)
-        runtime = _RuntimeProcess(args.handler, _runtime_env(args, env, emulator.function_env()))
-        print(f"lambda-bulkhead: serving {args.handler}; invoke with:\n"
-              f"  curl -s -d '{{}}' {emulator.invoke_url}", file=sys.stderr, flush=True)
-        try:
-            while True:
-                status = runtime.process.wait()
-                if emulator.init_errors:
-                    print("lambda-bulkhead: the handler failed to initialise; every invoke "
-                          "answers with its init error (Ctrl-C to stop)", file=sys.stderr)
-                    signal.pause()
-                emulator.runtime_exited(_exit_reason(status))
-                time.sleep(0.5)  # like Lambda, the next invoke meets a fresh runtime
-                runtime.restart()
-        except KeyboardInterrupt:
-            runtime.stop()
-    return 0
-
-
-def _exit_reason(status: int) -> str:
-    if status < 0:
-        from lambda_bulkhead.supervisor._policy import describe_exit  # noqa: PLC0415
-
-        return describe_exit(-status)  # a signal number, as Popen reports it
-    return f"exit status {status}"
-
-
-def _read_event(path: str | None) -> bytes:
-    if path is None:
-        return b"{}"
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read()
-        with open(path, "rb") as event:
-            return event.read()
-    except OSError as exc:
-        raise ConfigError(f"--event {path}: {exc.strerror}") from None
-
-
-def _invoke(args: argparse.Namespace, env: dict[str, str]) -> int:
-    from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
-
-    timeout, memory = _function_settings(args, env)
-    payload = _read_event(args.event)
-    with Emulator(timeout_s=timeout, memory_mb=memory) as emulator:
-        runtime = _RuntimeProcess(
-            args.handler, _runtime_env(args, env, emulator.function_env()), logs_to_stderr=True
-        )
-        try:
-            future = emulator.submit(payload)
-            while not future.done():
-                status = runtime.process.poll()
-                if status is not None and not future.done():
-                    emulator.runtime_exited(_exit_reason(status))
-                time.sleep(0.005)
-            result = future.result()
-        finally:
-            runtime.stop()
-    sys.stdout.buffer.write(result.body + (b"" if result.body.endswith(b"\n") else b"\n"))
-    sys.stdout.flush()
-    return 0 if result.kind == "response" else EXIT_FATAL

@@ -1,21 +1,30 @@
-"""Configuration, built once from an environ passed in (``docs/configuration.md``).
+r"""Configuration, built once from an environ passed in (``docs/configuration.md``).
 
 Nothing reads ``os.environ`` at import time; :meth:`Config.from_environ` takes
-the mapping, and CLI flags are applied on top with :meth:`Config.replace`.
+the mapping (the CLI puts its flags into it first).
+
+This module is on the supervisor's path to forking its template, so its
+records are ``NamedTuple``\s: typed and immutable like the dataclasses used
+elsewhere, without importing :mod:`dataclasses` and generating code at start.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, MutableMapping
+from typing import Literal, NamedTuple
 
-from lambda_bulkhead._context import FunctionMeta
-from lambda_bulkhead._errors import ConfigError
+from lambda_bulkhead._errors import ConfigError, InvalidEndpoint
 
-__all__ = ["DEFAULT_TIMEOUT_MARGIN_MS", "Config", "Isolation"]
+__all__ = [
+    "DEFAULT_TIMEOUT_MARGIN_MS",
+    "TELEMETRY_FD_VARIABLE",
+    "Config",
+    "FunctionMeta",
+    "Isolation",
+    "parse_endpoint",
+    "take_telemetry_fd",
+]
 
 Isolation = Literal["process", "none"]
 
@@ -42,8 +51,59 @@ def _int(environ: Mapping[str, str], name: str, *, minimum: int = 0) -> int | No
     return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Config:
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """Split ``AWS_LAMBDA_RUNTIME_API`` (``host:port``, no scheme) into its parts."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or "/" in value or not port_text.isdigit():
+        raise InvalidEndpoint(value)
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise InvalidEndpoint(value)
+    return host.strip("[]"), port
+
+
+class FunctionMeta(NamedTuple):
+    """The function's identity, read once from the environment Lambda sets."""
+
+    function_name: str | None = None
+    function_version: str | None = None
+    memory_limit_in_mb: str | None = None
+    log_group_name: str | None = None
+    log_stream_name: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> FunctionMeta:
+        return cls(
+            function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+            function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION"),
+            memory_limit_in_mb=environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+            log_group_name=environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
+            log_stream_name=environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        )
+
+
+TELEMETRY_FD_VARIABLE = "_LAMBDA_TELEMETRY_LOG_FD"
+
+
+def take_telemetry_fd(environ: MutableMapping[str, str]) -> int | None:
+    """Pop ``_LAMBDA_TELEMETRY_LOG_FD`` from ``environ`` and return the fd it names.
+
+    Managed runtimes pass it; the runtime takes it before forking anything, so
+    no worker inherits the variable.
+    """
+    value = environ.pop(TELEMETRY_FD_VARIABLE, None)
+    if value is None:
+        return None
+    try:
+        fd = int(value)
+    except ValueError:
+        fd = -1
+    if fd < 0:
+        raise ConfigError(f"{TELEMETRY_FD_VARIABLE}={value!r} is not a file descriptor")
+    return fd
+
+
+class Config(NamedTuple):
     """Everything the runtime reads from its environment, checked once."""
 
     runtime_api: str | None = None
@@ -59,7 +119,7 @@ class Config:
     #: Recycle a worker after this many invocations (jittered by up to 10 %); 0: never.
     max_invocations: int = 0
     transport: Literal["socket", "httpx"] = "socket"
-    function: FunctionMeta = dataclasses.field(default_factory=FunctionMeta)
+    function: FunctionMeta = FunctionMeta()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -89,9 +149,6 @@ class Config:
             transport="httpx" if transport == "httpx" else "socket",
             function=FunctionMeta.from_environ(env),
         )
-
-    def replace(self, **changes: object) -> Config:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def default_memory_limit_mb(
         self, template_rss_mb: float, supervisor_rss_mb: float

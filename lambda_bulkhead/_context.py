@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambda_bulkhead._config import FunctionMeta
 from lambda_bulkhead._errors import InvocationError
 
 __all__ = [
@@ -26,27 +26,6 @@ __all__ = [
     "Invocation",
     "build_context",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FunctionMeta:
-    """The function's identity, read once from the environment Lambda sets."""
-
-    function_name: str | None = None
-    function_version: str | None = None
-    memory_limit_in_mb: str | None = None
-    log_group_name: str | None = None
-    log_stream_name: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> FunctionMeta:
-        return cls(
-            function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME"),
-            function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION"),
-            memory_limit_in_mb=environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
-            log_group_name=environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
-            log_stream_name=environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
-        )
 
 
 @dataclass(frozen=True, slots=True)

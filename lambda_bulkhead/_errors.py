@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import traceback
 from collections.abc import Mapping, Sequence
 
 __all__ = [
@@ -175,7 +174,7 @@ class HandlerCrash(InvocationError):
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # The import machinery between the runtime and a module failing at import time.
 _IMPORT_FRAMES = (
-    os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep + "importlib" + os.sep,
+    os.path.dirname(os.path.abspath(os.__file__)) + os.sep + "importlib" + os.sep,
     "<frozen importlib.",
 )
 
@@ -183,6 +182,8 @@ _IMPORT_FRAMES = (
 def handler_stack(exc: BaseException) -> list[str]:
     """``exc``'s stack as ``traceback.format_list`` lines, less the runtime's leading
     frames (and, for an import-time failure, the import machinery's)."""
+    import traceback  # noqa: PLC0415 - only failures pay for it, not the cold start
+
     frames = traceback.extract_tb(exc.__traceback__)
     first = 0
     while first < len(frames) and frames[first].filename.startswith(

@@ -15,9 +15,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lambda_bulkhead._config import parse_endpoint
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import (
-    InvalidEndpoint,
     InvocationError,
     MissingRequestId,
     UnexpectedStatus,
@@ -82,17 +82,6 @@ class PostOutcome(enum.Enum):
     TOO_LARGE = "too_large"
     #: 400/403: the platform refused this answer (already answered, bad id). Not fatal.
     REFUSED = "refused"
-
-
-def parse_endpoint(value: str) -> tuple[str, int]:
-    """Split ``AWS_LAMBDA_RUNTIME_API`` (``host:port``, no scheme) into its parts."""
-    host, sep, port_text = value.strip().rpartition(":")
-    if not sep or not host or "/" in value or not port_text.isdigit():
-        raise InvalidEndpoint(value)
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise InvalidEndpoint(value)
-    return host.strip("[]"), port
 
 
 def next_request() -> Request:

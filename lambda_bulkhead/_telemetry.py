@@ -25,27 +25,22 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-from lambda_bulkhead._errors import ConfigError
 from lambda_bulkhead._logformat import LogFormat, write_fully
 
 __all__ = [
     "FRAME_HEADER",
     "JSON_FRAME_TYPE",
     "MAX_PAYLOAD_BYTES",
-    "TELEMETRY_FD_VARIABLE",
     "TEXT_FRAME_TYPE",
     "TelemetryFrame",
     "TelemetrySink",
     "decode_frame",
     "encode_frame",
     "frame_type",
-    "take_telemetry_fd",
 ]
 
-TELEMETRY_FD_VARIABLE = "_LAMBDA_TELEMETRY_LOG_FD"
 JSON_FRAME_TYPE = 0xA55A0002
 TEXT_FRAME_TYPE = 0xA55A0003
 FRAME_HEADER = struct.Struct(">IIQ")
@@ -114,20 +109,6 @@ def decode_frame(data: bytes) -> tuple[TelemetryFrame, bytes] | None:
         frame_type=kind, timestamp_us=timestamp_us, payload=bytes(data[FRAME_HEADER.size : end])
     )
     return frame, bytes(data[end:])
-
-
-def take_telemetry_fd(environ: MutableMapping[str, str]) -> int | None:
-    """Pop ``_LAMBDA_TELEMETRY_LOG_FD`` from ``environ`` and return the fd it names."""
-    value = environ.pop(TELEMETRY_FD_VARIABLE, None)
-    if value is None:
-        return None
-    try:
-        fd = int(value)
-    except ValueError:
-        fd = -1
-    if fd < 0:
-        raise ConfigError(f"{TELEMETRY_FD_VARIABLE}={value!r} is not a file descriptor")
-    return fd
 
 
 class TelemetrySink:

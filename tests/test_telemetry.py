@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lambda_bulkhead._config import take_telemetry_fd
 from lambda_bulkhead._errors import ConfigError
 from lambda_bulkhead._logformat import LogFormat
 from lambda_bulkhead._telemetry import (
@@ -18,7 +19,6 @@ from lambda_bulkhead._telemetry import (
     decode_frame,
     encode_frame,
     frame_type,
-    take_telemetry_fd,
 )
 
 # The constants awslambdaric's lambda_runtime_log_utils.py writes, per logging level.

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from lambda_bulkhead._config import take_telemetry_fd
 from lambda_bulkhead.supervisor._fork import fork_template
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     The template is forked before the supervisor imports the rest of itself,
     so the two processes import their sides in parallel.
     """
-    from lambda_bulkhead._telemetry import take_telemetry_fd  # noqa: PLC0415
-
     started = time.monotonic()
     # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
     # the process environment before anything is forked, so no worker sees it.

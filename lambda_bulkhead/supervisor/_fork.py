@@ -13,18 +13,16 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._context import FunctionMeta
+    from lambda_bulkhead._config import FunctionMeta
     from lambda_bulkhead._handler import CurrentInvocation, HandlerSource
 
 __all__ = ["TemplateHandles", "fork_template"]
 
 
-@dataclass(frozen=True, slots=True)
-class TemplateHandles:
+class TemplateHandles(NamedTuple):
     """The supervisor's ends of the template: its control socket, events and fault
     pipes, and its stdout and stderr pipes (non-blocking read ends)."""
 
