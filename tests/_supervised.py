@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import STARTUP_TIMEOUT_S, RuntimeProcess, runtime_env, write_module_files
+from conftest import RuntimeProcess, runtime_env, write_module_files
 
 from lambda_bulkhead.emulator import Emulator, InvokeResult
 
@@ -178,14 +178,7 @@ class Runtimes:
         proc = RuntimeProcess(argv, runtime_env(emu, self._task_root, env), self._task_root, emu)
         self._started.append(proc)
         if wait_for_poll:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not emu.wait_for_next_poll(timeout=0.05):
-                if proc.poll() is not None:
-                    pytest.fail(f"runtime exited ({proc.wait()}) before polling /next:\n"
-                                f"{proc.describe()}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"runtime did not poll /next within {STARTUP_TIMEOUT_S} s:\n"
-                                f"{proc.describe()}")
+            proc.wait_until_polling()
         return proc
 
     def close(self) -> None:

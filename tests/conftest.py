@@ -231,6 +231,18 @@ class RuntimeProcess:
 
     # -- life ---------------------------------------------------------------
 
+    def wait_until_polling(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Return once a runtime long-polls ``/next`` on this runtime's emulator;
+        fail the test if it exits first, or does not poll within ``timeout``."""
+        assert self.emulator is not None, "this runtime was started without an emulator"
+        deadline = time.monotonic() + timeout
+        while not self.emulator.wait_for_next_poll(timeout=0.05):
+            if self.poll() is not None:
+                pytest.fail(f"runtime exited ({self.wait()}) before polling /next:\n"
+                            f"{self.describe()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"runtime did not poll /next within {timeout} s:\n{self.describe()}")
+
     def poll(self) -> int | None:
         self._remember_descendants()
         return self.process.poll()
@@ -409,14 +421,7 @@ def runtime(request: pytest.FixtureRequest, task_root: Path) -> Iterator[StartRu
         proc = RuntimeProcess(argv, runtime_env(emu, root, env), root, emu)
         started.append(proc)
         if wait_for_poll and emu is not None:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not emu.wait_for_next_poll(timeout=0.05):
-                if proc.poll() is not None:
-                    pytest.fail(f"runtime exited ({proc.wait()}) before polling /next:\n"
-                                f"{proc.describe()}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"runtime did not poll /next within {STARTUP_TIMEOUT_S} s:\n"
-                                f"{proc.describe()}")
+            proc.wait_until_polling()
         return proc
 
     yield start
