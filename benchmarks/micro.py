@@ -111,16 +111,10 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         settings = LogSettings.from_environ({})
         return lambda: format_report(report, settings, time.time())
 
-    def peak_meter() -> Callable[[], object]:
-        from lambda_bulkhead._procfs import PeakMeter
+    def peak_rss() -> Callable[[], object]:
+        import resource
 
-        meter = PeakMeter(os.getppid())
-
-        def call() -> object:
-            meter.reset()
-            return meter.read()
-
-        return call
+        return lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def rss_reader() -> Callable[[], object]:
         from lambda_bulkhead._procfs import RssReader
@@ -185,7 +179,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         ("Invoke frame: encode + decode (100 B)", invoke_frame),
         ("Result frame: encode + decode", result_frame),
         ("format_report (JSON summary record)", report_json),
-        ("PeakMeter reset + read (/proc)", peak_meter),
+        ("worker peak RSS (getrusage)", peak_rss),
         ("RssReader.read (/proc statm)", rss_reader),
         ("set_trace_id (os.environ)", trace_env),
         ("build_context", context),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import (
@@ -41,7 +41,13 @@ from lambda_bulkhead._protocol import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_POST_TIMEOUT_S", "NEXT_RETRY_DELAYS_S", "RuntimeApi", "Transport"]
+__all__ = [
+    "DEFAULT_POST_TIMEOUT_S",
+    "NEXT_RETRY_DELAYS_S",
+    "PipelinedTransport",
+    "RuntimeApi",
+    "Transport",
+]
 
 #: How long a post may wait for its answer before it is sent once more (and then
 #: the runtime gives up on the Runtime API); ``/next`` itself never times out,
@@ -59,6 +65,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class PipelinedTransport(Transport, Protocol):
+    """A transport that can send two requests back to back on its connection."""
+
+    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response: ...
+
+    def receive_pending(self) -> Response: ...
+
+    def clone(self) -> PipelinedTransport: ...
+
+
 class RuntimeApi:
     """A client of one Runtime API endpoint.
 
@@ -74,6 +90,9 @@ class RuntimeApi:
         log: RuntimeLog | None = None,
     ) -> None:
         self._transport = transport
+        self._pipelined: PipelinedTransport | None = (
+            cast("PipelinedTransport", transport) if hasattr(transport, "send_pair") else None
+        )
         self._post_timeout = post_timeout
         self._log = log
 
@@ -137,10 +156,52 @@ class RuntimeApi:
         after the answer's headers named an invocation raises
         :class:`BrokenEvent`, which the loop answers with ``/error``.
         """
+        return self._next(pending=False)
+
+    def send_response_then_next(
+        self,
+        request_id: str,
+        body: bytes,
+        *,
+        invocation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> Invocation:
+        """:meth:`send_response`, then :meth:`next`, sent in one write where the
+        transport can pipeline them (the socket transport), saving a round trip
+        per invocation.  A 413 on the post is answered with ``/error`` over a
+        second connection, since the first is already waiting on ``/next``.
+        """
+        pipelined = self._pipelined
+        if pipelined is None or len(body) > MAX_RESPONSE_BYTES:
+            self.send_response(
+                request_id, body, invocation_id=invocation_id, content_type=content_type
+            )
+            return self.next()
+        request = response_request(
+            request_id, body, invocation_id=invocation_id, content_type=content_type
+        )
+        try:
+            answer = pipelined.send_pair(request, next_request(), timeout=self._post_timeout)
+        except TransportError as exc:
+            self._post_failed(request, request_id, exc)
+            self._post(request, request_id)
+            return self.next()
+        if self._outcome(request, request_id, answer) is PostOutcome.TOO_LARGE:
+            side = RuntimeApi(pipelined.clone(), post_timeout=self._post_timeout, log=self._log)
+            with side:
+                side.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
+        return self._next(pending=True)
+
+    def _next(self, *, pending: bool) -> Invocation:
         delays = iter(NEXT_RETRY_DELAYS_S)
         while True:
             try:
-                return parse_next(self._transport.request(next_request(), timeout=None))
+                if pending and self._pipelined is not None:
+                    pending = False
+                    response = self._pipelined.receive_pending()
+                else:
+                    response = self._transport.request(next_request(), timeout=None)
+                return parse_next(response)
             except TransportError as exc:
                 named = (exc.headers or {}).get("lambda-runtime-aws-request-id")
                 if named:
@@ -198,14 +259,20 @@ class RuntimeApi:
         try:
             answer = self._transport.request(request, timeout=self._post_timeout)
         except TransportError as exc:
-            # Sent once more on a new connection: if the first one did arrive,
-            # the platform refuses the second (403) or finds the invocation
-            # over (410), both survived below, so no answer is ever doubled.
-            self.log.warning(
-                "Runtime API post failed; sending it once more",
-                call=request.call, requestId=request_id, error=exc.reason,
-            )
+            self._post_failed(request, request_id, exc)
             answer = self._transport.request(request, timeout=self._post_timeout)
+        return self._outcome(request, request_id, answer)
+
+    def _post_failed(self, request: Request, request_id: str | None, exc: TransportError) -> None:
+        # The post is sent once more on a new connection: if the first one did
+        # arrive, the platform refuses the second (403) or finds the invocation
+        # over (410), both survived, so no answer is ever doubled.
+        self.log.warning(
+            "Runtime API post failed; sending it once more",
+            call=request.call, requestId=request_id, error=exc.reason,
+        )
+
+    def _outcome(self, request: Request, request_id: str | None, answer: Response) -> PostOutcome:
         outcome = post_outcome(request.call, answer)
         if outcome is PostOutcome.LATE:
             self.log.warning("answer refused: invocation already timed out",

@@ -28,7 +28,10 @@ __all__ = [
 #: Largest answer body accepted; ``/next`` bodies are at most 6 MB.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_HEAD_BYTES = 64 * 1024
-_RECV_BYTES = 256 * 1024
+# A larger receive costs more than the receive itself (Python allocates the
+# whole buffer first, past malloc's mmap threshold): large bodies are received
+# into one buffer of their exact size instead.
+_RECV_BYTES = 64 * 1024
 _COALESCE_BYTES = 64 * 1024
 
 
@@ -58,6 +61,9 @@ class ResponseParser:
         self._chunked = False
         self._chunks: list[bytes] = []
         self.keep_alive = True
+        #: Bytes received after this answer's end: the start of the next answer
+        #: on a connection whose requests were sent back to back.
+        self.leftover = b""
 
     @property
     def headers(self) -> dict[str, str] | None:
@@ -69,6 +75,23 @@ class ResponseParser:
         """Whether any byte of the answer arrived (a retry is then unsafe)."""
         return bool(self._buffer) or self._headers is not None
 
+    def body_remaining(self) -> int:
+        """Bytes of a ``Content-Length`` body still to come (0 when not known yet)."""
+        if self._headers is None or self._length is None:
+            return 0
+        return max(0, self._length - len(self._buffer))
+
+    @property
+    def partial_body(self) -> bytes:
+        """The body bytes received so far (for a caller reading the rest itself)."""
+        return bytes(self._buffer)
+
+    def complete(self, body: bytes) -> Response:
+        """The answer, its whole ``Content-Length`` body read by the caller."""
+        if self._length is None or len(body) != self._length:
+            raise ProtocolViolation("body does not match its Content-Length")
+        return self._finish(body)
+
     def feed(self, data: bytes) -> Response | None:
         self._buffer += data
         if self._headers is None and not self._parse_head():
@@ -76,6 +99,7 @@ class ResponseParser:
         if self._chunked:
             return self._parse_chunks()
         if self._length is not None and len(self._buffer) >= self._length:
+            self.leftover = bytes(self._buffer[self._length :])
             return self._finish(bytes(self._buffer[: self._length]))
         return None
 
@@ -135,8 +159,10 @@ class ResponseParser:
                 raise ProtocolViolation(f"bad chunk size {bytes(size_text[:20])!r}") from None
             if size == 0:
                 # The last chunk is followed by optional trailers and an empty line.
-                if self._buffer.find(b"\r\n\r\n", line_end) < 0:
+                end = self._buffer.find(b"\r\n\r\n", line_end)
+                if end < 0:
                     return None
+                self.leftover = bytes(self._buffer[end + 4 :])
                 return self._finish(b"".join(self._chunks))
             if len(self._buffer) < line_end + 2 + size + 2:
                 return None
@@ -157,31 +183,66 @@ class SocketTransport:
     A request on a reused connection that fails before any answer byte arrives
     (the server closed an idle keep-alive connection) is sent once more on a new
     connection; any other failure is a :class:`TransportError`.
+
+    :meth:`send_pair` sends two requests back to back (HTTP/1.1 pipelining) and
+    returns the first's answer; :meth:`receive_pending` then reads the second's.
+    The loop uses it to post a response and poll ``/next`` in one write.
     """
 
     def __init__(self, host: str, port: int) -> None:
         self._address = (host, port)
         self._host_header = f"{host}:{port}"
         self._sock: socket.socket | None = None
+        self._leftover = b""
+        self._pending: Request | None = None
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._leftover = b""
+        self._pending = None
+
+    def clone(self) -> SocketTransport:
+        """Another transport to the same endpoint, on its own connection."""
+        return SocketTransport(*self._address)
 
     def request(self, request: Request, *, timeout: float | None = None) -> Response:
-        reused = self._sock is not None
+        return self._send_and_receive((request,), timeout)
+
+    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response:
+        """Send both requests at once; the first's answer (the second's is pending)."""
+        answer = self._send_and_receive((first, second), timeout)
+        self._pending = second
+        return answer
+
+    def receive_pending(self) -> Response:
+        """The answer to the second request of :meth:`send_pair` (waits without limit)."""
+        request, self._pending = self._pending, None
+        if request is None:
+            raise TransportError("next", "no request is waiting for its answer")
+        if self._sock is None:  # the server closed after the first answer: ask again
+            return self.request(request)
+        self._sock.settimeout(None)
         try:
-            return self._exchange(request, timeout)
-        except _Retryable as exc:
-            self.close()
-            if not reused:
-                raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
-        try:
-            return self._exchange(request, timeout)
+            return self._receive(self._sock, request, None)
         except _Retryable as exc:
             self.close()
             raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
+
+    def _send_and_receive(self, requests: tuple[Request, ...], timeout: float | None) -> Response:
+        reused = self._sock is not None
+        try:
+            return self._exchange(requests, timeout)
+        except _Retryable as exc:
+            self.close()
+            if not reused:
+                raise TransportError(requests[0].call, str(exc.__cause__ or exc)) from exc
+        try:
+            return self._exchange(requests, timeout)
+        except _Retryable as exc:
+            self.close()
+            raise TransportError(requests[0].call, str(exc.__cause__ or exc)) from exc
 
     def _connect(self) -> socket.socket:
         try:
@@ -192,29 +253,50 @@ class SocketTransport:
         self._sock = sock
         return sock
 
-    def _exchange(self, request: Request, timeout: float | None) -> Response:
+    def _exchange(self, requests: tuple[Request, ...], timeout: float | None) -> Response:
         sock = self._sock or self._connect()
         sock.settimeout(timeout)
-        head = encode_head(request, self._host_header)
-        parser = ResponseParser()
+        parts: list[bytes] = []
+        for request in requests:
+            parts.append(encode_head(request, self._host_header))
+            if request.body:
+                parts.append(request.body)
         try:
-            if len(request.body) < _COALESCE_BYTES:
-                sock.sendall(head + request.body)
+            if sum(map(len, parts)) < _COALESCE_BYTES:
+                sock.sendall(b"".join(parts))
             else:
-                # Large bodies: two sends beat copying megabytes into one buffer.
-                sock.sendall(head)
-                sock.sendall(request.body)
-            while True:
+                # Large bodies: several sends beat copying megabytes into one buffer.
+                for part in parts:
+                    sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _Retryable from exc
+        except TimeoutError as exc:
+            self.close()
+            raise TransportError(requests[0].call, f"no answer within {timeout} s") from exc
+        except OSError as exc:
+            self.close()
+            raise TransportError(requests[0].call, str(exc)) from exc
+        return self._receive(sock, requests[0], timeout)
+
+    def _receive(
+        self, sock: socket.socket, request: Request, timeout: float | None
+    ) -> Response:
+        parser = ResponseParser()
+        leftover, self._leftover = self._leftover, b""
+        try:
+            response = parser.feed(leftover) if leftover else None
+            while response is None:
+                remaining = parser.body_remaining()
+                if remaining > _RECV_BYTES:
+                    response = parser.complete(_recv_rest(sock, parser.partial_body, remaining))
+                    break
                 data = sock.recv(_RECV_BYTES)
                 if not data:
                     if not parser.started:
                         raise _Retryable from ConnectionResetError("connection closed by server")
                     response = parser.feed_eof()
                     break
-                response_or_none = parser.feed(data)
-                if response_or_none is not None:
-                    response = response_or_none
-                    break
+                response = parser.feed(data)
         except (BrokenPipeError, ConnectionResetError) as exc:
             if not parser.started:
                 raise _Retryable from exc
@@ -227,9 +309,24 @@ class SocketTransport:
         except (ProtocolViolation, OSError) as exc:
             self.close()
             raise TransportError(request.call, str(exc), parser.headers) from exc
+        self._leftover = parser.leftover
         if not parser.keep_alive:
             self.close()
         return response
+
+
+def _recv_rest(sock: socket.socket, start: bytes, rest: int) -> bytes:
+    """``start`` and the next ``rest`` bytes of ``sock``, received into one buffer."""
+    buffer = bytearray(len(start) + rest)
+    buffer[: len(start)] = start
+    view = memoryview(buffer)
+    received = len(start)
+    while received < len(buffer):
+        got = sock.recv_into(view[received:])
+        if not got:
+            raise ProtocolViolation("connection closed before the end of the body")
+        received += got
+    return bytes(buffer)
 
 
 class _Retryable(Exception):

@@ -96,17 +96,70 @@ def process_invocation(api: RuntimeApi, execute: Executor) -> None:
 
 
 def serve(
-    api: RuntimeApi, execute: Executor, *, prepare: Callable[[], None] | None = None
+    api: RuntimeApi,
+    execute: Executor,
+    *,
+    prepare: Callable[[], None] | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> NoReturn:
     """Process invocations until the Runtime API fails (raised).
 
     ``prepare`` runs before each poll of ``/next``: the supervisor uses it to
-    have a worker ready before it accepts an event (back-pressure).
+    have a worker ready before it accepts an event (back-pressure).  After a
+    successful answer, when the next event can be taken at once (``ready()``
+    says so; without ``ready``, when there is no ``prepare``), the response and
+    the next poll go out together (:meth:`RuntimeApi.send_response_then_next`).
     """
+    if ready is None:
+        ready = _never if prepare is not None else _always
+    invocation: Invocation | None = None
     while True:
-        if prepare is not None:
-            prepare()
-        process_invocation(api, execute)
+        if invocation is None:
+            if prepare is not None:
+                prepare()
+            try:
+                invocation = api.next()
+            except BrokenEvent as broken:
+                api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+                continue
+        invocation = _answer_then_next(api, invocation, execute, ready)
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
+
+
+def _answer_then_next(
+    api: RuntimeApi, invocation: Invocation, execute: Executor, ready: Callable[[], bool]
+) -> Invocation | None:
+    """Answer ``invocation``; the next invocation too if it was polled with the answer."""
+    request_id, invocation_id = invocation.request_id, invocation.invocation_id
+    try:
+        answer = execute(invocation)
+    except InvocationError as error:
+        api.send_error(request_id, error, invocation_id=invocation_id)
+        return None
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise
+        api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
+        raise
+    if not ready():
+        api.send_response(
+            request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
+        )
+        return None
+    try:
+        return api.send_response_then_next(
+            request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
+        )
+    except BrokenEvent as broken:
+        api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+        return None
 
 
 def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:

@@ -8,6 +8,8 @@ supervisor for longer than the caller allows.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import time
@@ -15,9 +17,25 @@ from collections.abc import Sequence
 
 from lambda_bulkhead._wire import FrameDecoder, Message, encode
 
-__all__ = ["READ_BYTES", "read_available", "read_message", "send_message", "write_parts"]
+__all__ = [
+    "FRAME_PIPE_BYTES",
+    "READ_BYTES",
+    "enlarge_pipe",
+    "read_available",
+    "read_message",
+    "read_size",
+    "send_message",
+    "write_parts",
+]
 
-READ_BYTES = 1024 * 1024
+#: What one read asks for: a larger request costs more than the read itself
+#: (Python allocates the whole buffer first, past malloc's mmap threshold);
+#: a frame known to be larger is asked for whole (see ``read_size``).
+READ_BYTES = 64 * 1024
+#: Pipes that carry frames are enlarged to this, so a large event or result
+#: crosses in one write and one read instead of sixteen.
+FRAME_PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = 1031
 
 
 def write_parts(fd: int, parts: Sequence[bytes], deadline: float | None = None) -> None:
@@ -60,6 +78,17 @@ def send_message(fd: int, message: Message, deadline: float | None = None) -> No
     write_parts(fd, encode(message), deadline)
 
 
+def enlarge_pipe(fd: int) -> None:
+    """Give a frame pipe :data:`FRAME_PIPE_BYTES` of buffer where the kernel allows."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, FRAME_PIPE_BYTES)
+
+
+def read_size(decoder: FrameDecoder) -> int:
+    """How much to ask for next: the rest of a large frame, else :data:`READ_BYTES`."""
+    return max(READ_BYTES, decoder.remaining())
+
+
 def read_available(fd: int, limit: int = READ_BYTES) -> bytes | None:
     """What a non-blocking fd holds now (up to ``limit``): ``b""`` at EOF, None if empty."""
     try:
@@ -74,7 +103,7 @@ def read_message(fd: int, decoder: FrameDecoder, backlog: list[Message]) -> Mess
     ``backlog`` holds messages decoded beyond the one returned.
     """
     while not backlog:
-        data = os.read(fd, READ_BYTES)
+        data = os.read(fd, read_size(decoder))
         if not data:
             return None
         backlog.extend(decoder.feed(data))

@@ -11,8 +11,9 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   (above Lambda's 6 MB payload limit, so any event or result fits in one frame).
 * ``ver``: :data:`VERSION`; ``kind``: which :class:`Message` the body holds.
 * Bodies: the hot messages (:class:`Invoke`, :class:`Result`) pack their text
-  fields as ``u32 length + UTF-8`` (length ``0xFFFFFFFF`` for None) followed by
-  the raw payload bytes; the rare ones are one UTF-8 JSON object.
+  fields as ``u32 length + UTF-8`` (length ``0xFFFFFFFF`` for None), then their
+  integers (``Invoke``'s deadline as ``i64``, ``Result``'s peak RSS as ``u64``),
+  then the raw payload bytes; the rare ones are one UTF-8 JSON object.
 
 :func:`encode` turns a message into the byte strings to write (header and body
 parts separately, so a multi-megabyte payload is never copied to frame it) and
@@ -55,6 +56,7 @@ VERSION = 1
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">IBBH")
 _LEN = struct.Struct(">I")
+_PEAK = struct.Struct(">Q")
 _NONE = 0xFFFFFFFF
 
 
@@ -94,6 +96,8 @@ class Result(Message):
     request_id: str
     content_type: str
     body: bytes
+    #: The worker's peak RSS in bytes during the invocation (0: unknown).
+    peak_rss: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +115,7 @@ class Failure(Message):
     stack_trace: tuple[str, ...]
     causes: tuple[dict[str, Any], ...] = ()
     fatal: bool = False
+    peak_rss: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,7 +233,8 @@ def encode(message: Message) -> list[bytes]:
         head = texts + struct.pack(">q", message.deadline_ms)
         body: list[bytes] = [head, message.payload]
     elif isinstance(message, Result):
-        body = [_pack_texts([message.request_id, message.content_type]), message.body]
+        texts = _pack_texts([message.request_id, message.content_type])
+        body = [texts + _PEAK.pack(message.peak_rss), message.body]
     else:
         values = {field.name: getattr(message, field.name) for field in _fields(type(message))}
         # surrogatepass: a lone surrogate (a surrogateescape'd file name in an
@@ -257,10 +263,14 @@ def decode_body(kind: int, body: memoryview) -> Message:
         )
     if kind == Result.KIND:
         (request_id, content_type), offset = _unpack_texts(body, 2)
+        if offset + _PEAK.size > len(body):
+            raise WireError("Result body ends before its peak RSS")
+        (peak_rss,) = _PEAK.unpack_from(body, offset)
         return Result(
             request_id=_required(request_id, "request_id"),
             content_type=content_type or "application/json",
-            body=bytes(body[offset:]),
+            body=bytes(body[offset + _PEAK.size :]),
+            peak_rss=peak_rss,
         )
     cls = _JSON_KINDS.get(kind)
     if cls is None:
@@ -323,23 +333,38 @@ class FrameDecoder:
         """Bytes held that do not yet form a whole frame (half a frame at EOF: an error)."""
         return len(self._buffer)
 
+    def remaining(self) -> int:
+        """Bytes still missing from the frame being received (0 before its header),
+        so that a reader can ask for the whole rest of a large frame at once."""
+        if len(self._buffer) < HEADER.size:
+            return 0
+        length: int = _LEN.unpack_from(self._buffer, 0)[0]
+        return max(0, HEADER.size + length - len(self._buffer))
+
     def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+            buffer: bytes | bytearray = self._buffer
+        else:
+            buffer = data  # the common case, whole frames in one read: no copy
         messages: list[Message] = []
-        buffer = self._buffer
         offset = 0
-        while len(buffer) - offset >= HEADER.size:
-            length, version, kind, _ = HEADER.unpack_from(buffer, offset)
-            if version != VERSION:
-                raise WireError(f"frame version {version}, expected {VERSION}")
-            if length > self._max_frame:
-                raise WireError(f"frame of {length} bytes is over the {self._max_frame} maximum")
-            end = offset + HEADER.size + length
-            if len(buffer) < end:
-                break
-            with memoryview(buffer) as view:
+        with memoryview(buffer) as view:
+            while len(buffer) - offset >= HEADER.size:
+                length, version, kind, _ = HEADER.unpack_from(buffer, offset)
+                if version != VERSION:
+                    raise WireError(f"frame version {version}, expected {VERSION}")
+                if length > self._max_frame:
+                    raise WireError(
+                        f"frame of {length} bytes is over the {self._max_frame} maximum"
+                    )
+                end = offset + HEADER.size + length
+                if len(buffer) < end:
+                    break
                 messages.append(decode_body(kind, view[offset + HEADER.size : end]))
-            offset = end
-        if offset:
-            del buffer[:offset]
+                offset = end
+        if buffer is self._buffer:
+            del self._buffer[:offset]
+        elif offset < len(buffer):
+            self._buffer = bytearray(buffer[offset:])
         return messages

@@ -515,3 +515,58 @@ def test_connection_refused_is_a_transport_error() -> None:
     with pytest.raises(TransportError, match=f"127.0.0.1:{port}") as caught:
         transport.request(next_request())
     assert caught.value.call == "connect"
+
+
+NEXT_EVENT = (
+    b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r2\r\n"
+    b"Content-Length: 7\r\n\r\n{\"n\":2}"
+)
+OK_THEN_CLOSE = (
+    b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+)
+
+
+def test_a_pair_goes_out_in_one_write_and_both_answers_are_read(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """send_pair writes the post and the poll together; answers sent back to back
+    in one segment are split correctly between the two."""
+    seen: list[bytes] = []
+
+    def behave(conn: socket.socket) -> None:
+        data = b""
+        while data.count(b"\r\n\r\n") < 2:  # the post (no body yet) and the poll
+            data += conn.recv(65536)
+        seen.append(data)
+        conn.sendall(OK + NEXT_EVENT)
+        while conn.recv(65536):
+            pass
+
+    server = serve(behave)
+    transport = SocketTransport("127.0.0.1", server.port)
+    try:
+        first = transport.send_pair(post(b"{}"), next_request(), timeout=WAIT_S)
+        second = transport.receive_pending()
+    finally:
+        transport.close()
+    assert first.status == 202
+    assert second.status == 200
+    assert second.headers["lambda-runtime-aws-request-id"] == "r2"
+    assert second.body == b'{"n":2}'
+    assert seen[0].startswith(b"POST ")
+    assert b"GET /2018-06-01/runtime/invocation/next" in seen[0]
+    assert server.accepted == 1
+
+
+def test_a_pending_poll_is_asked_again_when_the_server_closed_after_the_post(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """If the post's answer closes the connection, the poll is sent anew."""
+    server = serve(answers(OK_THEN_CLOSE), answers(NEXT_EVENT, then_close=False))
+    transport = SocketTransport("127.0.0.1", server.port)
+    try:
+        assert transport.send_pair(post(), next_request(), timeout=WAIT_S).status == 202
+        assert transport.receive_pending().body == b'{"n":2}'
+    finally:
+        transport.close()
+    assert server.accepted == 2

@@ -150,9 +150,21 @@ def test_encode_keeps_the_payload_a_separate_part() -> None:
 
 def test_result_without_content_type_decodes_as_json() -> None:
     """A Result whose content type field is None decodes with application/json."""
-    body = struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF) + b"payload"
+    body = (
+        struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF)
+        + struct.pack(">Q", 42 << 20) + b"payload"
+    )
     (message,) = FrameDecoder().feed(raw_frame(Result.KIND, body))
-    assert message == Result(request_id="r", content_type="application/json", body=b"payload")
+    assert message == Result(
+        request_id="r", content_type="application/json", body=b"payload", peak_rss=42 << 20
+    )
+
+
+def test_result_ending_before_its_peak_is_rejected() -> None:
+    """A Result body cut inside its peak RSS field is a WireError, not a short read."""
+    body = struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF) + b"\0\0\0"
+    with pytest.raises(WireError, match="peak RSS"):
+        FrameDecoder().feed(raw_frame(Result.KIND, body))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -326,7 +338,7 @@ def test_a_missing_request_id_is_refused() -> None:
     """An Invoke or Result whose request id is None is refused."""
     none = struct.pack(">I", 0xFFFFFFFF)
     with pytest.raises(WireError, match="request_id"):
-        FrameDecoder().feed(raw_frame(Result.KIND, none + none + b"body"))
+        FrameDecoder().feed(raw_frame(Result.KIND, none + none + struct.pack(">Q", 0) + b"body"))
     with pytest.raises(WireError, match="request_id"):
         FrameDecoder().feed(raw_frame(Invoke.KIND, none * 8 + struct.pack(">q", 0)))
 

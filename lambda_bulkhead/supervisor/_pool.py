@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from lambda_bulkhead._errors import BulkheadError
-from lambda_bulkhead._pipes import read_available
+from lambda_bulkhead._pipes import enlarge_pipe, read_available
 from lambda_bulkhead._procfs import RssReader
 from lambda_bulkhead._wire import FrameDecoder, Ready, Spawn, Spawned, WireError, encode
 
@@ -160,8 +160,10 @@ class TemplateClient:
         ours: list[int] = []
         theirs: list[int] = []
         # invoke: we write, it reads; result/stdout/stderr/fault: it writes, we read.
-        for we_write in (True, False, False, False, False):
+        for index, we_write in enumerate((True, False, False, False, False)):
             read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            if index < 2:  # the frame pipes: invoke and result
+                enlarge_pipe(read_end)
             ours.append(write_end if we_write else read_end)
             theirs.append(read_end if we_write else write_end)
         try:

@@ -21,7 +21,8 @@ without being run (the worker is kept).  A worker killed for its deadline or
 memory is answered for first and reaped after (:meth:`Slot.prepare`, before the
 next ``/next``): the kernel frees its memory before reporting its exit, which
 takes longer than the margin for a big worker.  The peak memory reported is
-the worker's ``VmHWM`` over the invocation (:class:`PeakMeter`).
+the one the worker's answer carries (its ``ru_maxrss``, restarted after each
+answer), else the highest RSS sampled, never below the worker's baseline.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ from dataclasses import dataclass
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
-from lambda_bulkhead._pipes import read_available, send_message
-from lambda_bulkhead._procfs import PeakMeter
+from lambda_bulkhead._pipes import read_available, read_size, send_message
 from lambda_bulkhead._wire import Failure, Invoke, Result, WireError
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
@@ -131,6 +131,8 @@ class _Outcome:
     kind: str = "success"
     replace: bool = False
     signal: str | None = None
+    #: The peak RSS the worker's answer reported (0: none).
+    peak: int = 0
 
 
 class Slot:
@@ -164,12 +166,10 @@ class Slot:
         #: A worker killed for its deadline or memory, reaped after the answer is
         #: posted (with its reason), before this slot polls ``/next`` again.
         self._killed: tuple[WorkerHandle, str] | None = None
-        #: The current worker's exact peak RSS (VmHWM), reset per invocation.
-        self._meter: PeakMeter | None = None
         self._cap_bytes = pool.memory_limit_bytes
         if not self._cap_bytes:
-            # No cap: samples only back up PeakMeter and the wait loop only has
-            # the shutdown to notice, so wake less often (each wake costs ~30 us).
+            # No cap: the samples only back up the worker's own peak and the wait
+            # loop only has the shutdown to notice, so wake less often.
             self._poll_s = max(self._poll_s, UNCAPPED_TICK_S)
         #: True while an invocation is in this slot's hands (read by shutdown).
         self.busy = False
@@ -203,6 +203,17 @@ class Slot:
             time.sleep(delay)
         self._worker = self._take()
 
+    def ready_for_next(self) -> bool:
+        """Whether the next event can be taken with no :meth:`prepare`: the worker
+        that just answered is kept, idle, and no shutdown began."""
+        worker = self._worker
+        return (
+            worker is not None
+            and worker.state is WorkerState.IDLE
+            and self._killed is None
+            and not self._shutdown.requested.is_set()
+        )
+
     def _take(self) -> WorkerHandle:
         worker = self._pool.take()
         worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
@@ -230,9 +241,6 @@ class Slot:
         if self._killed is not None:
             self._finish(self._killed[0], wait=False)
             self._killed = None
-        if self._meter is not None:
-            self._meter.close()
-            self._meter = None
         if self._worker is not None:
             self._finish(self._worker, wait=False)
             self._worker = None
@@ -269,21 +277,19 @@ class Slot:
                 error_type=late.error_type, error_message=late.error_message,
             ))
             raise late
-        meter = self._peak_meter(worker)
         worker.move("invoke")
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             send_message(worker.invoke_fd, _invoke_frame(invocation), kill_at)
         except TimeoutError:  # still full at the kill time: it stopped reading
             outcome = self._stop_for_deadline(worker, invocation, started)
-            peak: float = worker.baseline_rss
+            peak: int = worker.baseline_rss
         except BrokenPipeError:
             outcome = self._died(worker, invocation, b"")
             peak = worker.baseline_rss
         else:
             outcome, peak = self._wait(worker, invocation, started, kill_at)
-            if outcome.kind in ("success", "error") and meter.available:
-                peak = max(peak, meter.read() or 0)
+            peak = max(peak, outcome.peak)
         self._output.end()
         replaced = outcome.replace
         if outcome.kind == "crash":
@@ -333,21 +339,10 @@ class Slot:
         assert outcome.answer is not None
         return outcome.answer
 
-    def _peak_meter(self, worker: WorkerHandle) -> PeakMeter:
-        """The current worker's peak meter, reset for a new invocation."""
-        meter = self._meter
-        if meter is None or meter.pid != worker.pid:
-            if meter is not None:
-                meter.close()
-            meter = self._meter = PeakMeter(worker.pid)
-        meter.reset()
-        return meter
-
     def _wait(
         self, worker: WorkerHandle, invocation: Invocation, started: float, kill_at: float | None
-    ) -> tuple[_Outcome, float]:
-        # The baseline when it is already gone (a worker that crashed at once).
-        peak = worker.rss.read() or worker.baseline_rss
+    ) -> tuple[_Outcome, int]:
+        peak: int = worker.baseline_rss
         fault = bytearray()
         next_sample = started + self._poll_s
         while True:
@@ -371,9 +366,10 @@ class Slot:
                 if fd == worker.result_fd:
                     outcome = self._read_answer(worker, invocation)
                     if outcome is not None:
-                        self._drain_output(worker)
-                        rss = worker.rss.read()
-                        return outcome, max(peak, rss or 0)
+                        # Output written before the answer is already in its pipe,
+                        # so poll reported that pipe in this same call.
+                        self._drain_output(worker, [fd for fd, _ in events])
+                        return outcome, peak
                 elif fd == worker.pidfd:
                     died = True
                 elif fd == worker.fault_fd:
@@ -385,7 +381,7 @@ class Slot:
 
     def _read_answer(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome | None:
         """The outcome if a whole answer frame is in, None to keep waiting."""
-        data = read_available(worker.result_fd)
+        data = read_available(worker.result_fd, read_size(worker.decoder))
         if data is None:
             return None
         if data == b"":
@@ -403,13 +399,15 @@ class Slot:
         if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
             return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
         if isinstance(message, Result):
-            return _Outcome(answer=Answer(message.body, message.content_type))
+            return _Outcome(answer=Answer(message.body, message.content_type),
+                            peak=message.peak_rss)
         if isinstance(message, Failure):
             causes = tuple(_cause(c) for c in message.causes)
             error = InvocationError(
                 message.error_type, message.error_message, message.stack_trace, causes
             )
-            return _Outcome(error=error, kind="error", replace=message.fatal)
+            return _Outcome(error=error, kind="error", replace=message.fatal,
+                            peak=message.peak_rss)
         return self._violation(worker, invocation, f"unexpected {type(message).__name__}")
 
     def _violation(self, worker: WorkerHandle, invocation: Invocation, why: str) -> _Outcome:
@@ -429,9 +427,12 @@ class Slot:
         elif data == b"":
             self._output_ended(worker, fd)
 
-    def _drain_output(self, worker: WorkerHandle) -> None:
-        """Forward what the worker wrote before its answer (already in the pipes)."""
+    def _drain_output(self, worker: WorkerHandle, ready: list[int] | None = None) -> None:
+        """Forward what the worker wrote before its answer (already in the pipes);
+        ``ready``: only those of its pipes poll reported readable."""
         for fd in (worker.stdout_fd, worker.stderr_fd):
+            if ready is not None and fd not in ready:
+                continue
             while data := read_available(fd):
                 self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
             if data == b"":

@@ -307,7 +307,7 @@ def _run_slot(
 
     try:
         with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
-            serve(api, slot, prepare=prepare)
+            serve(api, slot, prepare=prepare, ready=slot.ready_for_next)
     except SlotStopped:
         return
     except BaseException as exc:  # fatal for the runtime: the main thread exits

@@ -103,7 +103,12 @@ def _answer(
         return _failure(request_id, error, fatal=fatal)
     if len(answer.body) > MAX_RESPONSE_BYTES:
         return _failure(request_id, too_large_error(len(answer.body)), fatal=False)
-    return Result(request_id=request_id, content_type=answer.content_type, body=answer.body)
+    return Result(
+        request_id=request_id,
+        content_type=answer.content_type,
+        body=answer.body,
+        peak_rss=_peak_rss(),
+    )
 
 
 def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure:
@@ -114,7 +119,30 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure
         stack_trace=error.stack_trace,
         causes=tuple(_cause_dict(cause) for cause in error.causes),
         fatal=fatal,
+        peak_rss=_peak_rss(),
     )
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes since :func:`_PeakReset` last reset it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _PeakReset:
+    """Restarts the kernel's peak-RSS count (``VmHWM``, which ``ru_maxrss``
+    follows) so each answer reports its own invocation's peak; a no-op where
+    ``/proc/self/clear_refs`` cannot be written."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+
+    def __call__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"5")
 
 
 def _cause_dict(error: InvocationError) -> dict[str, object]:
@@ -135,6 +163,8 @@ def run_worker(
     """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
     _set_up_process(fds, memory_limit_bytes)
     state = current or CurrentInvocation()
+    reset_peak = _PeakReset()
+    reset_peak()
     send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))
     decoder = FrameDecoder()
     backlog: list[Message] = []
@@ -154,6 +184,7 @@ def run_worker(
             status = exit_code(exc) if isinstance(exc, SystemExit) else 1
         _flush_output()
         send_message(fds.result, reply)
+        reset_peak()  # after the answer is on its way, not before it
         state.request_id = state.tenant_id = None
         if status is not None or (isinstance(reply, Failure) and reply.fatal):
             return 1 if status is None else status
