@@ -79,10 +79,12 @@ _BYTES = "application/unknown"
 
 def set_trace_id(trace_id: str | None) -> None:
     """Expose the X-Ray trace header to the handler (and the AWS SDK) as Lambda does."""
+    environ = os.environ
     if trace_id:
-        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+        if environ.get("_X_AMZN_TRACE_ID") != trace_id:  # putenv only when it changes
+            environ["_X_AMZN_TRACE_ID"] = trace_id
     else:
-        os.environ.pop("_X_AMZN_TRACE_ID", None)
+        environ.pop("_X_AMZN_TRACE_ID", None)
 
 
 def execute(handler: CoreHandler, invocation: Invocation, meta: FunctionMeta) -> Answer:

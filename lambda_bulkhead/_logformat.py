@@ -40,6 +40,7 @@ Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py`
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import os
@@ -72,6 +73,7 @@ __all__ = [
     "level_name",
     "parse_log_format",
     "parse_log_level",
+    "utc_seconds",
     "write_fully",
 ]
 
@@ -187,8 +189,16 @@ _JSON_KEYS = frozenset(
 )
 
 
-def _utc_seconds(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+def utc_seconds(timestamp: float) -> str:
+    """``2026-11-21T05:16:09Z``: the official JSON records' timestamp."""
+    return _utc_second_text(int(timestamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second_text(second: int) -> str:
+    # Every record within one second shares this text: formatting it once a
+    # second takes strftime off the per-line cost.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def _utc_millis(timestamp: float) -> str:
@@ -213,7 +223,7 @@ def format_json_record(
 ) -> str:
     """One JSON record, without its ``\\n``, in the official key order."""
     record: dict[str, object] = {
-        "timestamp": _utc_seconds(timestamp),
+        "timestamp": utc_seconds(timestamp),
         "level": level,
         "message": message,
     }

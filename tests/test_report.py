@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from lambda_bulkhead._logformat import LogFormat, LogSettings
+from lambda_bulkhead._logformat import LogFormat, LogSettings, format_json_record
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import InvocationReport
 
@@ -90,3 +90,29 @@ def test_text_report_line() -> None:
         b"Error: ValueError: boom\r"
         b'  File "/var/task/app.py", line 3, in handler\r    raise ValueError("boom")\n'
     )
+
+
+@pytest.mark.parametrize("tenant_id", [None, "tenant-\u00e9\"1"])
+@pytest.mark.parametrize("replaced", [False, True])
+def test_the_success_fast_path_matches_the_general_record(
+    tenant_id: str | None, replaced: bool
+) -> None:
+    """The specialised success record has the same keys, order and values as
+    format_json_record builds for it, escapes included."""
+    report = InvocationReport(
+        request_id='id-"quoted"\\\u2028', tenant_id=tenant_id, outcome="success",
+        duration_ms=1.23456, max_memory_mb=41.27, worker_pid=4321, worker_replaced=replaced,
+    )
+    now = 1_795_000_000.5
+    fast = format_report(report, LogSettings(), now)
+    assert fast is not None
+    general = format_json_record(
+        timestamp=now, level="INFO", message="invocation report",
+        logger="lambda_bulkhead.supervisor", request_id=report.request_id, tenant_id=tenant_id,
+        extra={
+            "type": "bulkhead.report", "outcome": "success", "durationMs": 1.235,
+            "maxMemoryUsedMB": 41.3, "workerPid": 4321, "workerReplaced": replaced,
+        },
+    )
+    assert fast.endswith(b"\n")
+    assert list(json.loads(fast).items()) == list(json.loads(general).items())

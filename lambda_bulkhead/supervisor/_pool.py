@@ -113,8 +113,11 @@ class WorkerHandle:
         self.poller = select.poll()
         for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):
             self.poller.register(fd, select.POLLIN)
+        #: Polls the pidfd alone: readable once the worker has exited.
+        self._death = select.poll()
         if self.pidfd is not None:
             self.poller.register(self.pidfd, select.POLLIN)
+            self._death.register(self.pidfd, select.POLLIN)
 
     def move(self, event: str) -> None:
         self.state = TRANSITIONS[(self.state, event)]
@@ -122,8 +125,7 @@ class WorkerHandle:
     def is_alive(self) -> bool:
         if self.pidfd is None or self.state is WorkerState.DEAD:
             return False
-        ready, _, _ = select.select([self.pidfd], [], [], 0)
-        return not ready
+        return not self._death.poll(0)
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
         """Signal the worker's whole process group (it and everything it started)."""

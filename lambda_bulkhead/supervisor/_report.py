@@ -22,6 +22,7 @@ runtime logs a handler's exception at ``ERROR`` too): with
 from __future__ import annotations
 
 import logging
+from json.encoder import encode_basestring as _string
 
 from lambda_bulkhead._logformat import (
     LogFormat,
@@ -29,6 +30,7 @@ from lambda_bulkhead._logformat import (
     format_json_record,
     format_text_record,
     level_name,
+    utc_seconds,
 )
 from lambda_bulkhead.supervisor._slot import InvocationReport
 
@@ -42,6 +44,8 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
     level = logging.INFO if report.outcome == "success" else logging.ERROR
     if level < settings.threshold:
         return None
+    if report.outcome == "success" and settings.format is LogFormat.JSON:
+        return _success_json(report, now)
     if settings.format is LogFormat.TEXT:
         parts = [
             f"REPORT RequestId: {report.request_id}",
@@ -84,3 +88,18 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
             },
         )
     return line.encode("utf-8", "backslashreplace") + b"\n"
+
+
+def _success_json(report: InvocationReport, now: float) -> bytes:
+    """The JSON record of a success, the same keys and order as the general path
+    (``format_json_record``), built directly: it is written once per invocation."""
+    tenant = f'"tenantId": {_string(report.tenant_id)}, ' if report.tenant_id else ""
+    replaced = "true" if report.worker_replaced else "false"
+    return (
+        f'{{"timestamp": "{utc_seconds(now)}", "level": "INFO", '
+        f'"message": "invocation report", "logger": "{_LOGGER}", '
+        f'"requestId": {_string(report.request_id)}, {tenant}"type": "bulkhead.report", '
+        f'"outcome": "success", "durationMs": {round(report.duration_ms, 3)!r}, '
+        f'"maxMemoryUsedMB": {round(report.max_memory_mb, 1)!r}, '
+        f'"workerPid": {report.worker_pid}, "workerReplaced": {replaced}}}\n'
+    ).encode("utf-8", "backslashreplace")
