@@ -7,7 +7,7 @@ Each measurement starts the project's ``Emulator`` on a thread of this process
 and ``python -m lambda_bulkhead run`` (supervised) against it, with the
 handlers below written to a temporary ``LAMBDA_TASK_ROOT``.  The runtime's logs
 go to ``/dev/null``.  Prints Markdown tables (the figures in
-``docs/benchmarks-limits.md`` come from this script):
+``docs/benchmarks.md`` (memory cap, deadlines and concurrent workers) come from this script):
 
 1. **Memory watch cost.**  Throughput of a trivial handler with the cap on
    (``BULKHEAD_MEMORY_LIMIT_MB=256``, sampled every 10 ms) and off (``0``); and

@@ -29,7 +29,12 @@ def defined_names(module: ModuleType) -> set[str]:
     aliases included), and names a package imports from its own private submodules."""
     package = module.__name__
     names: set[str] = set()
-    for node in source_of(module).body:
+    body = list(source_of(module).body)
+    for node in list(body):
+        # A lazy package names its exports for type checkers only.
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            body.extend(node.body)
+    for node in body:
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             names.add(node.name)
         elif isinstance(node, ast.Assign):
