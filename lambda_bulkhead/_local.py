@@ -65,8 +65,16 @@ def _runtime_env(args: argparse.Namespace, env: dict[str, str], function_env: di
     return merged
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def local(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Serve ``args.handler`` behind the emulator until Ctrl-C or SIGTERM."""
     from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
+
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the runtime first, then the emulator.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     timeout, memory = _function_settings(args, env)
     if not 0 <= args.port < 65536:

@@ -280,11 +280,16 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
         return answer.status, answer.read()
 
 
-@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c", "kill-int"])
+@pytest.mark.parametrize(
+    ("to_group", "signum"),
+    [(True, signal.SIGINT), (False, signal.SIGINT), (False, signal.SIGTERM)],
+    ids=["ctrl-c", "kill-int", "kill-term"],
+)
 def test_official_handler_under_local_then_ctrl_c(
-    local: subprocess.Popen[bytes], to_group: bool
+    local: subprocess.Popen[bytes], to_group: bool, signum: int
 ) -> None:
-    """`local` prints its URL, serves the official-style handler, and SIGINT ends everything."""
+    """`local` prints its URL, serves the official-style handler, and Ctrl-C (SIGINT to
+    the group or the CLI) or SIGTERM ends everything cleanly."""
     url = read_invoke_url(local)
     assert not url.startswith("http://127.0.0.1:0/")
     encoded = base64.b64encode(json.dumps(MOBILE_CONTEXT).encode()).decode()
@@ -302,9 +307,9 @@ def test_official_handler_under_local_then_ctrl_c(
     assert descendants  # the runtime (and, supervised, its template and worker)
 
     if to_group:
-        os.killpg(local.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        os.killpg(local.pid, signum)  # what Ctrl-C in a terminal does
     else:
-        local.send_signal(signal.SIGINT)  # `kill -INT` of the CLI process alone
+        local.send_signal(signum)  # `kill` of the CLI process alone
     assert local.wait(WAIT_S) == 0
     assert local.stderr is not None
     rest = local.stderr.read().decode(errors="replace")
