@@ -39,6 +39,7 @@ __all__ = [
     "CurrentInvocation",
     "HandlerSource",
     "execute",
+    "exit_error",
     "json_handler",
     "load_handler",
     "official_handler",
@@ -239,3 +240,13 @@ def exit_code(exc: SystemExit) -> int:
     if isinstance(code, int):
         return code & 0xFF
     return 1
+
+
+def exit_error(request_id: str, exc: BaseException) -> InvocationError:
+    """``Runtime.ExitError`` for a handler that asked the process to end."""
+    reason = f"exit status {exit_code(exc)}" if isinstance(exc, SystemExit) else type(exc).__name__
+    return InvocationError(
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+        handler_stack(exc),
+    )

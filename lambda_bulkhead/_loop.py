@@ -18,11 +18,11 @@ from typing import Any, NoReturn, TypeVar
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation
-from lambda_bulkhead._errors import BrokenEvent, InvocationError, handler_stack
+from lambda_bulkhead._errors import BrokenEvent, InvocationError
 from lambda_bulkhead._handler import (
     Answer,
     CoreHandler,
-    exit_code,
+    exit_error,
     json_handler,
     raw_handler,
 )
@@ -33,7 +33,6 @@ from lambda_bulkhead._handler import (
 __all__ = [
     "Executor",
     "answer_invocation",
-    "exit_error",
     "in_process",
     "process_invocation",
     "serve",
@@ -51,16 +50,6 @@ Executor = Callable[[Invocation], Answer]
 def in_process(handler: CoreHandler, meta: FunctionMeta) -> Executor:
     """An executor that runs ``handler`` in this process."""
     return lambda invocation: execute_in_process(handler, invocation, meta)
-
-
-def exit_error(request_id: str, exc: BaseException) -> InvocationError:
-    """``Runtime.ExitError`` for a handler that asked the process to end."""
-    reason = f"exit status {exit_code(exc)}" if isinstance(exc, SystemExit) else type(exc).__name__
-    return InvocationError(
-        "Runtime.ExitError",
-        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
-        handler_stack(exc),
-    )
 
 
 def answer_invocation(api: RuntimeApi, invocation: Invocation, execute: Executor) -> None:

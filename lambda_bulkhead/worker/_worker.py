@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 from lambda_bulkhead._context import FunctionMeta, Invocation
 from lambda_bulkhead._errors import HandlerCrash, InvocationError
-from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code
+from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
 from lambda_bulkhead._handler import execute as execute_in_process
-from lambda_bulkhead._loop import exit_error
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
 from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, too_large_error
