@@ -382,6 +382,24 @@ def test_start_up_record_names_the_runtime_and_its_config(runtime: StartRuntime)
     assert template, "templatePid names a live child of the runtime"
 
 
+def test_worker_forks_are_logged_after_the_start_up_record(runtime: StartRuntime) -> None:
+    """Each fork of a worker is one record (pid, fork time, baseline); those made
+    before the first answer wait for the start-up record, so structlog is not
+    imported on the first invocation's path."""
+    rt = _start(runtime, BULKHEAD_WORKERS="2")
+    rt.invoke(b'{"action": "ok"}')
+    rt.wait_for(lambda r: r.get("message") == "runtime started")
+    # two slots' workers and the spare
+    rt.wait_for(lambda _r: len(with_message(rt.records(), "worker forked")) >= 3)
+    messages = [r.get("message") for r in rt.records()]
+    forks = with_message(rt.records(), "worker forked")
+    assert messages.index("runtime started") < messages.index("worker forked")
+    assert all(r["level"] == "INFO" and r["forkMs"] > 0 and r["baselineRssMB"] > 0
+               for r in forks)
+    live = {p.pid for p in rt.descendants()}
+    assert {r["pid"] for r in forks} <= live
+
+
 # -- concurrency ----------------------------------------------------------------------
 
 
@@ -519,8 +537,9 @@ def test_a_stalled_stdout_reader_never_blocks_invocations(
     dropped = sum(n["droppedRecords"] for n in notices)
     assert all(n["level"] == "WARNING" for n in notices)
     kept = [r for r in records if "droppedRecords" not in r]
-    # lines, reports, the import-time print, runtime started and stopped
-    produced = invocations * (per_invocation + 1) + 3
+    # lines, reports, the import-time print, runtime started and stopped, and
+    # two workers forked (the slot's and the spare)
+    produced = invocations * (per_invocation + 1) + 5
     assert len(kept) + dropped == produced
     assert dropped > 0
     lines = [r for r in kept if r.get("stream") == "stdout" and r["requestId"]]

@@ -242,11 +242,13 @@ class WorkerPool:
         memory_limit_bytes: int | None,
         spares: int,
         on_taken: Callable[[], None],
+        on_spawned: Callable[[WorkerHandle, float], None] = lambda _worker, _ms: None,
     ) -> None:
         self._template = template
         self._memory_limit_bytes = memory_limit_bytes
         self._target = spares
         self._on_taken = on_taken
+        self._on_spawned = on_spawned
         self._lock = threading.Lock()
         self._spares: list[WorkerHandle] = []
         self.closed = False
@@ -256,7 +258,10 @@ class WorkerPool:
         return self._memory_limit_bytes
 
     def spawn(self) -> WorkerHandle:
-        return self._template.spawn(self._memory_limit_bytes)
+        started = time.monotonic()
+        worker = self._template.spawn(self._memory_limit_bytes)
+        self._on_spawned(worker, (time.monotonic() - started) * 1000)
+        return worker
 
     def take(self) -> WorkerHandle:
         """An idle worker: a spare if one is alive, else a new one forked now."""

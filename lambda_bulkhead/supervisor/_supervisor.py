@@ -115,6 +115,9 @@ class _LazyLog:
         self._writer = writer
         self._log: RuntimeLog | None = None
         self._lock = threading.Lock()
+        #: Events raised before the start-up record, emitted after it: making the
+        #: logger imports structlog, which must stay off the first invocation.
+        self._held: list[tuple[str, str, dict[str, Any]]] | None = []
 
     def get(self) -> RuntimeLog:
         if self._log is None:
@@ -124,8 +127,19 @@ class _LazyLog:
         return self._log
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
-        """Log ``event`` at ``level`` (a :class:`RuntimeLog` method name)."""
+        """Log ``event`` at ``level`` (a :class:`RuntimeLog` method name); held
+        until :meth:`release` when it comes before the start-up record."""
+        held = self._held
+        if held is not None and level in ("debug", "info"):
+            held.append((level, event, fields))
+            return
         getattr(self.get(), level)(event, **fields)
+
+    def release(self) -> None:
+        """Emit the held events (after the start-up record), and hold no more."""
+        held, self._held = self._held or [], None
+        for level, event, fields in held:
+            getattr(self.get(), level)(event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:
         self.get().debug(event, **fields)
@@ -223,6 +237,10 @@ def supervise(
         None if cap_mb is None else int(cap_mb * _MB),
         spares=1,
         on_taken=control.refill,
+        on_spawned=lambda worker, ms: log.event(
+            "worker forked", pid=worker.pid, forkMs=round(ms, 2),
+            baselineRssMB=round(worker.baseline_rss / _MB, 1),
+        ),
     )
     shutdown = Shutdown()
     crashes = CrashCounter(RestartPolicy())
@@ -259,7 +277,7 @@ def supervise(
         thread.start()
 
     def announce() -> None:
-        log.event(
+        log.get().info(
             "runtime started",
             version=_version(),
             python=sys.version.split()[0],
@@ -272,11 +290,13 @@ def supervise(
             templatePid=template_pid,
             initMs=init_ms,
         )
+        log.release()
 
     init_ms = round((time.monotonic() - started) * 1000, 1)
     status = _serve_main(
         pool, exits, control, log, writer, events_r, wake_r, received, template_output, announce
     )
+    log.release()  # events held by a runtime stopped before its first answer
     _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
     template_output.drain()
     template_output.close()
