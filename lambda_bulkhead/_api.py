@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
+from lambda_bulkhead._config import parse_endpoint, parse_flag
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import (
     BrokenEvent,
@@ -31,7 +32,6 @@ from lambda_bulkhead._protocol import (
     error_request,
     init_error_request,
     next_request,
-    parse_endpoint,
     parse_next,
     post_outcome,
     response_request,
@@ -88,10 +88,13 @@ class RuntimeApi:
         *,
         post_timeout: float | None = DEFAULT_POST_TIMEOUT_S,
         log: RuntimeLog | None = None,
+        pipeline: bool = True,
     ) -> None:
         self._transport = transport
         self._pipelined: PipelinedTransport | None = (
-            cast("PipelinedTransport", transport) if hasattr(transport, "send_pair") else None
+            cast("PipelinedTransport", transport)
+            if pipeline and hasattr(transport, "send_pair")
+            else None
         )
         self._post_timeout = post_timeout
         self._log = log
@@ -130,7 +133,7 @@ class RuntimeApi:
             from lambda_bulkhead._errors import ConfigError  # noqa: PLC0415
 
             raise ConfigError(f"BULKHEAD_TRANSPORT={kind!r}: expected 'socket' or 'httpx'")
-        return cls(chosen, log=log)
+        return cls(chosen, log=log, pipeline=parse_flag(env, "BULKHEAD_PIPELINE", default=True))
 
     def close(self) -> None:
         self._transport.close()

@@ -23,6 +23,7 @@ __all__ = [
     "FunctionMeta",
     "Isolation",
     "parse_endpoint",
+    "parse_flag",
     "take_telemetry_fd",
 ]
 
@@ -49,6 +50,18 @@ def _int(environ: Mapping[str, str], name: str, *, minimum: int = 0) -> int | No
     if value < minimum:
         raise ConfigError(f"{name}={value}: must be at least {minimum}")
     return value
+
+
+def parse_flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """An on/off variable: ``1``/``true``/``on``/``yes`` or ``0``/``false``/``off``/``no``."""
+    text = environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise ConfigError(f"{name}={text!r}: expected 1/true/on/yes or 0/false/off/no")
 
 
 def parse_endpoint(value: str) -> tuple[str, int]:
@@ -119,6 +132,8 @@ class Config(NamedTuple):
     #: Recycle a worker after this many invocations (jittered by up to 10 %); 0: never.
     max_invocations: int = 0
     transport: Literal["socket", "httpx"] = "socket"
+    #: Send each response and the next poll in one write (socket transport).
+    pipeline: bool = True
     function: FunctionMeta = FunctionMeta()
 
     @classmethod
@@ -147,6 +162,7 @@ class Config(NamedTuple):
             timeout_margin_ms=DEFAULT_TIMEOUT_MARGIN_MS if margin is None else margin,
             max_invocations=_int(env, "BULKHEAD_MAX_INVOCATIONS", minimum=0) or 0,
             transport="httpx" if transport == "httpx" else "socket",
+            pipeline=parse_flag(env, "BULKHEAD_PIPELINE", default=True),
             function=FunctionMeta.from_environ(env),
         )
 

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lambda_bulkhead import TransportError
+from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._http import (
     MAX_BODY_BYTES,
     ProtocolViolation,
@@ -570,3 +571,37 @@ def test_a_pending_poll_is_asked_again_when_the_server_closed_after_the_post(
     finally:
         transport.close()
     assert server.accepted == 2
+
+
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "BULKHEAD_PIPELINE=0"])
+def test_the_api_pipelines_a_response_and_the_next_poll_unless_told_not_to(
+    serve: Callable[..., ScriptedServer], pipeline: bool
+) -> None:
+    """RuntimeApi.send_response_then_next sends both requests before reading an
+    answer; with pipelining off, the poll waits for the post's answer."""
+    first_reads: list[bytes] = []
+
+    def behave(conn: socket.socket) -> None:
+        data = conn.recv(65536)
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        if pipeline:
+            while b"GET " not in data:
+                data += conn.recv(65536)
+        first_reads.append(data)
+        conn.sendall(OK)
+        if not pipeline:
+            data = conn.recv(65536)
+            assert data.startswith(b"GET ")
+        conn.sendall(NEXT_EVENT)
+        while conn.recv(65536):
+            pass
+
+    server = serve(behave)
+    api = RuntimeApi(
+        SocketTransport("127.0.0.1", server.port), post_timeout=WAIT_S, pipeline=pipeline
+    )
+    with api:
+        invocation = api.send_response_then_next("req", b"{}")
+    assert invocation.request_id == "r2"
+    assert (b"GET /2018-06-01/runtime/invocation/next" in first_reads[0]) is pipeline
