@@ -48,9 +48,6 @@ class WorkerFds:
     stderr: int
     fault: int
 
-    def as_list(self) -> list[int]:
-        return [self.invoke, self.result, self.stdout, self.stderr, self.fault]
-
 
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     os.setpgid(0, 0)
