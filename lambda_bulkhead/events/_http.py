@@ -155,7 +155,18 @@ class HttpRequest(ABC):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ApiGatewayV1Request(HttpRequest):
+class _ApiGatewayRequest(HttpRequest):
+    """What both API Gateway payload formats carry beside the HTTP request."""
+
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    stage_variables: Mapping[str, str] = field(default_factory=dict)
+    request_id: str | None = None
+    stage: str | None = None
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiGatewayV1Request(_ApiGatewayRequest):
     """An API Gateway REST API proxy event (payload format 1.0).
 
     Headers and query parameters come from ``multiValueHeaders`` and
@@ -165,11 +176,6 @@ class ApiGatewayV1Request(HttpRequest):
     """
 
     resource: str | None = None
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    stage_variables: Mapping[str, str] = field(default_factory=dict)
-    request_id: str | None = None
-    stage: str | None = None
-    source_ip: str | None = None
 
     @property
     def response_target(self) -> ResponseTarget:
@@ -206,7 +212,7 @@ class ApiGatewayV1Request(HttpRequest):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ApiGatewayV2Request(HttpRequest):
+class ApiGatewayV2Request(_ApiGatewayRequest):
     """An API Gateway HTTP API event (payload format 2.0).
 
     ``query_params`` is parsed from ``rawQueryString`` so repeated parameters
@@ -217,11 +223,6 @@ class ApiGatewayV2Request(HttpRequest):
 
     route_key: str | None = None
     raw_query_string: str = ""
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    stage_variables: Mapping[str, str] = field(default_factory=dict)
-    request_id: str | None = None
-    stage: str | None = None
-    source_ip: str | None = None
 
     @property
     def response_target(self) -> ResponseTarget:
