@@ -52,21 +52,37 @@ def in_process(handler: CoreHandler, meta: FunctionMeta) -> Executor:
     return lambda invocation: execute_in_process(handler, invocation, meta)
 
 
-def answer_invocation(api: RuntimeApi, invocation: Invocation, execute: Executor) -> None:
-    """Run ``invocation`` and post its one answer."""
+def _execute(api: RuntimeApi, invocation: Invocation, execute: Executor) -> Answer | None:
+    """Run ``invocation``: its answer, or None once its failure is posted to ``/error``."""
     request_id, invocation_id = invocation.request_id, invocation.invocation_id
     try:
-        answer = execute(invocation)
+        return execute(invocation)
     except InvocationError as error:
         api.send_error(request_id, error, invocation_id=invocation_id)
+        return None
     except BaseException as exc:
         if isinstance(exc, Exception):
             raise
         api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
         raise
-    else:
+
+
+def _poll(api: RuntimeApi) -> Invocation | None:
+    """``/next``; an event that could not be read is answered with ``/error``: None."""
+    try:
+        return api.next()
+    except BrokenEvent as broken:
+        api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+        return None
+
+
+def answer_invocation(api: RuntimeApi, invocation: Invocation, execute: Executor) -> None:
+    """Run ``invocation`` and post its one answer."""
+    answer = _execute(api, invocation, execute)
+    if answer is not None:
         api.send_response(
-            request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
+            invocation.request_id, answer.body,
+            invocation_id=invocation.invocation_id, content_type=answer.content_type,
         )
 
 
@@ -76,12 +92,9 @@ def process_invocation(api: RuntimeApi, execute: Executor) -> None:
     Returns when the invocation was answered (including with an ``/error``);
     raises :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API failed.
     """
-    try:
-        invocation = api.next()
-    except BrokenEvent as broken:
-        api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
-        return
-    answer_invocation(api, invocation, execute)
+    invocation = _poll(api)
+    if invocation is not None:
+        answer_invocation(api, invocation, execute)
 
 
 def serve(
@@ -106,10 +119,8 @@ def serve(
         if invocation is None:
             if prepare is not None:
                 prepare()
-            try:
-                invocation = api.next()
-            except BrokenEvent as broken:
-                api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+            invocation = _poll(api)
+            if invocation is None:
                 continue
         invocation = _answer_then_next(api, invocation, execute, ready)
 
@@ -126,17 +137,10 @@ def _answer_then_next(
     api: RuntimeApi, invocation: Invocation, execute: Executor, ready: Callable[[], bool]
 ) -> Invocation | None:
     """Answer ``invocation``; the next invocation too if it was polled with the answer."""
-    request_id, invocation_id = invocation.request_id, invocation.invocation_id
-    try:
-        answer = execute(invocation)
-    except InvocationError as error:
-        api.send_error(request_id, error, invocation_id=invocation_id)
+    answer = _execute(api, invocation, execute)
+    if answer is None:
         return None
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            raise
-        api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
-        raise
+    request_id, invocation_id = invocation.request_id, invocation.invocation_id
     if not ready():
         api.send_response(
             request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type

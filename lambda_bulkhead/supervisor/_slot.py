@@ -446,13 +446,10 @@ class Slot:
             worker.poller.unregister(fd)
 
     def _collect_death(self, worker: WorkerHandle, fault: bytes) -> tuple[int | None, list[str]]:
-        self._drain_output(worker)
-        while chunk := read_available(worker.fault_fd):
-            fault += chunk
+        stack = self._drain_dead(worker, fault)
         worker.kill()  # whatever it left behind in its group goes with it
         status = self._exits.wait(worker.pid, REAP_TIMEOUT_S)
         worker.move("died")
-        stack = fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
         self._event(
             "worker died", level="warning", pid=worker.pid, status=status,
             signal=signal_name(status) if status is not None else None,
@@ -460,12 +457,13 @@ class Slot:
         )
         return status, stack
 
-    def _drain_killed(self, worker: WorkerHandle, fault: bytes) -> list[str]:
-        """Forward what a worker we just SIGKILLed had written; its stack lines.
+    def _drain_dead(self, worker: WorkerHandle, fault: bytes) -> list[str]:
+        """Forward what a dead (or just SIGKILLed) worker had written; its stack lines.
 
-        Its exit status is not waited for here (the slot reaps it after the
-        answer is posted, see :meth:`prepare`): the kernel frees a big worker's
-        memory before reporting its exit, and that must not delay the answer.
+        Its exit status is not waited for here: for a worker we killed the slot
+        reaps it after the answer is posted (see :meth:`prepare`), since the
+        kernel frees a big worker's memory before reporting its exit, and that
+        must not delay the answer.
         """
         self._drain_output(worker)
         while chunk := read_available(worker.fault_fd):
@@ -492,12 +490,12 @@ class Slot:
         worker.kill(signal.SIGUSR1)  # faulthandler: dump every thread's stack
         fault = self._read_fault(worker, STACK_GRACE_S)
         worker.kill()
-        stack = self._drain_killed(worker, fault)
+        stack = self._drain_dead(worker, fault)
         return _Outcome(error=timeout_error(elapsed, stack), kind="timeout", replace=True)
 
     def _stop_for_memory(self, worker: WorkerHandle, invocation: Invocation, peak: int) -> _Outcome:
         worker.kill()
-        self._drain_killed(worker, b"")
+        self._drain_dead(worker, b"")
         cap_mb = (self._cap_bytes or 0) / _MB
         error = oom_error(cap_mb, (peak - worker.baseline_rss) / _MB)
         return _Outcome(error=error, kind="oom", replace=True)

@@ -42,6 +42,7 @@ from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._log import LogWriter, RuntimeLog, default_log
 from lambda_bulkhead._logformat import LogSettings
 from lambda_bulkhead._loop import serve
+from lambda_bulkhead._pipes import read_available
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     FrameDecoder,
@@ -369,7 +370,7 @@ def _serve_main(
             if fd in template_output.fds:
                 template_output.read(fd)
         if wake_r in readable:
-            while _read_nonblocking(wake_r):
+            while read_available(wake_r, 4096):
                 pass
         if received:
             names = ", ".join(signal.Signals(s).name for s in received)
@@ -382,7 +383,9 @@ def _serve_main(
             for message in decoder.feed(data):
                 if isinstance(message, WorkerExited):
                     exits.record(message.pid, message.status)
-        requests = _read_nonblocking(control.read_fd) if control.read_fd in readable else b""
+        requests = b""
+        if control.read_fd in readable:
+            requests = read_available(control.read_fd, 4096) or b""
         if b"f" in requests:
             exc = control.fatal
             log.get().error(
@@ -401,13 +404,6 @@ def _serve_main(
                 log.get().error("cannot fork workers; exiting", error=str(exc))
                 return EXIT_FATAL, "spawn failed"
         log_pending = not writer.flush()
-
-
-def _read_nonblocking(fd: int) -> bytes:
-    try:
-        return os.read(fd, 4096)
-    except BlockingIOError:
-        return b""
 
 
 def _stop(

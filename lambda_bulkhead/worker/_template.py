@@ -26,7 +26,7 @@ from collections.abc import Callable
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
-from lambda_bulkhead._pipes import write_parts
+from lambda_bulkhead._pipes import read_available, write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     FrameDecoder,
@@ -110,9 +110,8 @@ def run_template(
     while True:
         readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
         if wake_r in readable:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(wake_r, 512):
-                    pass
+            while read_available(wake_r, 512):
+                pass
             workers.difference_update(_reap(events_fd))
         if ctl.fileno() not in readable:
             continue
