@@ -77,9 +77,9 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         )
 
     def invoke_frame() -> Callable[[], object]:
-        from lambda_bulkhead._wire import FrameDecoder, Invoke, encode
+        from lambda_bulkhead._wire import FrameDecoder, Invocation, encode
 
-        message = Invoke(
+        message = Invocation(
             request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd", deadline_ms=1542409706888,
             invoked_function_arn="arn:aws:lambda:us-east-1:1:function:f",
             trace_id="Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",

@@ -9,7 +9,7 @@ its own dependencies (so that no site-packages ``.pth`` of this machine's
 Python is timed):
 
 * ``awslambdaric`` 4.2.2, the official runtime: ``python -m awslambdaric trivial.handler``;
-* ``in-process``: ``python -m lambda_bulkhead run --isolation none trivial.handler``;
+* ``in-process``: ``BULKHEAD_ISOLATION=none python -m lambda_bulkhead run trivial.handler``;
 * ``supervised``: ``python -m lambda_bulkhead run trivial.handler`` (the default).
 
 Every run is one ``_driver.py`` process holding a loopback Runtime API
@@ -201,10 +201,9 @@ def command(setup: Setup, contender: str, handler: str, workers: int = 1
     env["PYTHONPATH"] = checkout or str(ROOT)
     if workers > 1:
         env["BULKHEAD_WORKERS"] = str(workers)
-    argv = [str(setup.bulkhead_python), "-m", "lambda_bulkhead", "run"]
     if contender == "in-process":
-        argv += ["--isolation", "none"]
-    return [*argv, handler], env
+        env["BULKHEAD_ISOLATION"] = "none"  # as a function would set it (bootstrap.sh has no flags)
+    return [str(setup.bulkhead_python), "-m", "lambda_bulkhead", "run", handler], env
 
 
 def drive(setup: Setup, spec: dict[str, Any], timeout_s: float = 240) -> dict[str, Any]:

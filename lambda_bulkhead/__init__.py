@@ -6,14 +6,14 @@ almost nothing at cold start; see ``docs/api.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from lambda_bulkhead._lazy import lazy_exports
+
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._api import RuntimeApi, Transport
+    from lambda_bulkhead._api import RuntimeApi
     from lambda_bulkhead._context import (
         Client,
         ClientContext,
@@ -38,12 +38,13 @@ if TYPE_CHECKING:
         UnexpectedStatus,
     )
     from lambda_bulkhead._handler import Answer
+    from lambda_bulkhead._interfaces import Transport
     from lambda_bulkhead._loop import Executor, process_invocation, serve, start, start_json
     from lambda_bulkhead._protocol import PostOutcome, Request, Response
 
 _LAZY = {
     "RuntimeApi": "lambda_bulkhead._api",
-    "Transport": "lambda_bulkhead._api",
+    "Transport": "lambda_bulkhead._interfaces",
     "Client": "lambda_bulkhead._context",
     "Answer": "lambda_bulkhead._handler",
     "Executor": "lambda_bulkhead._loop",

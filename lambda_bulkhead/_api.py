@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, cast
 
 from lambda_bulkhead._config import parse_endpoint, parse_flag
 from lambda_bulkhead._context import Invocation
@@ -23,7 +22,7 @@ from lambda_bulkhead._errors import (
     TransportError,
     UnexpectedStatus,
 )
-from lambda_bulkhead._log import RuntimeLog, default_log
+from lambda_bulkhead._log import default_log
 from lambda_bulkhead._protocol import (
     MAX_RESPONSE_BYTES,
     PostOutcome,
@@ -38,15 +37,16 @@ from lambda_bulkhead._protocol import (
     too_large_error,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import httpx
+
+    from lambda_bulkhead._interfaces import PipelinedTransport, RuntimeLog, Transport
 
 __all__ = [
     "DEFAULT_POST_TIMEOUT_S",
     "NEXT_RETRY_DELAYS_S",
-    "PipelinedTransport",
     "RuntimeApi",
-    "Transport",
 ]
 
 #: How long a post may wait for its answer before it is sent once more (and then
@@ -55,24 +55,6 @@ __all__ = [
 DEFAULT_POST_TIMEOUT_S = 10.0
 #: Pauses before polling ``/next`` again after a retryable failure.
 NEXT_RETRY_DELAYS_S = (0.05, 0.2, 1.0)
-
-
-class Transport(Protocol):
-    """Sends one :class:`Request` and returns its :class:`Response`."""
-
-    def request(self, request: Request, *, timeout: float | None = None) -> Response: ...
-
-    def close(self) -> None: ...
-
-
-class PipelinedTransport(Transport, Protocol):
-    """A transport that can send two requests back to back on its connection."""
-
-    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response: ...
-
-    def receive_pending(self) -> Response: ...
-
-    def clone(self) -> PipelinedTransport: ...
 
 
 class RuntimeApi:
@@ -92,7 +74,7 @@ class RuntimeApi:
     ) -> None:
         self._transport = transport
         self._pipelined: PipelinedTransport | None = (
-            cast("PipelinedTransport", transport)
+            transport  # type: ignore[assignment]  # has send_pair: it is one
             if pipeline and hasattr(transport, "send_pair")
             else None
         )

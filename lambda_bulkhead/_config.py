@@ -3,31 +3,33 @@ r"""Configuration, built once from an environ passed in (``docs/configuration.md
 Nothing reads ``os.environ`` at import time; :meth:`Config.from_environ` takes
 the mapping (the CLI puts its flags into it first).
 
-This module is on the supervisor's path to forking its template, so its
-records are ``NamedTuple``\s: typed and immutable like the dataclasses used
-elsewhere, without importing :mod:`dataclasses` and generating code at start.
+This module is on the supervisor's path to forking its template, so it
+imports neither ``typing`` nor ``dataclasses`` (see :mod:`lambda_bulkhead._record`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from typing import Literal, NamedTuple
 
 from lambda_bulkhead._errors import ConfigError, InvalidEndpoint
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
+
+    Isolation: TypeAlias = Literal["process", "none"]
 
 __all__ = [
     "DEFAULT_TIMEOUT_MARGIN_MS",
     "TELEMETRY_FD_VARIABLE",
     "Config",
     "FunctionMeta",
-    "Isolation",
     "parse_endpoint",
     "parse_flag",
     "take_telemetry_fd",
 ]
-
-Isolation = Literal["process", "none"]
 
 #: Measured in docs/benchmarks.md: the kill, the stack capture and the /error
 #: post take a few ms here; the default leaves the handler all but 50 ms.

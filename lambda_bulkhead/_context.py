@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from lambda_bulkhead._config import FunctionMeta
 from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Client",
@@ -28,8 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(NamedTuple):
     """The answer of ``/next``: the raw event and what its headers said.
 
     The payload is bytes: the runtime does not assume JSON or UTF-8.
@@ -48,8 +50,7 @@ class Invocation:
     content_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Client:
+class Client(NamedTuple):
     """The mobile client app, as ``context.client_context.client``."""
 
     installation_id: str | None = None
@@ -59,8 +60,7 @@ class Client:
     app_package_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClientContext:
+class ClientContext(NamedTuple):
     """``context.client_context``: set for invocations from the AWS Mobile SDK."""
 
     client: Client | None = None
@@ -68,16 +68,14 @@ class ClientContext:
     env: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class CognitoIdentity:
+class CognitoIdentity(NamedTuple):
     """``context.identity``: the Amazon Cognito identity of the caller."""
 
     cognito_identity_id: str | None = None
     cognito_identity_pool_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Context:
+class Context(NamedTuple):
     """The context a handler receives beside its event."""
 
     aws_request_id: str
@@ -93,7 +91,6 @@ class Context:
     memory_limit_in_mb: str | None = None
     log_group_name: str | None = None
     log_stream_name: str | None = None
-    _clock: Any = field(default=time.time, repr=False, compare=False)
 
     @property
     def request_id(self) -> str:
@@ -107,7 +104,7 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the deadline (0 when past it)."""
-        return max(0, self.deadline_ms - int(self._clock() * 1000))
+        return max(0, self.deadline_ms - int(time.time() * 1000))
 
 
 def build_context(invocation: Invocation, meta: FunctionMeta) -> Context:

@@ -21,8 +21,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation, build_context
 from lambda_bulkhead._errors import (
@@ -32,6 +30,14 @@ from lambda_bulkhead._errors import (
     InvocationError,
     handler_stack,
 )
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    E = TypeVar("E")
+    R = TypeVar("R")
 
 __all__ = [
     "Answer",
@@ -47,12 +53,9 @@ __all__ = [
     "set_trace_id",
 ]
 
-E = TypeVar("E")
-R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A successful result, ready to post to ``/response``."""
 
     body: bytes

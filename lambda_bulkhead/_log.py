@@ -41,28 +41,30 @@ Policy (``docs/logging.md``, "When the log pipe is full"):
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import socket
 import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
+
+    from lambda_bulkhead._interfaces import RuntimeLog
     from lambda_bulkhead._logformat import LogSettings
 
 __all__ = [
     "MAX_PENDING_BYTES",
     "LogWriter",
-    "RuntimeLog",
     "default_log",
     "record_level",
     "stdout_writer",
 ]
 
 MAX_PENDING_BYTES = 4 * 1024 * 1024
+_WARNING = 30  # logging.WARNING
+_MSG_DONTWAIT = 0x40  # socket.MSG_DONTWAIT (Linux)
 
 #: Level names as both layouts write them (``logging``'s names in JSON, the
 #: record's own name in Text) -> :mod:`logging` level.
@@ -95,16 +97,6 @@ def record_level(line: bytes) -> int | None:
     start += len(_JSON_LEVEL_KEY)
     end = line.find(b'"', start, start + 10)
     return _LEVELS.get(line[start:end]) if end > 0 else None
-
-
-class RuntimeLog(Protocol):
-    def debug(self, event: str, **fields: Any) -> Any: ...
-
-    def info(self, event: str, **fields: Any) -> Any: ...
-
-    def warning(self, event: str, **fields: Any) -> Any: ...
-
-    def error(self, event: str, **fields: Any) -> Any: ...
 
 
 class LogWriter:
@@ -150,6 +142,8 @@ class LogWriter:
                 pass
         elif stat.S_ISSOCK(mode):
             # A socket cannot be reopened through /proc: send with MSG_DONTWAIT.
+            import socket  # noqa: PLC0415 - only a socket log fd needs it
+
             self._sock = socket.socket(fileno=os.dup(fd))
 
     @property
@@ -207,7 +201,7 @@ class LogWriter:
             while total < len(view):
                 try:
                     if self._sock is not None:
-                        total += self._sock.send(view[total:], socket.MSG_DONTWAIT)
+                        total += self._sock.send(view[total:], _MSG_DONTWAIT)
                     else:
                         total += os.write(self._fd, view[total:])
                 except BlockingIOError:
@@ -250,7 +244,7 @@ def _dropped_notice(dropped: int, settings: LogSettings | None) -> bytes:
     from lambda_bulkhead import _logformat  # noqa: PLC0415
 
     settings = settings or _logformat.LogSettings()
-    if settings.threshold > logging.WARNING:
+    if settings.threshold > _WARNING:
         return b""
     message = f"{dropped} log records dropped: the log pipe was full"
     if settings.format is _logformat.LogFormat.TEXT:

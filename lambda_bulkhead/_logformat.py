@@ -48,11 +48,16 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, TypeAlias
 
 from lambda_bulkhead._errors import ConfigError
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Literal, TypeAlias
+
+    ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -100,7 +105,6 @@ LOG_LEVELS: Mapping[str, int] = {
 }
 """``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
 
-ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 class LogFormat(enum.Enum):
@@ -136,8 +140,7 @@ def parse_log_level(value: str | None) -> int | None:
         raise ConfigError(f"AWS_LAMBDA_LOG_LEVEL={value!r} is not one of: {accepted}") from None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogSettings:
+class LogSettings(NamedTuple):
     """The log format and level, read once from an environment you pass in."""
 
     format: LogFormat = LogFormat.JSON
@@ -411,8 +414,7 @@ def install_worker_logging(
     return handler
 
 
-@dataclass(frozen=True, slots=True)
-class LineChunk:
+class LineChunk(NamedTuple):
     """A captured line, or one piece of a line longer than the assembler's limit.
 
     ``continued``: more of this line follows in the next chunk.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation
@@ -30,6 +29,13 @@ from lambda_bulkhead._handler import (
     execute as execute_in_process,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, TypeVar
+
+    E = TypeVar("E")
+    R = TypeVar("R")
+
 __all__ = [
     "Executor",
     "answer_invocation",
@@ -40,8 +46,6 @@ __all__ = [
     "start_json",
 ]
 
-E = TypeVar("E")
-R = TypeVar("R")
 
 #: Runs one invocation; raises :class:`InvocationError` for a reportable failure.
 Executor = Callable[[Invocation], Answer]

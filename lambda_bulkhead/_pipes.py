@@ -15,7 +15,11 @@ import select
 import time
 from collections.abc import Sequence
 
-from lambda_bulkhead._wire import FrameDecoder, Message, encode
+from lambda_bulkhead._wire import FrameDecoder, encode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lambda_bulkhead._wire import Message
 
 __all__ = [
     "FRAME_PIPE_BYTES",

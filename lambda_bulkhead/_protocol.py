@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from lambda_bulkhead._config import parse_endpoint
 from lambda_bulkhead._context import Invocation
@@ -23,6 +22,7 @@ from lambda_bulkhead._errors import (
     UnexpectedStatus,
     error_type_header,
 )
+from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -52,8 +52,7 @@ ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One call to the Runtime API; ``call`` names it in errors and logs."""
 
     call: str
@@ -63,8 +62,7 @@ class Request:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """A Runtime API answer; header names are lower-case."""
 
     status: int

@@ -9,8 +9,8 @@ supervisor can fork its template before importing the rest of itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import Config
     from lambda_bulkhead._handler import HandlerSource

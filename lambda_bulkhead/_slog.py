@@ -24,19 +24,21 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from lambda_bulkhead._logformat import (
-    ExcInfo,
     LogFormat,
     exception_fields,
     format_json_record,
     format_text_record,
 )
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._logformat import ExcInfo
 
 __all__ = ["SUPERVISOR_LOGGER", "configure"]
 

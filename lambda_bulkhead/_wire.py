@@ -9,11 +9,13 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
 
 * ``length``: big-endian byte count of the body, at most :data:`MAX_FRAME`
   (above Lambda's 6 MB payload limit, so any event or result fits in one frame).
-* ``ver``: :data:`VERSION`; ``kind``: which :class:`Message` the body holds.
-* Bodies: the hot messages (:class:`Invoke`, :class:`Result`) pack their text
-  fields as ``u32 length + UTF-8`` (length ``0xFFFFFFFF`` for None), then their
-  integers (``Invoke``'s deadline as ``i64``, ``Result``'s peak RSS as ``u64``),
-  then the raw payload bytes; the rare ones are one UTF-8 JSON object.
+* ``ver``: :data:`VERSION`; ``kind``: which message the body holds (:data:`KINDS`).
+* Bodies: the hot messages, Invoke (an :class:`Invocation`, supervisor to
+  worker) and :class:`Result`, start with one fixed ``struct``: Invoke's
+  deadline (``i64``) and the byte length of each of its eight text fields
+  (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``) and its two
+  text lengths; then the texts (UTF-8), then the raw payload.  The rare
+  messages are one UTF-8 JSON object each.
 
 :func:`encode` turns a message into the byte strings to write (header and body
 parts separately, so a multi-megabyte payload is never copied to frame it) and
@@ -26,21 +28,24 @@ in :mod:`lambda_bulkhead._pipes`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+
+from lambda_bulkhead._context import Invocation
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
 
 __all__ = [
     "HEADER",
+    "KINDS",
     "MAX_FRAME",
     "VERSION",
     "Failure",
     "FrameDecoder",
-    "Invoke",
-    "Message",
+    "Invocation",
     "Ready",
     "Result",
     "Spawn",
@@ -56,43 +61,24 @@ VERSION = 1
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">IBBH")
 _LEN = struct.Struct(">I")
-_PEAK = struct.Struct(">Q")
 _NONE = 0xFFFFFFFF
+#: An Invoke frame's header and fixed part: the deadline, then the byte length
+#: of each text field of :data:`_INVOKE_TEXT` (``_NONE`` for None).
+_INVOKE_HEAD = struct.Struct(">IBBHq8I")
+#: A Result frame's header and fixed part: peak RSS, request id and content
+#: type lengths.
+_RESULT_HEAD = struct.Struct(">IBBHQII")
+_INVOKE_KIND = 1
+_RESULT_KIND = 2
 
 
 class WireError(Exception):
     """Bytes from a peer that are not a valid frame: the peer is not to be trusted."""
 
 
-class Message:
-    """Base of every message; ``KIND`` is its frame kind."""
-
-    __slots__ = ()
-    KIND: ClassVar[int]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Invoke(Message):
-    """Supervisor → worker: run this invocation."""
-
-    KIND: ClassVar[int] = 1
-    request_id: str
-    deadline_ms: int
-    invoked_function_arn: str
-    trace_id: str | None
-    client_context: str | None
-    cognito_identity: str | None
-    tenant_id: str | None
-    invocation_id: str | None
-    content_type: str | None
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result(Message):
+class Result(NamedTuple):
     """Worker → supervisor: the handler returned; post ``body`` to ``/response``."""
 
-    KIND: ClassVar[int] = 2
     request_id: str
     content_type: str
     body: bytes
@@ -100,15 +86,13 @@ class Result(Message):
     peak_rss: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Failure(Message):
+class Failure(NamedTuple):
     """Worker → supervisor: post this error to ``/error``.
 
     ``fatal``: the worker exits after sending it (``sys.exit`` in the handler,
     a ``MemoryError``), so the supervisor replaces it.
     """
 
-    KIND: ClassVar[int] = 3
     request_id: str
     error_type: str
     error_message: str
@@ -118,165 +102,182 @@ class Failure(Message):
     peak_rss: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ready(Message):
+class Ready(NamedTuple):
     """Worker → supervisor, once after fork: set up, waiting for work."""
 
-    KIND: ClassVar[int] = 4
     pid: int
     baseline_rss: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Spawn(Message):
+class Spawn(NamedTuple):
     """Supervisor → template: fork a worker on the pipes sent along (SCM_RIGHTS)."""
 
-    KIND: ClassVar[int] = 5
     memory_limit_bytes: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Spawned(Message):
+class Spawned(NamedTuple):
     """Template → supervisor: the worker asked for is ``pid``."""
 
-    KIND: ClassVar[int] = 6
     pid: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TemplateReady(Message):
+class TemplateReady(NamedTuple):
     """Template → supervisor: the handler is loaded."""
 
-    KIND: ClassVar[int] = 7
     rss: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TemplateFailed(Message):
+class TemplateFailed(NamedTuple):
     """Template → supervisor: loading the handler failed; post to ``/init/error``."""
 
-    KIND: ClassVar[int] = 8
     error_type: str
     error_message: str
     stack_trace: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerExited(Message):
+class WorkerExited(NamedTuple):
     """Template → supervisor: a worker was reaped with ``waitpid`` status ``status``."""
 
-    KIND: ClassVar[int] = 9
     pid: int
     status: int
 
 
-_INVOKE_TEXT = (
-    "request_id",
-    "invoked_function_arn",
-    "trace_id",
-    "client_context",
-    "cognito_identity",
-    "tenant_id",
-    "invocation_id",
-    "content_type",
-)
+if TYPE_CHECKING:
+    Message: TypeAlias = (
+        Invocation | Result | Failure | Ready | Spawn | Spawned | TemplateReady
+        | TemplateFailed | WorkerExited
+    )
 
-
-def _pack_texts(values: Sequence[str | None]) -> bytes:
-    parts = []
-    for value in values:
-        if value is None:
-            parts.append(_LEN.pack(_NONE))
-        else:
-            data = value.encode("utf-8", "surrogatepass")
-            parts.append(_LEN.pack(len(data)) + data)
-    return b"".join(parts)
-
-
-def _unpack_texts(body: memoryview, count: int) -> tuple[list[str | None], int]:
-    values: list[str | None] = []
-    offset = 0
-    for _ in range(count):
-        if offset + 4 > len(body):
-            raise WireError("body ends inside a text field's length")
-        (length,) = _LEN.unpack_from(body, offset)
-        offset += 4
-        if length == _NONE:
-            values.append(None)
-            continue
-        if offset + length > len(body):
-            raise WireError("text field runs past the end of the body")
-        try:
-            values.append(str(body[offset : offset + length], "utf-8", "surrogatepass"))
-        except UnicodeDecodeError as exc:
-            raise WireError(f"text field is not UTF-8: {exc}") from None
-        offset += length
-    return values, offset
-
-
-def _required(value: str | None, name: str) -> str:
-    if value is None:
-        raise WireError(f"{name} missing")
-    return value
-
-
+#: Every message class and its frame kind.  Supervisor → worker, the message is
+#: the :class:`~lambda_bulkhead._context.Invocation` itself (an "Invoke" frame).
+KINDS: dict[type[Message], int] = {
+    Invocation: _INVOKE_KIND,
+    Result: _RESULT_KIND,
+    Failure: 3,
+    Ready: 4,
+    Spawn: 5,
+    Spawned: 6,
+    TemplateReady: 7,
+    TemplateFailed: 8,
+    WorkerExited: 9,
+}
 _JSON_KINDS: dict[int, type[Message]] = {
-    cls.KIND: cls
-    for cls in (Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed, WorkerExited)
+    kind: cls for cls, kind in KINDS.items() if kind not in (_INVOKE_KIND, _RESULT_KIND)
 }
 
 
-def encode(message: Message) -> list[bytes]:
-    """The byte strings of ``message``'s frame, to be written in order."""
-    if isinstance(message, Invoke):
-        texts = _pack_texts([getattr(message, name) for name in _INVOKE_TEXT])
-        head = texts + struct.pack(">q", message.deadline_ms)
-        body: list[bytes] = [head, message.payload]
-    elif isinstance(message, Result):
-        texts = _pack_texts([message.request_id, message.content_type])
-        body = [texts + _PEAK.pack(message.peak_rss), message.body]
-    else:
-        values = {field.name: getattr(message, field.name) for field in _fields(type(message))}
-        # surrogatepass: a lone surrogate (a surrogateescape'd file name in an
-        # exception message) must cross; json.loads(bytes) decodes it back.
-        body = [json.dumps(values, ensure_ascii=False).encode("utf-8", "surrogatepass")]
-    length = sum(map(len, body))
+def _text(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("utf-8", "surrogatepass")
+
+
+def _encode_invocation(invocation: Invocation) -> list[bytes]:
+    texts = [
+        invocation.request_id.encode("utf-8", "surrogatepass"),
+        invocation.invoked_function_arn.encode("utf-8", "surrogatepass"),
+        _text(invocation.trace_id),
+        _text(invocation.client_context),
+        _text(invocation.cognito_identity),
+        _text(invocation.tenant_id),
+        _text(invocation.invocation_id),
+        _text(invocation.content_type),
+    ]
+    lengths = [_NONE if text is None else len(text) for text in texts]
+    joined = b"".join([text for text in texts if text])
+    length = _INVOKE_HEAD.size - HEADER.size + len(joined) + len(invocation.payload)
+    _check_length(length)
+    head = _INVOKE_HEAD.pack(
+        length, VERSION, _INVOKE_KIND, 0, invocation.deadline_ms, *lengths
+    )
+    return [head + joined, invocation.payload]
+
+
+def _encode_result(result: Result) -> list[bytes]:
+    request_id = result.request_id.encode("utf-8", "surrogatepass")
+    content_type = result.content_type.encode("utf-8", "surrogatepass")
+    length = (
+        _RESULT_HEAD.size - HEADER.size + len(request_id) + len(content_type) + len(result.body)
+    )
+    _check_length(length)
+    head = _RESULT_HEAD.pack(
+        length, VERSION, _RESULT_KIND, 0, result.peak_rss, len(request_id), len(content_type)
+    )
+    return [head + request_id + content_type, result.body]
+
+
+def _check_length(length: int) -> None:
     if length > MAX_FRAME:
         raise WireError(f"frame of {length} bytes is over the {MAX_FRAME} byte maximum")
-    return [HEADER.pack(length, VERSION, message.KIND, 0), *body]
 
 
-def decode_body(kind: int, body: memoryview) -> Message:
-    """The message of ``kind`` held in ``body``; :class:`WireError` if malformed."""
-    if kind == Invoke.KIND:
-        texts, offset = _unpack_texts(body, len(_INVOKE_TEXT))
-        if offset + 8 > len(body):
-            raise WireError("Invoke body ends before its deadline")
-        (deadline,) = struct.unpack_from(">q", body, offset)
-        fields = dict(zip(_INVOKE_TEXT, texts, strict=True))
-        return Invoke(
-            request_id=_required(fields.pop("request_id"), "request_id"),
-            invoked_function_arn=fields.pop("invoked_function_arn") or "",
-            deadline_ms=deadline,
-            payload=bytes(body[offset + 8 :]),
-            **fields,
-        )
-    if kind == Result.KIND:
-        (request_id, content_type), offset = _unpack_texts(body, 2)
-        if offset + _PEAK.size > len(body):
-            raise WireError("Result body ends before its peak RSS")
-        (peak_rss,) = _PEAK.unpack_from(body, offset)
-        return Result(
-            request_id=_required(request_id, "request_id"),
-            content_type=content_type or "application/json",
-            body=bytes(body[offset + _PEAK.size :]),
-            peak_rss=peak_rss,
-        )
+def encode(message: Message) -> list[bytes]:
+    """The byte strings of ``message``'s frame, to be written in order (a large
+    payload is its own part, never copied to frame it)."""
+    cls = type(message)
+    if cls is Invocation:
+        return _encode_invocation(message)  # type: ignore[arg-type]
+    if cls is Result:
+        return _encode_result(message)  # type: ignore[arg-type]
+    # surrogatepass: a lone surrogate (a surrogateescape'd file name in an
+    # exception message) must cross; json.loads(bytes) decodes it back.
+    body = json.dumps(message._asdict(), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    _check_length(len(body))
+    return [HEADER.pack(len(body), VERSION, KINDS[cls], 0), body]
+
+
+def _decode_text(frame: memoryview, start: int, length: int, end: int) -> tuple[str | None, int]:
+    if length == _NONE:
+        return None, start
+    stop = start + length
+    if stop > end:
+        raise WireError("text field runs past the end of the body")
+    try:
+        return str(frame[start:stop], "utf-8", "surrogatepass"), stop
+    except UnicodeDecodeError as exc:
+        raise WireError(f"text field is not UTF-8: {exc}") from None
+
+
+def _decode_invocation(frame: memoryview, end: int) -> Invocation:
+    if end < _INVOKE_HEAD.size:
+        raise WireError("Invoke body ends inside its fixed part")
+    _, _, _, _, deadline, *lengths = _INVOKE_HEAD.unpack_from(frame)
+    offset = _INVOKE_HEAD.size
+    texts = []
+    for length in lengths:
+        text, offset = _decode_text(frame, offset, length, end)
+        texts.append(text)
+    request_id, arn, trace_id, client_context, cognito, tenant_id, invocation_id, ctype = texts
+    if request_id is None:
+        raise WireError("request_id missing")
+    return Invocation(
+        request_id, bytes(frame[offset:end]), deadline, arn or "", trace_id, client_context,
+        cognito, tenant_id, invocation_id, ctype,
+    )
+
+
+def _decode_result(frame: memoryview, end: int) -> Result:
+    if end < _RESULT_HEAD.size:
+        raise WireError("Result body ends inside its fixed part")
+    _, _, _, _, peak_rss, id_length, type_length = _RESULT_HEAD.unpack_from(frame)
+    request_id, offset = _decode_text(frame, _RESULT_HEAD.size, id_length, end)
+    content_type, offset = _decode_text(frame, offset, type_length, end)
+    if request_id is None:
+        raise WireError("request_id missing")
+    return Result(request_id, content_type or "application/json", bytes(frame[offset:end]),
+                  peak_rss)
+
+
+def decode_frame(kind: int, frame: memoryview) -> Message:
+    """The message of ``kind`` held in ``frame`` (header included); :class:`WireError`
+    if malformed."""
+    if kind == _INVOKE_KIND:
+        return _decode_invocation(frame, len(frame))
+    if kind == _RESULT_KIND:
+        return _decode_result(frame, len(frame))
     cls = _JSON_KINDS.get(kind)
     if cls is None:
         raise WireError(f"unknown frame kind {kind}")
     try:
-        fields = json.loads(bytes(body))
+        fields = json.loads(bytes(frame[HEADER.size :]))
     except ValueError as exc:
         raise WireError(f"{cls.__name__} body is not JSON: {exc}") from None
     if not isinstance(fields, dict):
@@ -286,11 +287,11 @@ def decode_body(kind: int, body: memoryview) -> Message:
 
 def _checked(cls: type[Message], fields: dict[str, Any]) -> Message:
     """``cls(**fields)`` after checking every field's JSON type against its annotation."""
-    expected = {field.name: field for field in _fields(cls)}
+    expected: dict[str, str] = cls.__annotations__
     if set(fields) - set(expected):
         raise WireError(f"{cls.__name__} has unknown fields {sorted(set(fields) - set(expected))}")
     for name, value in fields.items():
-        annotation = str(expected[name].type)
+        annotation = expected[name]
         if not _fits(annotation, value):
             raise WireError(f"{cls.__name__}.{name} is not {annotation}: {value!r:.80}")
         if annotation.startswith("tuple"):
@@ -299,10 +300,6 @@ def _checked(cls: type[Message], fields: dict[str, Any]) -> Message:
         return cls(**fields)
     except TypeError as exc:
         raise WireError(f"{cls.__name__}: {exc}") from None
-
-
-def _fields(cls: type[Message]) -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(cls)  # type: ignore[arg-type]
 
 
 def _fits(annotation: str, value: object) -> bool:
@@ -361,7 +358,7 @@ class FrameDecoder:
                 end = offset + HEADER.size + length
                 if len(buffer) < end:
                     break
-                messages.append(decode_body(kind, view[offset + HEADER.size : end]))
+                messages.append(decode_frame(kind, view[offset:end]))
                 offset = end
         if buffer is self._buffer:
             del self._buffer[:offset]

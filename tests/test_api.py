@@ -29,9 +29,9 @@ from lambda_bulkhead import (
     TransportError,
     UnexpectedStatus,
 )
-from lambda_bulkhead._api import Transport
 from lambda_bulkhead._http import SocketTransport
 from lambda_bulkhead._httpx_transport import HttpxTransport
+from lambda_bulkhead._interfaces import Transport
 from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, PostOutcome
 from lambda_bulkhead.emulator import (
     Emulator,

@@ -7,7 +7,7 @@ import os
 import struct
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from lambda_bulkhead._pipes import read_message, send_message, write_parts
 from lambda_bulkhead._wire import (
     HEADER,
+    KINDS,
     MAX_FRAME,
     VERSION,
     Failure,
     FrameDecoder,
-    Invoke,
-    Message,
+    Invocation,
     Ready,
     Result,
     Spawn,
@@ -32,6 +32,9 @@ from lambda_bulkhead._wire import (
     WorkerExited,
     encode,
 )
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._wire import Message
 
 # -- strategies -----------------------------------------------------------------
 
@@ -47,7 +50,7 @@ causes = st.lists(
 ).map(tuple)
 
 invokes = st.builds(
-    Invoke,
+    Invocation,
     request_id=texts,
     deadline_ms=i64,
     invoked_function_arn=texts,
@@ -61,7 +64,8 @@ invokes = st.builds(
 )
 # An empty content type is read as application/json (workers always send one).
 results = st.builds(
-    Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300)
+    Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300),
+    peak_rss=st.integers(0, 2**64 - 1),
 )
 failures = st.builds(
     Failure,
@@ -89,7 +93,7 @@ messages = st.one_of(
 )
 
 ALL_KINDS = (
-    Invoke, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed, WorkerExited
+    Invocation, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed, WorkerExited
 )
 
 
@@ -117,9 +121,9 @@ def test_every_message_round_trips(message: Message) -> None:
 def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
     """The message kinds are all distinct and each round-trips with sample values."""
     samples: list[Message] = [
-        Invoke(request_id="r", deadline_ms=1, invoked_function_arn="arn", trace_id=None,
-               client_context="{}", cognito_identity=None, tenant_id="t", invocation_id="i",
-               content_type="application/json", payload=b'{"a": 1}'),
+        Invocation(request_id="r", deadline_ms=1, invoked_function_arn="arn", trace_id=None,
+                   client_context="{}", cognito_identity=None, tenant_id="t",
+                   invocation_id="i", content_type="application/json", payload=b'{"a": 1}'),
         Result(request_id="r", content_type="text/plain", body=b"ok"),
         Failure(request_id="r", error_type="ValueError", error_message="boom",
                 stack_trace=("  File x\n",), causes=({"errorType": "KeyError"},), fatal=True),
@@ -133,7 +137,8 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
         cls.__name__ for cls in ALL_KINDS
     )
-    assert len({cls.KIND for cls in ALL_KINDS}) == len(ALL_KINDS)
+    assert set(KINDS) == set(ALL_KINDS)
+    assert len(set(KINDS.values())) == len(ALL_KINDS)
     stream = b"".join(frame(sample) for sample in samples)
     assert FrameDecoder().feed(stream) == samples
 
@@ -143,28 +148,25 @@ def test_encode_keeps_the_payload_a_separate_part() -> None:
     payload = b"x" * 100_000
     parts = encode(Result(request_id="r", content_type="application/json", body=payload))
     assert parts[-1] is payload
-    length, version, kind, reserved = HEADER.unpack(parts[0])
-    assert (version, kind, reserved) == (VERSION, Result.KIND, 0)
-    assert length == sum(map(len, parts[1:]))
+    length, version, kind, reserved = HEADER.unpack_from(parts[0])
+    assert (version, kind, reserved) == (VERSION, KINDS[Result], 0)
+    assert length == sum(map(len, parts)) - HEADER.size
 
 
 def test_result_without_content_type_decodes_as_json() -> None:
     """A Result whose content type field is None decodes with application/json."""
-    body = (
-        struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF)
-        + struct.pack(">Q", 42 << 20) + b"payload"
-    )
-    (message,) = FrameDecoder().feed(raw_frame(Result.KIND, body))
+    body = struct.pack(">QII", 42 << 20, 1, 0xFFFFFFFF) + b"r" + b"payload"
+    (message,) = FrameDecoder().feed(raw_frame(KINDS[Result], body))
     assert message == Result(
         request_id="r", content_type="application/json", body=b"payload", peak_rss=42 << 20
     )
 
 
-def test_result_ending_before_its_peak_is_rejected() -> None:
-    """A Result body cut inside its peak RSS field is a WireError, not a short read."""
-    body = struct.pack(">I", 1) + b"r" + struct.pack(">I", 0xFFFFFFFF) + b"\0\0\0"
-    with pytest.raises(WireError, match="peak RSS"):
-        FrameDecoder().feed(raw_frame(Result.KIND, body))
+def test_result_ending_inside_its_fixed_part_is_rejected() -> None:
+    """A Result body cut inside its peak RSS and lengths is a WireError, not a short read."""
+    body = struct.pack(">QII", 0, 1, 0xFFFFFFFF)[:-3]
+    with pytest.raises(WireError, match="fixed part"):
+        FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -265,9 +267,9 @@ def test_an_oversized_length_prefix_is_refused_from_the_header_alone() -> None:
     """A header announcing more than the maximum is refused without waiting for the body."""
     decoder = FrameDecoder()
     with pytest.raises(WireError, match="maximum"):
-        decoder.feed(HEADER.pack(MAX_FRAME + 1, VERSION, Result.KIND, 0))
+        decoder.feed(HEADER.pack(MAX_FRAME + 1, VERSION, KINDS[Result], 0))
     with pytest.raises(WireError, match="maximum"):
-        FrameDecoder().feed(HEADER.pack(0xFFFFFFFF, VERSION, Result.KIND, 0))
+        FrameDecoder().feed(HEADER.pack(0xFFFFFFFF, VERSION, KINDS[Result], 0))
 
 
 def test_a_decoder_with_a_smaller_maximum_refuses_larger_frames() -> None:
@@ -280,7 +282,7 @@ def test_a_decoder_with_a_smaller_maximum_refuses_larger_frames() -> None:
 def test_a_wrong_version_is_refused(version: int) -> None:
     """A frame of another protocol version is refused."""
     with pytest.raises(WireError, match="version"):
-        FrameDecoder().feed(raw_frame(Spawned.KIND, b'{"pid": 1}', version=version))
+        FrameDecoder().feed(raw_frame(KINDS[Spawned], b'{"pid": 1}', version=version))
 
 
 @pytest.mark.parametrize("kind", [0, 10, 99, 255])
@@ -317,37 +319,36 @@ def test_a_truncated_frame_is_pending_not_decoded() -> None:
 
 
 def test_invoke_bodies_that_end_early_are_refused() -> None:
-    """An Invoke body cut inside a text field or before its deadline is refused."""
-    whole = encode(Invoke(request_id="r", deadline_ms=5, invoked_function_arn="a", trace_id=None,
-                          client_context=None, cognito_identity=None, tenant_id=None,
-                          invocation_id=None, content_type=None, payload=b""))
-    body = b"".join(whole[1:])
-    for cut in (2, 6, len(body) - 8 - 2, len(body) - 1):
+    """An Invoke body cut inside its fixed part or inside a text field is refused."""
+    whole = b"".join(encode(Invocation(request_id="r", deadline_ms=5, payload=b"",
+                                       invoked_function_arn="a")))
+    body = whole[HEADER.size :]
+    for cut in (2, 6, 8 + 4 * 8 - 1, len(body) - 1):
         with pytest.raises(WireError):
-            FrameDecoder().feed(raw_frame(Invoke.KIND, body[:cut]))
+            FrameDecoder().feed(raw_frame(KINDS[Invocation], body[:cut]))
 
 
 def test_a_text_field_running_past_the_body_is_refused() -> None:
     """A text length larger than what follows is refused."""
-    body = struct.pack(">I", 100) + b"short"
+    body = struct.pack(">QII", 0, 100, 0) + b"short"
     with pytest.raises(WireError, match="past the end"):
-        FrameDecoder().feed(raw_frame(Result.KIND, body))
+        FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
 
 def test_a_missing_request_id_is_refused() -> None:
     """An Invoke or Result whose request id is None is refused."""
-    none = struct.pack(">I", 0xFFFFFFFF)
+    none = 0xFFFFFFFF
     with pytest.raises(WireError, match="request_id"):
-        FrameDecoder().feed(raw_frame(Result.KIND, none + none + struct.pack(">Q", 0) + b"body"))
+        FrameDecoder().feed(raw_frame(KINDS[Result], struct.pack(">QII", 0, none, none) + b"body"))
     with pytest.raises(WireError, match="request_id"):
-        FrameDecoder().feed(raw_frame(Invoke.KIND, none * 8 + struct.pack(">q", 0)))
+        FrameDecoder().feed(raw_frame(KINDS[Invocation], struct.pack(">q8I", 0, *[none] * 8)))
 
 
 def test_invalid_utf8_in_a_text_field_is_refused() -> None:
     """A text field that is not UTF-8 is refused."""
-    body = struct.pack(">I", 2) + b"\xc3\x28" + struct.pack(">I", 0) + b""
+    body = struct.pack(">QII", 0, 2, 0) + b"\xc3\x28"
     with pytest.raises(WireError, match="UTF-8"):
-        FrameDecoder().feed(raw_frame(Result.KIND, body))
+        FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
 
 @pytest.mark.parametrize(
@@ -381,14 +382,14 @@ def test_invalid_utf8_in_a_text_field_is_refused() -> None:
 def test_json_bodies_with_wrong_fields_are_refused(cls: type[Message], fields: Any) -> None:
     """A JSON body with a wrong type, a missing or an unknown field is refused."""
     with pytest.raises(WireError, match=cls.__name__):
-        FrameDecoder().feed(json_frame(cls.KIND, fields))
+        FrameDecoder().feed(json_frame(KINDS[cls], fields))
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1, 2]", b'"text"', b"null", b"\xff\xfe"])
 def test_json_bodies_that_are_not_an_object_are_refused(body: bytes) -> None:
     """A JSON-kind body that is not a JSON object is refused."""
     with pytest.raises(WireError):
-        FrameDecoder().feed(raw_frame(Ready.KIND, body))
+        FrameDecoder().feed(raw_frame(KINDS[Ready], body))
 
 
 def test_decoding_stops_at_the_bad_frame() -> None:

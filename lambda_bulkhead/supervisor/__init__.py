@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from lambda_bulkhead._config import take_telemetry_fd
 from lambda_bulkhead.supervisor._fork import fork_template
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import Config
     from lambda_bulkhead._handler import HandlerSource

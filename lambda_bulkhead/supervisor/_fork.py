@@ -13,8 +13,10 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
 
+from lambda_bulkhead._record import NamedTuple
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import FunctionMeta
     from lambda_bulkhead._handler import CurrentInvocation, HandlerSource

@@ -15,14 +15,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Literal
 
 from lambda_bulkhead._logformat import LineAssembler, LineChunk, LogSettings, format_captured_line
 from lambda_bulkhead._pipes import read_available
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Stream = Literal["stdout", "stderr"]
+
 __all__ = ["OutputSink", "PipeOutput"]
 
-Stream = Literal["stdout", "stderr"]
 
 
 class OutputSink:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 
 from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
     "RestartPolicy",
@@ -144,8 +144,7 @@ def fault_stack(text: str, runtime_dir: str) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
+class RestartPolicy(NamedTuple):
     """The restart-storm guard, in the spirit of an OTP supervisor's intensity.
 
     A worker that dies without completing an invocation counts one crash; a

@@ -1,6 +1,7 @@
 """One slot: the supervised executor that runs invocations on its own worker.
 
-For each invocation it writes an :class:`Invoke` frame to the worker and waits,
+For each invocation it writes an Invoke frame (the :class:`Invocation`) to the
+worker and waits,
 with one ``poll`` over the worker's pipes and its pidfd, for the first of:
 
 * a :class:`Result` or :class:`Failure` frame: the answer;
@@ -35,13 +36,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, read_size, send_message
-from lambda_bulkhead._wire import Failure, Invoke, Result, WireError
+from lambda_bulkhead._record import NamedTuple
+from lambda_bulkhead._wire import Failure, Result, WireError
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
@@ -69,8 +70,7 @@ UNCAPPED_TICK_S = 0.05
 _MB = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationReport:
+class InvocationReport(NamedTuple):
     """What the per-invocation summary record says."""
 
     request_id: str
@@ -124,15 +124,25 @@ class CrashCounter:
         return self._count
 
 
-@dataclass(slots=True)
 class _Outcome:
-    answer: Answer | None = None
-    error: InvocationError | None = None
-    kind: str = "success"
-    replace: bool = False
-    signal: str | None = None
-    #: The peak RSS the worker's answer reported (0: none).
-    peak: int = 0
+    __slots__ = ("answer", "error", "kind", "peak", "replace", "signal")
+
+    def __init__(
+        self,
+        answer: Answer | None = None,
+        error: InvocationError | None = None,
+        kind: str = "success",
+        replace: bool = False,
+        signal: str | None = None,
+        peak: int = 0,
+    ) -> None:
+        self.answer = answer
+        self.error = error
+        self.kind = kind
+        self.replace = replace
+        self.signal = signal
+        #: The peak RSS the worker's answer reported (0: none).
+        self.peak = peak
 
 
 class Slot:
@@ -280,7 +290,7 @@ class Slot:
         worker.move("invoke")
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
-            send_message(worker.invoke_fd, _invoke_frame(invocation), kill_at)
+            send_message(worker.invoke_fd, invocation, kill_at)
         except TimeoutError:  # still full at the kill time: it stopped reading
             outcome = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
@@ -527,21 +537,6 @@ class Slot:
                 break
             fault += chunk
         return bytes(fault)
-
-
-def _invoke_frame(invocation: Invocation) -> Invoke:
-    return Invoke(
-        request_id=invocation.request_id,
-        deadline_ms=invocation.deadline_ms,
-        invoked_function_arn=invocation.invoked_function_arn,
-        trace_id=invocation.trace_id,
-        client_context=invocation.client_context,
-        cognito_identity=invocation.cognito_identity,
-        tenant_id=invocation.tenant_id,
-        invocation_id=invocation.invocation_id,
-        content_type=invocation.content_type,
-        payload=invocation.payload,
-    )
 
 
 def _cause(raw: dict[str, object]) -> InvocationError:

@@ -34,19 +34,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._log import LogWriter, RuntimeLog, default_log
+from lambda_bulkhead._log import LogWriter, default_log
 from lambda_bulkhead._logformat import LogSettings
 from lambda_bulkhead._loop import serve
 from lambda_bulkhead._pipes import read_available
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     FrameDecoder,
-    Message,
     TemplateFailed,
     TemplateReady,
     WireError,
@@ -58,6 +56,13 @@ from lambda_bulkhead.supervisor._policy import RestartPolicy, describe_exit, fau
 from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from lambda_bulkhead._interfaces import RuntimeLog
+    from lambda_bulkhead._wire import Message
 
 __all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "supervise"]
 

@@ -8,7 +8,7 @@ Rules (the supervisor relies on each):
    line-buffered, so output written just before a crash is already in the pipe.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
    ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
-4. It answers every :class:`Invoke` with exactly one :class:`Result` or
+4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
    :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
    ``MemoryError``) it exits and is replaced.
 5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
@@ -23,7 +23,6 @@ import os
 import resource
 import signal
 import sys
-from dataclasses import dataclass
 
 from lambda_bulkhead._context import FunctionMeta, Invocation
 from lambda_bulkhead._errors import HandlerCrash, InvocationError
@@ -32,14 +31,18 @@ from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
 from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, too_large_error
-from lambda_bulkhead._wire import Failure, FrameDecoder, Invoke, Message, Ready, Result
+from lambda_bulkhead._record import NamedTuple
+from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result
 from lambda_bulkhead.worker._native import flush_c_stdio, set_parent_death_signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lambda_bulkhead._wire import Message
 
 __all__ = ["CurrentInvocation", "WorkerFds", "run_worker"]
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerFds:
+class WorkerFds(NamedTuple):
     """The worker's ends of its five pipes."""
 
     invoke: int
@@ -75,21 +78,9 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
 
 
 def _answer(
-    handler: CoreHandler, message: Invoke, meta: FunctionMeta
+    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta
 ) -> Result | Failure:
-    invocation = Invocation(
-        request_id=message.request_id,
-        payload=message.payload,
-        deadline_ms=message.deadline_ms,
-        invoked_function_arn=message.invoked_function_arn,
-        trace_id=message.trace_id,
-        client_context=message.client_context,
-        cognito_identity=message.cognito_identity,
-        tenant_id=message.tenant_id,
-        invocation_id=message.invocation_id,
-        content_type=message.content_type,
-    )
-    request_id = message.request_id
+    request_id = invocation.request_id
     try:
         answer = execute_in_process(handler, invocation, meta)
     except MemoryError as exc:
@@ -168,7 +159,7 @@ def run_worker(
         message = read_message(fds.invoke, decoder, backlog)
         if message is None:
             return 0
-        if not isinstance(message, Invoke):
+        if not isinstance(message, Invocation):
             return 70  # EX_SOFTWARE: the supervisor spoke out of turn
         state.request_id, state.tenant_id = message.request_id, message.tenant_id
         status = None

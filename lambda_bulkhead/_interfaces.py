@@ -1,0 +1,45 @@
+"""The runtime's structural interfaces (``typing.Protocol``\\s).
+
+They live apart so that the modules on the cold start name them for the type
+checker only and never import ``typing`` (see :mod:`lambda_bulkhead._record`);
+``lambda_bulkhead.Transport`` imports this module when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._protocol import Request, Response
+
+__all__ = ["PipelinedTransport", "RuntimeLog", "Transport"]
+
+
+class Transport(Protocol):
+    """Sends one :class:`Request` and returns its :class:`Response`."""
+
+    def request(self, request: Request, *, timeout: float | None = None) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class PipelinedTransport(Transport, Protocol):
+    """A transport that can send two requests back to back on its connection."""
+
+    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response: ...
+
+    def receive_pending(self) -> Response: ...
+
+    def clone(self) -> PipelinedTransport: ...
+
+
+class RuntimeLog(Protocol):
+    """Where the runtime's own records go (structlog's bound logger has this shape)."""
+
+    def debug(self, event: str, **fields: Any) -> Any: ...
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
