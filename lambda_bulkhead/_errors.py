@@ -24,7 +24,6 @@ with; the header value sent beside it is :func:`error_type_header`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 
 __all__ = [
@@ -46,8 +45,6 @@ __all__ = [
     "handler_stack",
 ]
 
-_HEADER_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
-_BARE_NAME = re.compile(r"[A-Z][a-zA-Z]+")
 
 
 class BulkheadError(Exception):
@@ -241,11 +238,16 @@ def error_type_header(error_type: str) -> str:
     ``Function.ValueError``; ``Sandbox.Timedout`` becomes ``Runtime.Timedout``;
     a name that fits no form becomes ``Function.Unhandled``.
     """
-    if _HEADER_TYPE.fullmatch(error_type):
-        return error_type
     prefix, _, name = error_type.rpartition(".")
-    if prefix == "Sandbox" and _BARE_NAME.fullmatch(name):
+    if not _is_bare_name(name):
+        return "Function.Unhandled"
+    if prefix in ("Runtime", "Function"):
+        return error_type
+    if prefix == "Sandbox":
         return f"Runtime.{name}"
-    if _BARE_NAME.fullmatch(name):
-        return f"Function.{name}"
-    return "Function.Unhandled"
+    return f"Function.{name}"
+
+
+def _is_bare_name(name: str) -> bool:
+    """``[A-Z][a-zA-Z]+`` (without ``re``, which costs the cold start ~4 ms)."""
+    return len(name) > 1 and name.isascii() and name.isalpha() and name[0].isupper()

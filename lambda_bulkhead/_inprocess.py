@@ -31,7 +31,8 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
     must then be thread-safe); the first loop runs on the main thread, so a
     handler may install signal handlers as it could under the official runtime.
     """
-    from lambda_bulkhead._logformat import LogSettings, install_worker_logging  # noqa: PLC0415
+    from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
+    from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
 
     settings = LogSettings.from_environ(environ)
     current = CurrentInvocation()

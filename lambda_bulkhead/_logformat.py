@@ -2,7 +2,7 @@
 
 Who writes what::
 
-    worker  logging record ──LambdaLogHandler──▶ fd 1:  b"\\x1e" + line + b"\\n"
+    worker  logging record ──LambdaLogHandler (_loghandler)──▶ fd 1:  b"\\x1e" + line + b"\\n"
     worker  print(), C code, tracebacks ───────▶ fd 1/2: raw bytes
     supervisor ──LineAssembler──▶ LineChunk ──format_captured_line──▶ its own stdout
 
@@ -41,12 +41,8 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
-import logging
 import os
-import re
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 
 from lambda_bulkhead._errors import ConfigError
@@ -54,30 +50,23 @@ from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Literal, TypeAlias
-
-    ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+    from typing import Literal
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "LOG_LEVELS",
     "RECORD_MARKER",
-    "ExcInfo",
-    "LambdaLogFormatter",
-    "LambdaLogHandler",
     "LineAssembler",
     "LineChunk",
     "LogFormat",
     "LogSettings",
-    "exception_fields",
     "format_captured_line",
     "format_json_record",
     "format_text_record",
-    "install_worker_logging",
     "level_name",
     "parse_log_format",
     "parse_log_level",
+    "utc_millis",
     "utc_seconds",
     "write_fully",
 ]
@@ -95,13 +84,16 @@ event, but Lambda's own pipeline is the narrower gate.)  One KiB of headroom sta
 below both.
 """
 
+# logging's levels, without importing logging.
+_DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
+
 LOG_LEVELS: Mapping[str, int] = {
-    "TRACE": logging.DEBUG,  # the official runtime maps TRACE to DEBUG
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARN": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "FATAL": logging.FATAL,
+    "TRACE": _DEBUG,  # the official runtime maps TRACE to DEBUG
+    "DEBUG": _DEBUG,
+    "INFO": _INFO,
+    "WARN": _WARNING,
+    "ERROR": _ERROR,
+    "FATAL": _CRITICAL,
 }
 """``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
 
@@ -157,10 +149,14 @@ class LogSettings(NamedTuple):
     @property
     def threshold(self) -> int:
         """The level below which captured output is dropped (``NOTSET``: keep all)."""
-        return logging.NOTSET if self.level is None else self.level
+        return 0 if self.level is None else self.level  # logging.NOTSET
 
 
-_LEVEL_NAMES = {n: logging.getLevelName(n) for n in range(0, 60, 10)}
+#: logging.getLevelName of each multiple of ten.
+_LEVEL_NAMES = {
+    0: "NOTSET", _DEBUG: "DEBUG", _INFO: "INFO", _WARNING: "WARNING", _ERROR: "ERROR",
+    _CRITICAL: "CRITICAL",
+}
 
 
 def level_name(levelno: int) -> str:
@@ -174,7 +170,12 @@ def _json_fallback(value: object) -> str:
     return str(value)
 
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, default=_json_fallback).encode
+@functools.cache
+def _encode_json() -> Callable[[object], str]:
+    # On first use: json (it imports re) costs the supervisor's cold start ~5 ms.
+    import json  # noqa: PLC0415
+
+    return json.JSONEncoder(ensure_ascii=False, default=_json_fallback).encode
 
 _JSON_KEYS = frozenset(
     {
@@ -204,7 +205,7 @@ def _utc_second_text(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
-def _utc_millis(timestamp: float) -> str:
+def utc_millis(timestamp: float) -> str:
     # Whole milliseconds first: the float's fraction of .123 may be .12299999.
     seconds, millis = divmod(round(timestamp * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
@@ -247,7 +248,7 @@ def format_json_record(
         for extra_key, extra_value in extra.items():
             if extra_value is not None and extra_key not in _JSON_KEYS:
                 record[extra_key] = extra_value
-    return _encode_json(record)
+    return _encode_json()(record)
 
 
 def format_text_record(
@@ -258,81 +259,7 @@ def format_text_record(
     Newlines inside ``message`` become ``\\r`` so the record stays one line.
     """
     text = message.rstrip("\n").replace("\n", "\r")
-    return f"[{level}]\t{_utc_millis(timestamp)}\t{request_id or ''}\t{text}"
-
-
-def exception_fields(
-    exc_info: ExcInfo | tuple[None, None, None] | None,
-) -> tuple[list[str], str, str] | None:
-    """``(stackTrace, errorType, errorMessage)`` for ``exc_info``, or ``None``."""
-    if exc_info is None or exc_info[0] is None or exc_info[1] is None:
-        # logging turns exc_info=True outside an except block into (None, None, None).
-        return None
-    exc_type, exc, tb = exc_info
-    return traceback.format_tb(tb), exc_type.__name__, str(exc)
-
-
-# Attributes every LogRecord has, taken from a live record so that a newer
-# Python's additions (taskName in 3.12, which the official runtime would leak
-# as an extra field) are not mistaken for extras; plus those that formatters and
-# the official runtime set.  Whatever else a record carries came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None)))
-_RECORD_ATTRIBUTES |= {"message", "asctime", "aws_request_id", "tenant_id", "_frame_type"}
-
-
-class LambdaLogFormatter(logging.Formatter):
-    """Formats a record as the official runtime does, in JSON or Text.
-
-    Reads ``record.aws_request_id`` and ``record.tenant_id`` (set by
-    :class:`LambdaLogHandler`, as the official runtime's filter does).
-    """
-
-    def __init__(self, fmt: LogFormat) -> None:
-        super().__init__()
-        self.log_format = fmt
-
-    def format(self, record: logging.LogRecord) -> str:
-        """One line, without ``\\n``."""
-        request_id: str | None = getattr(record, "aws_request_id", None)
-        if self.log_format is LogFormat.TEXT:
-            return format_text_record(
-                timestamp=record.created,
-                level=record.levelname,
-                message=self._text_message(record),
-                request_id=request_id,
-            )
-        error = exception_fields(record.exc_info)
-        stack_trace, error_type, error_message = error or (None, None, None)
-        # A dict logged on its own stays an object, so Logs Insights can query
-        # its fields (the official runtime flattens it to its str()).
-        message = record.msg if isinstance(record.msg, dict) and not record.args else None
-        return format_json_record(
-            timestamp=record.created,
-            level=level_name(record.levelno),
-            message=record.getMessage() if message is None else message,
-            logger=record.name,
-            stack_trace=stack_trace,
-            error_type=error_type,
-            error_message=error_message,
-            request_id=request_id,
-            location=f"{record.pathname}:{record.funcName}:{record.lineno}" if error else None,
-            tenant_id=getattr(record, "tenant_id", None),
-            extra={k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES},
-        )
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        """The Text layout's timestamp (for subclasses and ``%(asctime)s`` users)."""
-        return _utc_millis(record.created)
-
-    def _text_message(self, record: logging.LogRecord) -> str:
-        # What logging.Formatter appends after the message, as the official Text
-        # formatter (a plain logging.Formatter) shows it.
-        parts = [record.getMessage()]
-        if record.exc_info and exception_fields(record.exc_info):
-            parts.append(self.formatException(record.exc_info))
-        if record.stack_info:
-            parts.append(self.formatStack(record.stack_info))
-        return "\n".join(parts)
+    return f"[{level}]\t{utc_millis(timestamp)}\t{request_id or ''}\t{text}"
 
 
 def write_fully(fd: int, data: bytes) -> None:
@@ -344,74 +271,6 @@ def write_fully(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-class LambdaLogHandler(logging.Handler):
-    """Writes each record to ``fd`` as ``marker + line + b"\\n"``.
-
-    ``marker`` is :data:`RECORD_MARKER` in a supervised worker (the supervisor
-    strips it) and empty in the in-process runtime, whose fd 1 is the log itself.
-
-    One ``os.write`` per record, under the handler's lock, so lines from threads
-    of one worker never interleave.
-    """
-
-    def __init__(
-        self,
-        fd: int,
-        fmt: LogFormat,
-        *,
-        request_id: Callable[[], str | None],
-        tenant_id: Callable[[], str | None],
-        marker: bytes = RECORD_MARKER,
-    ) -> None:
-        super().__init__()
-        self.fd = fd
-        self._marker = marker
-        self._request_id = request_id
-        self._tenant_id = tenant_id
-        self.setFormatter(LambdaLogFormatter(fmt))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Stamp the invocation ids on ``record``, format it and write it."""
-        try:
-            # The official runtime sets these attributes on the record too, so
-            # user handlers later in the chain can use %(aws_request_id)s.
-            record.aws_request_id = self._request_id() or ""
-            record.tenant_id = self._tenant_id()
-            line = self.format(record).encode("utf-8", "backslashreplace")
-            write_fully(self.fd, self._marker + line + b"\n")
-        except RecursionError:
-            raise
-        except Exception:  # logging's contract: report through handleError, never raise
-            self.handleError(record)
-
-
-def install_worker_logging(
-    fd: int,
-    fmt: LogFormat,
-    level: int | None,
-    request_id: Callable[[], str | None],
-    tenant_id: Callable[[], str | None],
-    marker: bytes = RECORD_MARKER,
-) -> LambdaLogHandler:
-    """Route the root logger through a :class:`LambdaLogHandler` on ``fd``.
-
-    Replaces a handler installed by an earlier call (say, in the template process
-    before a fork) instead of stacking a second one; other handlers stay.  Sets
-    the root level when ``level`` is given, as the official runtime does.  Call
-    it before user code is imported: ``logging.basicConfig`` then finds a handler
-    and does nothing, as on Lambda.
-    """
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, LambdaLogHandler)]:
-        root.removeHandler(old)
-        old.close()  # only unregisters it: the fd is not the handler's to close
-    handler = LambdaLogHandler(fd, fmt, request_id=request_id, tenant_id=tenant_id, marker=marker)
-    root.addHandler(handler)
-    if level is not None:
-        root.setLevel(level)
-    return handler
 
 
 class LineChunk(NamedTuple):
@@ -489,15 +348,28 @@ _ERROR_LINE_PREFIXES = (
     "Thread 0x",
     "Stack (most recent call first):",
 )
-_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception)(?::|$)")
+
 
 
 def _captured_level(text: str, stream: Literal["stdout", "stderr"]) -> int:
     if stream == "stdout":
-        return logging.INFO
-    if text.startswith(_ERROR_LINE_PREFIXES) or _EXCEPTION_LINE.match(text):
-        return logging.ERROR
-    return logging.WARNING
+        return _INFO
+    if text.startswith(_ERROR_LINE_PREFIXES) or _is_exception_line(text):
+        return _ERROR
+    return _WARNING
+
+
+def _is_exception_line(text: str) -> bool:
+    r"""``SomeError: message`` or ``pkg.SomeException`` alone: the regex
+    ``[A-Za-z_][\w.]*(?:Error|Exception)(?::|$)`` without importing ``re``."""
+    name, colon, _ = text.partition(":")
+    if not colon and name != text:
+        return False
+    return (
+        name.endswith(("Error", "Exception"))
+        and (name[0].isalpha() or name[0] == "_")
+        and all(char.isalnum() or char in "_." for char in name)
+    )
 
 
 def format_captured_line(

@@ -30,15 +30,11 @@ import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from lambda_bulkhead._logformat import (
-    LogFormat,
-    exception_fields,
-    format_json_record,
-    format_text_record,
-)
+from lambda_bulkhead._logformat import LogFormat, format_json_record, format_text_record
+from lambda_bulkhead._loghandler import exception_fields
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._logformat import ExcInfo
+    from lambda_bulkhead._loghandler import ExcInfo
 
 __all__ = ["SUPERVISOR_LOGGER", "configure"]
 

@@ -14,8 +14,9 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   worker) and :class:`Result`, start with one fixed ``struct``: Invoke's
   deadline (``i64``) and the byte length of each of its eight text fields
   (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``) and its two
-  text lengths; then the texts (UTF-8), then the raw payload.  The rare
-  messages are one UTF-8 JSON object each.
+  text lengths; then the texts (UTF-8), then the raw payload.  The messages
+  of whole numbers only are one ``struct`` of ``i64`` each (``Spawn``'s
+  absent limit is -1); the two failures are one UTF-8 JSON object each.
 
 :func:`encode` turns a message into the byte strings to write (header and body
 parts separately, so a multi-megabyte payload is never copied to frame it) and
@@ -28,7 +29,6 @@ in :mod:`lambda_bulkhead._pipes`.
 
 from __future__ import annotations
 
-import json
 import struct
 
 from lambda_bulkhead._context import Invocation
@@ -161,9 +161,17 @@ KINDS: dict[type[Message], int] = {
     TemplateFailed: 8,
     WorkerExited: 9,
 }
-_JSON_KINDS: dict[int, type[Message]] = {
-    kind: cls for cls, kind in KINDS.items() if kind not in (_INVOKE_KIND, _RESULT_KIND)
+#: The messages of whole numbers only: one i64 per field.
+_INT_LAYOUTS: dict[type[Message], struct.Struct] = {
+    cls: struct.Struct(">" + "q" * len(cls._fields))
+    for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited)
 }
+_INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
+_JSON_KINDS: dict[int, type[Message]] = {
+    KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed
+}
+#: ``Spawn.memory_limit_bytes`` None on the wire (a limit is never negative).
+_NO_LIMIT = -1
 
 
 def _text(value: str | None) -> bytes | None:
@@ -217,6 +225,18 @@ def encode(message: Message) -> list[bytes]:
         return _encode_invocation(message)  # type: ignore[arg-type]
     if cls is Result:
         return _encode_result(message)  # type: ignore[arg-type]
+    layout = _INT_LAYOUTS.get(cls)
+    if layout is not None:
+        values: list[int] = [_NO_LIMIT if value is None else value for value in message]  # type: ignore[misc]
+        if cls is Spawn and values[0] < _NO_LIMIT:
+            raise WireError(f"negative memory limit {values[0]}")
+        try:
+            body = layout.pack(*values)
+        except struct.error as exc:
+            raise WireError(f"{cls.__name__}: {exc}") from None
+        return [HEADER.pack(len(body), VERSION, KINDS[cls], 0), body]
+    import json  # noqa: PLC0415 - failures only: json costs the supervisor's cold start ~5 ms
+
     # surrogatepass: a lone surrogate (a surrogateescape'd file name in an
     # exception message) must cross; json.loads(bytes) decodes it back.
     body = json.dumps(message._asdict(), ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -273,9 +293,14 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
         return _decode_invocation(frame, len(frame))
     if kind == _RESULT_KIND:
         return _decode_result(frame, len(frame))
+    int_cls = _INT_KINDS.get(kind)
+    if int_cls is not None:
+        return _decode_ints(int_cls, frame)
     cls = _JSON_KINDS.get(kind)
     if cls is None:
         raise WireError(f"unknown frame kind {kind}")
+    import json  # noqa: PLC0415 - failures only (see encode)
+
     try:
         fields = json.loads(bytes(frame[HEADER.size :]))
     except ValueError as exc:
@@ -283,6 +308,20 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
     if not isinstance(fields, dict):
         raise WireError(f"{cls.__name__} body is not a JSON object")
     return _checked(cls, fields)
+
+
+def _decode_ints(cls: type[Message], frame: memoryview) -> Message:
+    layout = _INT_LAYOUTS[cls]
+    if len(frame) - HEADER.size != layout.size:
+        size = len(frame) - HEADER.size
+        raise WireError(f"{cls.__name__} body is {size} bytes, not {layout.size}")
+    values: list[int | None] = list(layout.unpack_from(frame, HEADER.size))
+    if cls is Spawn:
+        if values[0] == _NO_LIMIT:
+            values[0] = None
+        elif values[0] < 0:  # type: ignore[operator]
+            raise WireError(f"Spawn.memory_limit_bytes is negative: {values[0]}")
+    return cls(*values)  # type: ignore[arg-type]
 
 
 def _checked(cls: type[Message], fields: dict[str, Any]) -> Message:

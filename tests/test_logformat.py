@@ -18,7 +18,6 @@ from lambda_bulkhead._errors import ConfigError
 from lambda_bulkhead._logformat import (
     DEFAULT_MAX_LINE_BYTES,
     RECORD_MARKER,
-    LambdaLogHandler,
     LineAssembler,
     LineChunk,
     LogFormat,
@@ -26,11 +25,11 @@ from lambda_bulkhead._logformat import (
     format_captured_line,
     format_json_record,
     format_text_record,
-    install_worker_logging,
     level_name,
     parse_log_format,
     parse_log_level,
 )
+from lambda_bulkhead._loghandler import LambdaLogHandler, install_worker_logging
 
 # 2026-11-21T05:16:09.123Z
 T = 1795238169.123

@@ -22,13 +22,13 @@ from structlog.typing import FilteringBoundLogger
 from lambda_bulkhead import _slog
 from lambda_bulkhead._log import LogWriter, record_level
 from lambda_bulkhead._logformat import (
-    LambdaLogFormatter,
     LogFormat,
     LogSettings,
     format_captured_line,
     format_json_record,
     format_text_record,
 )
+from lambda_bulkhead._loghandler import LambdaLogFormatter
 from lambda_bulkhead._telemetry import decode_frame
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import InvocationReport

@@ -9,8 +9,8 @@ only the standard library; the child imports what it runs after the fork.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 from collections.abc import Mapping
 
@@ -29,7 +29,7 @@ class TemplateHandles(NamedTuple):
     pipes, and its stdout and stderr pipes (non-blocking read ends)."""
 
     pid: int
-    ctl: socket.socket
+    ctl: _socket.socket
     events_r: int
     fault_r: int
     stdout_r: int
@@ -49,7 +49,7 @@ def fork_template(
     supervisor writes to it, and the workers, forked from the template, never
     see it.
     """
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
     fault_r, fault_w = os.pipe2(os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -88,7 +88,7 @@ def fork_template(
 
 
 def _template_main(
-    ctl: socket.socket,
+    ctl: _socket.socket,
     events_w: int,
     source: HandlerSource,
     task_root: str,
@@ -96,10 +96,8 @@ def _template_main(
     environ: Mapping[str, str],
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
-    from lambda_bulkhead._logformat import (  # noqa: PLC0415
-        LogSettings,
-        install_worker_logging,
-    )
+    from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
+    from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
     from lambda_bulkhead.worker import run_template  # noqa: PLC0415
 
     settings = LogSettings.from_environ(environ)

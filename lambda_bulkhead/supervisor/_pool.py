@@ -18,18 +18,18 @@ and idle so a crashed worker's replacement is already waiting.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import enum
 import os
 import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 from lambda_bulkhead._errors import BulkheadError
-from lambda_bulkhead._pipes import enlarge_pipe, read_available
+from lambda_bulkhead._pipes import enlarge_pipe, read_available, send_with_fds
 from lambda_bulkhead._procfs import RssReader
 from lambda_bulkhead._wire import FrameDecoder, Ready, Spawn, Spawned, WireError, encode
 
@@ -152,7 +152,7 @@ class WorkerHandle:
 class TemplateClient:
     """Asks the template for workers; safe to use from several threads."""
 
-    def __init__(self, ctl: socket.socket) -> None:
+    def __init__(self, ctl: _socket.socket) -> None:
         self._ctl = ctl
         self._lock = threading.Lock()
         self._decoder = FrameDecoder()
@@ -191,7 +191,7 @@ class TemplateClient:
     def _request(self, spawn: Spawn, fds: list[int]) -> int:
         with self._lock:
             try:
-                socket.send_fds(self._ctl, [b"".join(encode(spawn))], fds)
+                send_with_fds(self._ctl, b"".join(encode(spawn)), fds)
                 self._ctl.settimeout(SPAWN_TIMEOUT_S)
                 data = self._ctl.recv(4096)
             except OSError as exc:

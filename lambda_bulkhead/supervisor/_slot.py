@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import select
 import signal
 import threading
@@ -226,7 +225,10 @@ class Slot:
 
     def _take(self) -> WorkerHandle:
         worker = self._pool.take()
-        worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
+        if self._max_invocations:
+            import random  # noqa: PLC0415 - recycling only: it costs the cold start ~2 ms
+
+            worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
         return worker
 
     def _discard(self, worker: WorkerHandle, *, reason: str) -> None:

@@ -25,11 +25,11 @@ nothing to clean up that would be worth the extension's cost on every init.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -160,7 +160,7 @@ class _LazyLog:
         self.get().error(event, **fields)
 
 
-def _first_message(ctl: socket.socket, output: PipeOutput) -> Message | None:
+def _first_message(ctl: _socket.socket, output: PipeOutput) -> Message | None:
     """The template's first message (None: it died), logging its output meanwhile
     (an import that prints more than a pipe holds must not stall it)."""
     while True:
@@ -416,7 +416,7 @@ def _stop(
     pool: WorkerPool,
     shutdown: Shutdown,
     template_pid: int,
-    ctl: socket.socket,
+    ctl: _socket.socket,
     log: _LazyLog,
     *,
     reason: str,

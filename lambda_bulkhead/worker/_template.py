@@ -14,19 +14,19 @@ child) and exits when the supervisor closes the control socket or dies.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import gc
 import os
 import select
 import signal
-import socket
 import sys
 from collections.abc import Callable
 
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
-from lambda_bulkhead._pipes import read_available, write_parts
+from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     FrameDecoder,
@@ -56,12 +56,12 @@ def _load(source: HandlerSource, task_root: str) -> CoreHandler:
     return source
 
 
-def _send(ctl: socket.socket, message: TemplateReady | TemplateFailed | Spawned) -> None:
+def _send(ctl: _socket.socket, message: TemplateReady | TemplateFailed | Spawned) -> None:
     ctl.sendall(b"".join(encode(message)))
 
 
 def run_template(
-    ctl: socket.socket,
+    ctl: _socket.socket,
     events_fd: int,
     source: HandlerSource,
     task_root: str,
@@ -115,7 +115,7 @@ def run_template(
             workers.difference_update(_reap(events_fd))
         if ctl.fileno() not in readable:
             continue
-        data, fds, _, _ = socket.recv_fds(ctl, 4096, 5)
+        data, fds = receive_with_fds(ctl, 4096, 5)
         if not data:
             abandon()
         try:
