@@ -31,15 +31,21 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
     must then be thread-safe); the first loop runs on the main thread, so a
     handler may install signal handlers as it could under the official runtime.
     """
+    from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
     from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
-    from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
 
     settings = LogSettings.from_environ(environ)
     current = CurrentInvocation()
-    install_worker_logging(
-        1, settings.format, settings.level,
-        lambda: current.request_id, lambda: current.tenant_id, marker=b"",
-    )
+
+    def install_logging(_: object) -> None:
+        from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
+
+        install_worker_logging(
+            1, settings.format, settings.level,
+            lambda: current.request_id, lambda: current.tenant_id, marker=b"",
+        )
+
+    when_imported("logging", install_logging)  # once something uses logging
     api = RuntimeApi.from_env(environ, transport=config.transport)
     failure: InitError | None = None
     try:

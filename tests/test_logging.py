@@ -263,6 +263,57 @@ def test_logging_records_keep_the_official_keys_and_order(runtime: StartRuntime)
     assert (as_dict["level"], as_dict["requestId"]) == ("WARNING", rid)
 
 
+LATE_LOGGING_APP = """
+import sys
+
+def handler(event, context):
+    imported_before = "logging" in sys.modules
+    import logging
+    logging.getLogger("late").warning("late %s", context.aws_request_id)
+    return {"imported_before": imported_before}
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_logging_is_set_up_only_once_something_imports_it(
+    runtime: StartRuntime, isolation: str
+) -> None:
+    """A handler whose module never imports logging does not pay for it on the cold
+    start; importing it later (here, inside the handler) still routes its records
+    through the official layout (the ``logger`` key is the handler's, not the
+    captured-stderr fallback)."""
+    rt = runtime("late.handler", modules={"late.py": LATE_LOGGING_APP}, isolation=isolation)
+    result = rt.invoke("{}")
+    assert json.loads(result.body) == {"imported_before": False}
+    rid = result.request_id
+    record = rt.wait_for(lambda r: r.get("message") == f"late {rid}")
+    assert (record["level"], record["logger"], record["requestId"]) == ("WARNING", "late", rid)
+
+
+BASIC_CONFIG_APP = """
+import logging
+
+logging.basicConfig(level=logging.INFO, format="plain %(message)s")
+
+def handler(event, context):
+    logging.warning("configured %s", context.aws_request_id)
+    return {}
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_basic_config_at_import_finds_the_handler_already_there(
+    runtime: StartRuntime, isolation: str
+) -> None:
+    """As on Lambda, a module's logging.basicConfig() is a no-op: the runtime's
+    handler is installed as soon as logging is imported, before the call."""
+    rt = runtime("basic.handler", modules={"basic.py": BASIC_CONFIG_APP}, isolation=isolation)
+    rid = rt.invoke("{}").request_id
+    record = rt.wait_for(lambda r: r.get("message") == f"configured {rid}")
+    assert (record["level"], record["logger"], record["requestId"]) == ("WARNING", "root", rid)
+    assert not any("plain configured" in line for line in rt.lines)
+
+
 # -- Text mode and levels -------------------------------------------------------------
 
 

@@ -96,16 +96,23 @@ def _template_main(
     environ: Mapping[str, str],
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
+    from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
     from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
-    from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
     from lambda_bulkhead.worker import run_template  # noqa: PLC0415
 
     settings = LogSettings.from_environ(environ)
 
     def install_logging(current: CurrentInvocation) -> None:
-        install_worker_logging(
-            1, settings.format, settings.level,
-            lambda: current.request_id, lambda: current.tenant_id,
-        )
+        def install(_: object) -> None:
+            from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
+
+            install_worker_logging(
+                1, settings.format, settings.level,
+                lambda: current.request_id, lambda: current.tenant_id,
+            )
+
+        # Only once something imports logging (the handler's module, usually):
+        # a handler that never logs does not pay for it on the cold start.
+        when_imported("logging", install)
 
     return run_template(ctl, events_w, source, task_root, meta, install_logging)
