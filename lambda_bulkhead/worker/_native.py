@@ -10,10 +10,15 @@ import ctypes
 import functools
 import os
 
-__all__ = ["flush_c_stdio", "line_buffer_c_stdout", "set_parent_death_signal"]
+__all__ = ["flush_c_stdio", "keep_heap", "line_buffer_c_stdout", "set_parent_death_signal"]
 
 _PR_SET_PDEATHSIG = 1
 _IOLBF = 1
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Allocations below this come from the heap, not from a fresh mmap: a 6 MB
+#: event, its copies and the text parsed from it all fit.
+MMAP_THRESHOLD = 8 * 1024 * 1024
 
 
 @functools.cache
@@ -32,6 +37,23 @@ def set_parent_death_signal(signum: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signum)
+
+
+def keep_heap(trim_bytes: int) -> None:
+    """Fix glibc's malloc thresholds: large buffers come from the heap, and up to
+    ``trim_bytes`` of free heap stays with the process instead of going back to
+    the kernel.
+
+    Left dynamic, glibc returns the heap top after each large event and the
+    next event's buffers page-fault in afresh: a few hundred faults per 1 MiB
+    event, which in this VM cost more than the copies themselves
+    (docs/benchmarks.md).  The memory kept counts in the worker's RSS, so the
+    caller keeps ``trim_bytes`` well under its memory cap.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)
 
 
 def line_buffer_c_stdout() -> None:

@@ -33,7 +33,7 @@ from lambda_bulkhead._procfs import current_data_size, current_rss
 from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, too_large_error
 from lambda_bulkhead._record import NamedTuple
 from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result
-from lambda_bulkhead.worker._native import flush_c_stdio, set_parent_death_signal
+from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +52,10 @@ class WorkerFds(NamedTuple):
     fault: int
 
 
+#: Free heap a worker keeps between events when its cap allows (keep_heap).
+KEPT_HEAP_BYTES = 32 * 1024 * 1024
+
+
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     os.setpgid(0, 0)
     set_parent_death_signal(signal.SIGKILL)
@@ -68,6 +72,10 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.enable(file=fds.fault, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=fds.fault, all_threads=True, chain=False)
+    # Free heap kept for the next event (see keep_heap): a quarter of the cap at
+    # most, so that memory kept from one event never looks like the next one's.
+    keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
+              else min(KEPT_HEAP_BYTES, memory_limit_bytes // 4))
     if memory_limit_bytes is not None:
         # RLIMIT_DATA counts private writable memory, not reserved address space
         # (thread arenas, OpenBLAS), so Python allocations past the budget fail
