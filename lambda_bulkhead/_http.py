@@ -13,6 +13,7 @@ bodies, and bodies delimited by the server closing the connection.
 from __future__ import annotations
 
 import _socket
+import struct
 
 from lambda_bulkhead._errors import TransportError
 from lambda_bulkhead._protocol import Request, Response
@@ -187,12 +188,20 @@ class SocketTransport:
     :meth:`send_pair` sends two requests back to back (HTTP/1.1 pipelining) and
     returns the first's answer; :meth:`receive_pending` then reads the second's.
     The loop uses it to post a response and poll ``/next`` in one write.
+
+    The socket stays in blocking mode: a Python-level timeout would cost a
+    ``poll`` before every send and receive and an ``ioctl`` at each change.  A
+    call's timeout is the kernel's instead (``SO_RCVTIMEO``/``SO_SNDTIMEO``, set
+    when it changes, so once in practice); a receive without a timeout (the
+    ``/next`` long poll) simply resumes when the kernel's expires.
     """
 
     def __init__(self, host: str, port: int) -> None:
         self._address = (host, port)
         self._host_header = f"{host}:{port}"
         self._sock: _socket.socket | None = None
+        #: The timeout the connection's kernel timeouts are set to (None: none).
+        self._kernel_timeout: float | None = None
         self._leftover = b""
         self._pending: Request | None = None
 
@@ -200,6 +209,7 @@ class SocketTransport:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            self._kernel_timeout = None
         self._leftover = b""
         self._pending = None
 
@@ -223,7 +233,6 @@ class SocketTransport:
             raise TransportError("next", "no request is waiting for its answer")
         if self._sock is None:  # the server closed after the first answer: ask again
             return self.request(request)
-        self._sock.settimeout(None)
         try:
             return self._receive(self._sock, request, None)
         except _Retryable as exc:
@@ -249,13 +258,16 @@ class SocketTransport:
             sock = _open_connection(*self._address)
         except OSError as exc:
             raise TransportError("connect", f"{self._host_header}: {exc}") from exc
+        sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout() says
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._sock = sock
         return sock
 
     def _exchange(self, requests: tuple[Request, ...], timeout: float | None) -> Response:
         sock = self._sock or self._connect()
-        sock.settimeout(timeout)
+        if timeout is not None and timeout != self._kernel_timeout:
+            _set_kernel_timeout(sock, timeout)
+            self._kernel_timeout = timeout
         parts: list[bytes] = []
         for request in requests:
             parts.append(encode_head(request, self._host_header))
@@ -270,7 +282,7 @@ class SocketTransport:
                     sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _Retryable from exc
-        except TimeoutError as exc:
+        except BlockingIOError as exc:  # the kernel's send timeout
             self.close()
             raise TransportError(requests[0].call, f"no answer within {timeout} s") from exc
         except OSError as exc:
@@ -288,9 +300,15 @@ class SocketTransport:
             while response is None:
                 remaining = parser.body_remaining()
                 if remaining > _RECV_BYTES:
-                    response = parser.complete(_recv_rest(sock, parser.partial_body, remaining))
+                    body = _recv_rest(sock, parser.partial_body, remaining, timeout)
+                    response = parser.complete(body)
                     break
-                data = sock.recv(_RECV_BYTES)
+                try:
+                    data = sock.recv(_RECV_BYTES)
+                except BlockingIOError:  # the kernel's receive timeout
+                    if timeout is None:
+                        continue
+                    raise TimeoutError from None
                 if not data:
                     if not parser.started:
                         raise _Retryable from ConnectionResetError("connection closed by server")
@@ -313,6 +331,13 @@ class SocketTransport:
         if not parser.keep_alive:
             self.close()
         return response
+
+
+def _set_kernel_timeout(sock: _socket.socket, timeout: float) -> None:
+    seconds = int(timeout)
+    value = struct.pack("@ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, value)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, value)
 
 
 def _open_connection(host: str, port: int) -> _socket.socket:
@@ -346,14 +371,19 @@ def _open_connection(host: str, port: int) -> _socket.socket:
     raise error
 
 
-def _recv_rest(sock: _socket.socket, start: bytes, rest: int) -> bytes:
+def _recv_rest(sock: _socket.socket, start: bytes, rest: int, timeout: float | None) -> bytes:
     """``start`` and the next ``rest`` bytes of ``sock``, received into one buffer."""
     buffer = bytearray(len(start) + rest)
     buffer[: len(start)] = start
     view = memoryview(buffer)
     received = len(start)
     while received < len(buffer):
-        got = sock.recv_into(view[received:])
+        try:
+            got = sock.recv_into(view[received:])
+        except BlockingIOError:  # the kernel's receive timeout (see SocketTransport)
+            if timeout is None:
+                continue
+            raise TimeoutError from None
         if not got:
             raise ProtocolViolation("connection closed before the end of the body")
         received += got

@@ -147,11 +147,17 @@ def test_next_delivers_the_event_and_every_header(api: RuntimeApi, emulator: Emu
 def test_next_long_polls_without_a_timeout(
     emulator: Emulator, transport: str, log: RecordingLog
 ) -> None:
-    """/next waits for an event far longer than the post timeout."""
+    """/next waits for an event far longer than the post timeout, also on a
+    connection that has just carried a post (pipelined with the poll or not)."""
     # posts would give up after 0.1 s; /next must not
     with by_hand(emulator, transport, log, post_timeout=0.1) as fast:
+        emulator.submit(b"{}")
+        first = fast.next()
         got: list[Invocation] = []
-        poller = threading.Thread(target=lambda: got.append(fast.next()))
+        poller = threading.Thread(target=lambda: got.append(
+            fast.send_response_then_next(first.request_id, b"0",
+                                         invocation_id=first.invocation_id)
+        ))
         poller.start()
         assert emulator.wait_for_next_poll(timeout=WAIT_S)
         time.sleep(0.5)
@@ -162,6 +168,7 @@ def test_next_long_polls_without_a_timeout(
         fast.send_response(got[0].request_id, b"1", invocation_id=got[0].invocation_id)
         result = future.result(WAIT_S)
         assert (result.request_id, result.body) == (got[0].request_id, b"1")
+    assert log.records == []  # the same poll waited: nothing failed, nothing was retried
 
 
 def test_non_json_content_type_is_passed_through(api: RuntimeApi, emulator: Emulator) -> None:
