@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from lambda_bulkhead._config import parse_endpoint, parse_flag
 from lambda_bulkhead._context import Invocation
@@ -150,17 +150,22 @@ class RuntimeApi:
         *,
         invocation_id: str | None = None,
         content_type: str = "application/json",
+        before_wait: Callable[[], object] | None = None,
     ) -> Invocation:
         """:meth:`send_response`, then :meth:`next`, sent in one write where the
         transport can pipeline them (the socket transport), saving a round trip
         per invocation.  A 413 on the post is answered with ``/error`` over a
         second connection, since the first is already waiting on ``/next``.
+        ``before_wait`` is called once the response is posted, before waiting
+        for the next event.
         """
         pipelined = self._pipelined
         if pipelined is None or len(body) > MAX_RESPONSE_BYTES:
             self.send_response(
                 request_id, body, invocation_id=invocation_id, content_type=content_type
             )
+            if before_wait is not None:
+                before_wait()
             return self.next()
         request = response_request(
             request_id, body, invocation_id=invocation_id, content_type=content_type
@@ -170,11 +175,15 @@ class RuntimeApi:
         except TransportError as exc:
             self._post_failed(request, request_id, exc)
             self._post(request, request_id)
+            if before_wait is not None:
+                before_wait()
             return self.next()
         if self._outcome(request, request_id, answer) is PostOutcome.TOO_LARGE:
             side = RuntimeApi(pipelined.clone(), post_timeout=self._post_timeout, log=self._log)
             with side:
                 side.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
+        if before_wait is not None:
+            before_wait()
         return self._next(pending=True)
 
     def _next(self, *, pending: bool) -> Invocation:

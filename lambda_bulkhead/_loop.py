@@ -107,6 +107,7 @@ def serve(
     *,
     prepare: Callable[[], None] | None = None,
     ready: Callable[[], bool] | None = None,
+    posted: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Process invocations until the Runtime API fails (raised).
 
@@ -115,6 +116,8 @@ def serve(
     successful answer, when the next event can be taken at once (``ready()``
     says so; without ``ready``, when there is no ``prepare``), the response and
     the next poll go out together (:meth:`RuntimeApi.send_response_then_next`).
+    ``posted`` runs once each invocation is answered, before the loop waits for
+    the next event: work that must not delay the answer goes there.
     """
     if ready is None:
         ready = _never if prepare is not None else _always
@@ -126,7 +129,7 @@ def serve(
             invocation = _poll(api)
             if invocation is None:
                 continue
-        invocation = _answer_then_next(api, invocation, execute, ready)
+        invocation = _answer_then_next(api, invocation, execute, ready, posted)
 
 
 def _always() -> bool:
@@ -138,25 +141,31 @@ def _never() -> bool:
 
 
 def _answer_then_next(
-    api: RuntimeApi, invocation: Invocation, execute: Executor, ready: Callable[[], bool]
+    api: RuntimeApi,
+    invocation: Invocation,
+    execute: Executor,
+    ready: Callable[[], bool],
+    posted: Callable[[], None] | None,
 ) -> Invocation | None:
     """Answer ``invocation``; the next invocation too if it was polled with the answer."""
     answer = _execute(api, invocation, execute)
-    if answer is None:
-        return None
     request_id, invocation_id = invocation.request_id, invocation.invocation_id
-    if not ready():
+    if answer is not None and ready():
+        try:
+            return api.send_response_then_next(
+                request_id, answer.body, invocation_id=invocation_id,
+                content_type=answer.content_type, before_wait=posted,
+            )
+        except BrokenEvent as broken:
+            api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
+            return None
+    if answer is not None:
         api.send_response(
             request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
         )
-        return None
-    try:
-        return api.send_response_then_next(
-            request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
-        )
-    except BrokenEvent as broken:
-        api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
-        return None
+    if posted is not None:
+        posted()
+    return None
 
 
 def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:

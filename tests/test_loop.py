@@ -150,6 +150,31 @@ def test_serve_runs_until_the_runtime_api_fails(api: RuntimeApi, emulator: Emula
     assert len(prepared) == 4
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-by-one"])
+def test_serve_calls_posted_once_each_answer_is_in(
+    api: RuntimeApi, emulator: Emulator, pipelined: bool
+) -> None:
+    """posted runs once per invocation (answers and errors alike), after the
+    answer reached the Runtime API and before the loop waits for another event."""
+    futures = [emulator.submit(json.dumps({"i": i}).encode()) for i in range(3)]
+    seen_at_posted: list[int] = []
+
+    def posted() -> None:
+        seen_at_posted.append(len(emulator.answers))
+        if len(seen_at_posted) == 3:
+            emulator.inject(NextStatus(status=500))
+
+    def handler(event: Any, context: Any) -> Any:
+        if event["i"] == 1:
+            raise ValueError("odd one")
+        return event["i"]
+
+    with pytest.raises(UnexpectedStatus):
+        serve(api, executor(handler), ready=lambda: pipelined, posted=posted)
+    assert [f.result(WAIT_S).kind for f in futures] == ["response", "error", "response"]
+    assert seen_at_posted == [1, 2, 3]
+
+
 def test_start_without_runtime_api_raises_at_once() -> None:
     """start outside Lambda raises NotRunningInLambda instead of blocking."""
     with pytest.raises(NotRunningInLambda):

@@ -182,6 +182,10 @@ class Slot:
             self._poll_s = max(self._poll_s, UNCAPPED_TICK_S)
         #: True while an invocation is in this slot's hands (read by shutdown).
         self.busy = False
+        #: The last invocation's summary, written by :meth:`flush_report` once
+        #: its answer is posted or while the next one runs: off the answer's path.
+        self._unreported: InvocationReport | None = None
+        self._report_lock = threading.Lock()  # the main thread flushes at shutdown
 
     # -- the worker this slot runs on ------------------------------------------
 
@@ -248,8 +252,16 @@ class Slot:
         worker.close()
         return status
 
+    def flush_report(self) -> None:
+        """Write the summary record of the last invocation, if not written yet."""
+        with self._report_lock:
+            report, self._unreported = self._unreported, None
+            if report is not None:
+                self._report(report)
+
     def retire(self) -> None:
         """Kill this slot's worker at shutdown (the template reaps it)."""
+        self.flush_report()
         if self._killed is not None:
             self._finish(self._killed[0], wait=False)
             self._killed = None
@@ -282,17 +294,19 @@ class Slot:
             # Delivered at (or past) its kill time: answer without running it,
             # and keep the worker, which was never touched.
             late = timeout_error(0.0, [])
-            self._report(InvocationReport(
+            self.flush_report()
+            self._unreported = InvocationReport(
                 request_id=invocation.request_id, tenant_id=invocation.tenant_id,
                 outcome="timeout", duration_ms=0.0, max_memory_mb=worker.baseline_rss / _MB,
                 worker_pid=worker.pid, worker_replaced=False,
                 error_type=late.error_type, error_message=late.error_message,
-            ))
+            )
             raise late
         worker.move("invoke")
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             send_message(worker.invoke_fd, invocation, kill_at)
+            self.flush_report()  # the previous one's, while the worker runs
         except TimeoutError:  # still full at the kill time: it stopped reading
             outcome = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
@@ -333,7 +347,8 @@ class Slot:
         else:
             worker.move("answer")
         error = outcome.error
-        self._report(InvocationReport(
+        self.flush_report()
+        self._unreported = InvocationReport(
             request_id=invocation.request_id,
             tenant_id=invocation.tenant_id,
             outcome=outcome.kind,
@@ -345,7 +360,7 @@ class Slot:
             signal=outcome.signal,
             stack=tuple(error.stack_trace) if error else (),
             error_message=error.error_message if error else None,
-        ))
+        )
         if error is not None:
             raise error
         assert outcome.answer is not None

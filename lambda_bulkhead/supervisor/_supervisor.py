@@ -327,13 +327,16 @@ def _run_slot(
     log: RuntimeLog,
 ) -> None:
     def prepare() -> None:
+        slot.flush_report()
         if shutdown.requested.is_set():
             raise SlotStopped
         slot.prepare()
 
     try:
         with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
-            serve(api, slot, prepare=prepare, ready=slot.ready_for_next)
+            serve(
+                api, slot, prepare=prepare, ready=slot.ready_for_next, posted=slot.flush_report
+            )
     except SlotStopped:
         return
     except BaseException as exc:  # fatal for the runtime: the main thread exits
