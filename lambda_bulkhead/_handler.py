@@ -16,6 +16,7 @@ process; the in-process loop and the isolated worker both use it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -118,14 +119,21 @@ def _decimal_to_number(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+@functools.cache
+def _json_encode() -> Callable[[object], str]:
+    # One encoder for every result (json.dumps with options builds one per
+    # call); json imported on first use, see official_handler.
+    import json  # noqa: PLC0415
+
+    return json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
+    ).encode
+
+
 def encode_json(value: object) -> bytes:
     """A result as JSON bytes; ``Runtime.MarshalError`` when it is not JSON-able."""
-    import json  # noqa: PLC0415 - see official_handler
-
     try:
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
-        ).encode()
+        return _json_encode()(value).encode()
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvocationError(
             "Runtime.MarshalError", f"Unable to marshal response: {exc}"

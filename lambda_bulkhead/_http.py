@@ -16,7 +16,7 @@ import _socket
 import struct
 
 from lambda_bulkhead._errors import TransportError
-from lambda_bulkhead._protocol import Request, Response
+from lambda_bulkhead._protocol import NEXT_REQUEST, Request, Response
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -94,9 +94,33 @@ class ResponseParser:
         return self._finish(body)
 
     def feed(self, data: bytes) -> Response | None:
+        if self._headers is None:
+            return self._feed_head(data)
         self._buffer += data
-        if self._headers is None and not self._parse_head():
+        return self._after_head()
+
+    def _feed_head(self, data: bytes) -> Response | None:
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > MAX_HEAD_BYTES:
+                raise ProtocolViolation("status line and headers too long")
+            self._buffer += data
             return None
+        self._parse_head(data[:end].decode("latin-1"))
+        rest = data[end + 4 :]
+        length = self._length
+        if length is not None and not self._chunked and len(rest) >= length:
+            # The common case, a whole answer in one read: no buffer at all.
+            self.leftover = rest[length:]
+            return self._finish(rest[:length])
+        self._buffer += rest
+        return self._after_head()
+
+    def _after_head(self) -> Response | None:
         if self._chunked:
             return self._parse_chunks()
         if self._length is not None and len(self._buffer) >= self._length:
@@ -113,14 +137,8 @@ class ResponseParser:
         self.keep_alive = False
         return self._finish(bytes(self._buffer))
 
-    def _parse_head(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                raise ProtocolViolation("status line and headers too long")
-            return False
-        lines = self._buffer[:end].decode("latin-1").split("\r\n")
-        del self._buffer[: end + 4]
+    def _parse_head(self, head: str) -> None:
+        lines = head.split("\r\n")
         version, _, rest = lines[0].partition(" ")
         status_text = rest[:3]
         if not version.startswith("HTTP/1.") or not status_text.isdigit():
@@ -146,7 +164,6 @@ class ResponseParser:
                 raise ProtocolViolation(f"body of {self._length} bytes is over {MAX_BODY_BYTES}")
         elif self._status in (204, 304) or 100 <= self._status < 200:
             self._length = 0
-        return True
 
     def _parse_chunks(self) -> Response | None:
         while True:
@@ -199,6 +216,7 @@ class SocketTransport:
     def __init__(self, host: str, port: int) -> None:
         self._address = (host, port)
         self._host_header = f"{host}:{port}"
+        self._next_head = encode_head(NEXT_REQUEST, self._host_header)  # sent per invocation
         self._sock: _socket.socket | None = None
         #: The timeout the connection's kernel timeouts are set to (None: none).
         self._kernel_timeout: float | None = None
@@ -270,7 +288,10 @@ class SocketTransport:
             self._kernel_timeout = timeout
         parts: list[bytes] = []
         for request in requests:
-            parts.append(encode_head(request, self._host_header))
+            parts.append(
+                self._next_head if request is NEXT_REQUEST
+                else encode_head(request, self._host_header)
+            )
             if request.body:
                 parts.append(request.body)
         try:

@@ -25,6 +25,7 @@ from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "NEXT_REQUEST",
     "PostOutcome",
     "Request",
     "Response",
@@ -81,8 +82,11 @@ class PostOutcome(enum.Enum):
     REFUSED = "refused"
 
 
+NEXT_REQUEST = Request("next", "GET", NEXT_PATH)
+
+
 def next_request() -> Request:
-    return Request("next", "GET", NEXT_PATH)
+    return NEXT_REQUEST
 
 
 def _invocation_headers(invocation_id: str | None) -> tuple[tuple[str, str], ...]:

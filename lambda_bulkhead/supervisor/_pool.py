@@ -57,6 +57,10 @@ class WorkerState(enum.Enum):
     DRAINING = "draining"
     DEAD = "dead"
 
+    # Members are singletons: hash by identity, in C (Enum's own __hash__ is
+    # Python code, run twice per invocation by the transitions table).
+    __hash__ = object.__hash__
+
 
 TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
     (WorkerState.STARTING, "ready"): WorkerState.IDLE,
