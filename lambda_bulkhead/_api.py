@@ -157,7 +157,7 @@ class RuntimeApi:
         per invocation.  A 413 on the post is answered with ``/error`` over a
         second connection, since the first is already waiting on ``/next``.
         ``before_wait`` is called once the response is posted, before waiting
-        for the next event.
+        for the next event, unless its answer has started arriving already.
         """
         pipelined = self._pipelined
         if pipelined is None or len(body) > MAX_RESPONSE_BYTES:
@@ -182,7 +182,7 @@ class RuntimeApi:
             side = RuntimeApi(pipelined.clone(), post_timeout=self._post_timeout, log=self._log)
             with side:
                 side.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
-        if before_wait is not None:
+        if before_wait is not None and not pipelined.answer_arriving():
             before_wait()
         return self._next(pending=True)
 

@@ -244,6 +244,10 @@ class SocketTransport:
         self._pending = second
         return answer
 
+    def answer_arriving(self) -> bool:
+        """Whether bytes of the pending answer were already received."""
+        return bool(self._leftover)
+
     def receive_pending(self) -> Response:
         """The answer to the second request of :meth:`send_pair` (waits without limit)."""
         request, self._pending = self._pending, None

@@ -107,7 +107,7 @@ def serve(
     *,
     prepare: Callable[[], None] | None = None,
     ready: Callable[[], bool] | None = None,
-    posted: Callable[[], None] | None = None,
+    before_wait: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Process invocations until the Runtime API fails (raised).
 
@@ -116,8 +116,9 @@ def serve(
     successful answer, when the next event can be taken at once (``ready()``
     says so; without ``ready``, when there is no ``prepare``), the response and
     the next poll go out together (:meth:`RuntimeApi.send_response_then_next`).
-    ``posted`` runs once each invocation is answered, before the loop waits for
-    the next event: work that must not delay the answer goes there.
+    ``before_wait`` runs after an answer is posted when the loop is about to
+    wait for an event that has not started arriving: work that must not delay
+    an answer (nor the dispatch of an event already in hand) goes there.
     """
     if ready is None:
         ready = _never if prepare is not None else _always
@@ -129,7 +130,7 @@ def serve(
             invocation = _poll(api)
             if invocation is None:
                 continue
-        invocation = _answer_then_next(api, invocation, execute, ready, posted)
+        invocation = _answer_then_next(api, invocation, execute, ready, before_wait)
 
 
 def _always() -> bool:
@@ -145,7 +146,7 @@ def _answer_then_next(
     invocation: Invocation,
     execute: Executor,
     ready: Callable[[], bool],
-    posted: Callable[[], None] | None,
+    before_wait: Callable[[], None] | None,
 ) -> Invocation | None:
     """Answer ``invocation``; the next invocation too if it was polled with the answer."""
     answer = _execute(api, invocation, execute)
@@ -154,7 +155,7 @@ def _answer_then_next(
         try:
             return api.send_response_then_next(
                 request_id, answer.body, invocation_id=invocation_id,
-                content_type=answer.content_type, before_wait=posted,
+                content_type=answer.content_type, before_wait=before_wait,
             )
         except BrokenEvent as broken:
             api.send_error(broken.request_id, broken, invocation_id=broken.invocation_id)
@@ -163,8 +164,8 @@ def _answer_then_next(
         api.send_response(
             request_id, answer.body, invocation_id=invocation_id, content_type=answer.content_type
         )
-    if posted is not None:
-        posted()
+    if before_wait is not None:
+        before_wait()
     return None
 
 

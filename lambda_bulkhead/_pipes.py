@@ -44,6 +44,8 @@ READ_BYTES = 64 * 1024
 #: crosses in one write and one read instead of sixteen.
 FRAME_PIPE_BYTES = 1024 * 1024
 _F_SETPIPE_SZ = 1031
+#: Up to this, a frame's parts are joined and written with one os.write.
+_JOIN_BYTES = 4096
 
 
 def write_parts(fd: int, parts: Sequence[bytes], deadline: float | None = None) -> None:
@@ -53,6 +55,16 @@ def write_parts(fd: int, parts: Sequence[bytes], deadline: float | None = None) 
     ``deadline`` (a ``time.monotonic()`` value), ``BrokenPipeError`` when the
     reader is gone.
     """
+    if len(parts) == 2 and len(parts[0]) + len(parts[1]) <= _JOIN_BYTES:
+        # A small frame (most events and answers): one buffer, one write.
+        data = parts[0] + parts[1]
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return
+        parts = [data[written:]]
     views = [memoryview(part) for part in parts if part]
     while views:
         try:

@@ -151,18 +151,21 @@ def test_serve_runs_until_the_runtime_api_fails(api: RuntimeApi, emulator: Emula
 
 
 @pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-by-one"])
-def test_serve_calls_posted_once_each_answer_is_in(
+def test_serve_calls_before_wait_when_no_event_is_in_hand(
     api: RuntimeApi, emulator: Emulator, pipelined: bool
 ) -> None:
-    """posted runs once per invocation (answers and errors alike), after the
-    answer reached the Runtime API and before the loop waits for another event."""
-    futures = [emulator.submit(json.dumps({"i": i}).encode()) for i in range(3)]
-    seen_at_posted: list[int] = []
+    """before_wait runs after an answer (response or error) has reached the
+    Runtime API, when the loop is about to wait for an event: here each call
+    submits the next event, so it runs once per invocation."""
+    futures = [emulator.submit(b'{"i": 0}')]
+    seen_at_wait: list[int] = []
 
-    def posted() -> None:
-        seen_at_posted.append(len(emulator.answers))
-        if len(seen_at_posted) == 3:
+    def before_wait() -> None:
+        seen_at_wait.append(len(emulator.answers))
+        if len(futures) == 3:
             emulator.inject(NextStatus(status=500))
+        else:
+            futures.append(emulator.submit(json.dumps({"i": len(futures)}).encode()))
 
     def handler(event: Any, context: Any) -> Any:
         if event["i"] == 1:
@@ -170,9 +173,9 @@ def test_serve_calls_posted_once_each_answer_is_in(
         return event["i"]
 
     with pytest.raises(UnexpectedStatus):
-        serve(api, executor(handler), ready=lambda: pipelined, posted=posted)
+        serve(api, executor(handler), ready=lambda: pipelined, before_wait=before_wait)
     assert [f.result(WAIT_S).kind for f in futures] == ["response", "error", "response"]
-    assert seen_at_posted == [1, 2, 3]
+    assert seen_at_wait == [1, 2, 3]
 
 
 def test_start_without_runtime_api_raises_at_once() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -35,6 +36,8 @@ from lambda_bulkhead._wire import (
 
 if TYPE_CHECKING:
     from lambda_bulkhead._wire import Message
+
+WAIT_S = 10.0
 
 # -- strategies -----------------------------------------------------------------
 
@@ -234,6 +237,40 @@ def test_write_parts_gives_up_on_a_full_pipe_at_its_deadline() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_small_frames_wait_for_room_in_a_full_non_blocking_pipe() -> None:
+    """Small frames (joined into one write) sent into a full non-blocking pipe
+    wait for the reader, then arrive whole and in order."""
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
+    sent = [Result(request_id=f"r{i}", content_type="application/json", body=b"x" * i)
+            for i in (0, 100, 3000)]
+    filler = 0
+    try:
+        for size in (65536, 1):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    filler += os.write(write_fd, b"-" * size)
+        def send_all() -> None:
+            for message in sent:
+                send_message(write_fd, message, time.monotonic() + WAIT_S)
+
+        writer = threading.Thread(target=send_all)
+        writer.start()
+        os.set_blocking(read_fd, True)
+        drained = 0
+        while drained < filler:
+            drained += len(os.read(read_fd, min(65536, filler - drained)))
+        decoder = FrameDecoder()
+        received: list[object] = []
+        while len(received) < len(sent):
+            received += decoder.feed(os.read(read_fd, 65536))
+        writer.join(WAIT_S)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert filler > 0
+    assert received == sent
 
 
 def test_read_message_returns_none_at_end_of_stream() -> None:

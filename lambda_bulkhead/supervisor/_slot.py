@@ -182,8 +182,9 @@ class Slot:
             self._poll_s = max(self._poll_s, UNCAPPED_TICK_S)
         #: True while an invocation is in this slot's hands (read by shutdown).
         self.busy = False
-        #: The last invocation's summary, written by :meth:`flush_report` once
-        #: its answer is posted or while the next one runs: off the answer's path.
+        #: The last invocation's summary, written by :meth:`flush_report` while
+        #: the next one runs or before the slot waits for one: off the path of
+        #: an answer and of the next event's dispatch.
         self._unreported: InvocationReport | None = None
         self._report_lock = threading.Lock()  # the main thread flushes at shutdown
 

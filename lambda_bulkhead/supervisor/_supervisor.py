@@ -335,7 +335,8 @@ def _run_slot(
     try:
         with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
             serve(
-                api, slot, prepare=prepare, ready=slot.ready_for_next, posted=slot.flush_report
+                api, slot, prepare=prepare, ready=slot.ready_for_next,
+                before_wait=slot.flush_report,
             )
     except SlotStopped:
         return

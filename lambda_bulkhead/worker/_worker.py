@@ -188,6 +188,8 @@ def run_worker(
 def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         # A handler that closed or broke its stdout loses only its own output.
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 - per invocation: suppress() would build a context manager
             stream.flush()
+        except (OSError, ValueError):
+            pass
     flush_c_stdio()
