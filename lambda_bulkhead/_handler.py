@@ -16,7 +16,6 @@ process; the in-process loop and the isolated worker both use it.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import sys
@@ -30,6 +29,7 @@ from lambda_bulkhead._errors import (
     InvocationError,
     handler_stack,
 )
+from lambda_bulkhead._jsoncodec import dumps, loads
 from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
@@ -119,21 +119,10 @@ def _decimal_to_number(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-@functools.cache
-def _json_encode() -> Callable[[object], str]:
-    # One encoder for every result (json.dumps with options builds one per
-    # call); json imported on first use, see official_handler.
-    import json  # noqa: PLC0415
-
-    return json.JSONEncoder(
-        ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
-    ).encode
-
-
 def encode_json(value: object) -> bytes:
     """A result as JSON bytes; ``Runtime.MarshalError`` when it is not JSON-able."""
     try:
-        return _json_encode()(value).encode()
+        return dumps(value, _decimal_to_number).encode()
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvocationError(
             "Runtime.MarshalError", f"Unable to marshal response: {exc}"
@@ -142,15 +131,11 @@ def encode_json(value: object) -> bytes:
 
 def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
     """``def handler(event, context)`` with the official runtime's encodings."""
-    # Imported when a handler is made (in the template or the in-process
-    # runtime), not by the supervisor, whose cold start it would cost ~5 ms.
-    import json  # noqa: PLC0415
-
     def call(invocation: Invocation, context: Context) -> Answer:
         event: Any = invocation.payload
         if _media_type(invocation.content_type) == _JSON:
             try:
-                event = json.loads(invocation.payload)
+                event = loads(invocation.payload)
             except ValueError as exc:
                 raise InvocationError(
                     "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
@@ -189,11 +174,9 @@ def json_handler(
     ``Runtime.InvalidEvent`` without calling ``function``; its result is given
     to ``encoder`` and posted as JSON.
     """
-    import json  # noqa: PLC0415 - see official_handler
-
     def call(invocation: Invocation, context: Context) -> Answer:
         try:
-            event = decoder(json.loads(invocation.payload))
+            event = decoder(loads(invocation.payload))
         except InvalidEvent:
             raise
         except Exception as exc:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._handler import HandlerSource, load_handler, official_handler
+from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
 from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
@@ -49,6 +49,11 @@ EXIT_LOAD_FAILED = 3
 EXIT_WORKER_BOOT_FAILED = 4
 
 
+
+def _load(source: HandlerSource, task_root: str) -> CoreHandler:
+    if isinstance(source, str):
+        return official_handler(load_handler(source, task_root))
+    return source
 
 
 def _send(ctl: _socket.socket, message: TemplateReady | TemplateFailed | Spawned) -> None:
@@ -83,7 +88,7 @@ def run_template(
     if install_logging is not None:
         install_logging(current)
     try:
-        function = load_handler(source, task_root) if isinstance(source, str) else None
+        handler = _load(source, task_root)
     except InitError as error:
         _send(ctl, TemplateFailed(
             error_type=error.error_type,
@@ -93,17 +98,10 @@ def run_template(
         return EXIT_LOAD_FAILED
     sys.stdout.flush()
     sys.stderr.flush()
-    _send(ctl, TemplateReady(rss=current_rss()))
-    # Wrapping the function imports json (~3 ms): done while the supervisor
-    # gets ready to ask for the first worker, off the cold start's path.
-    if isinstance(source, str):
-        assert function is not None
-        handler = official_handler(function)
-    else:
-        handler = source
     # Objects that exist now are shared copy-on-write with every worker; keep the
     # collector from touching (and so copying) their pages in each worker.
     gc.freeze()
+    _send(ctl, TemplateReady(rss=current_rss()))
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
