@@ -9,7 +9,8 @@ import os
 import time
 from collections.abc import Mapping
 
-from lambda_bulkhead._config import take_telemetry_fd
+from lambda_bulkhead._config import parse_endpoint, take_telemetry_fd
+from lambda_bulkhead._errors import NotRunningInLambda
 from lambda_bulkhead.supervisor._fork import fork_template
 
 TYPE_CHECKING = False
@@ -27,6 +28,11 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     so the two processes import their sides in parallel.
     """
     started = time.monotonic()
+    # A missing or malformed endpoint fails here, before anything is forked.
+    endpoint = environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not endpoint:
+        raise NotRunningInLambda
+    parse_endpoint(endpoint)
     # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
     # the process environment before anything is forked, so no worker sees it.
     telemetry_fd = take_telemetry_fd(os.environ)

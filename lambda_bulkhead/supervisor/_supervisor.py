@@ -219,11 +219,19 @@ def supervise(
         writer = LogWriter(telemetry_fd, settings=settings, telemetry=True)
     log = _LazyLog(environ, writer)
     template_output = PipeOutput(*template_fds, OutputSink(settings, writer.write))
+    # Made while the template loads the handler (no request is sent yet): the
+    # slots then poll /next the moment it is ready.
+    apis = [
+        RuntimeApi.from_env(environ, transport=config.transport, log=log)
+        for _ in range(config.workers)
+    ]
     first = _first_message(ctl, template_output)
     if not isinstance(first, TemplateReady):
         error = _init_error(first, template_pid, fault_r)
         template_output.drain()
-        with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
+        for api in apis[1:]:
+            api.close()
+        with apis[0] as api:
             api.send_init_error(error)
         log.get().error(
             "init failed", errorType=error.error_type, errorMessage=error.error_message
@@ -269,10 +277,10 @@ def supervise(
     ]
     threads = [
         threading.Thread(
-            target=_run_slot, args=(slot, config, environ, shutdown, control, log),
+            target=_run_slot, args=(slot, api, shutdown, control),
             name=f"slot-{index}", daemon=True,
         )
-        for index, slot in enumerate(slots)
+        for index, (slot, api) in enumerate(zip(slots, apis, strict=True))
     ]
     received: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -318,14 +326,7 @@ def _version() -> str:
     return __version__
 
 
-def _run_slot(
-    slot: Slot,
-    config: Config,
-    environ: Mapping[str, str],
-    shutdown: Shutdown,
-    control: _Control,
-    log: RuntimeLog,
-) -> None:
+def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control) -> None:
     def prepare() -> None:
         slot.flush_report()
         if shutdown.requested.is_set():
@@ -333,7 +334,7 @@ def _run_slot(
         slot.prepare()
 
     try:
-        with RuntimeApi.from_env(environ, transport=config.transport, log=log) as api:
+        with api:
             serve(
                 api, slot, prepare=prepare, ready=slot.ready_for_next,
                 before_wait=slot.flush_report,
