@@ -85,10 +85,10 @@ def set_trace_id(trace_id: str | None) -> None:
     """Expose the X-Ray trace header to the handler (and the AWS SDK) as Lambda does."""
     environ = os.environ
     if trace_id:
-        if environ.get("_X_AMZN_TRACE_ID") != trace_id:  # putenv only when it changes
-            environ["_X_AMZN_TRACE_ID"] = trace_id
-    else:
-        environ.pop("_X_AMZN_TRACE_ID", None)
+        # Set without comparing first: on Lambda every invocation has its own.
+        environ["_X_AMZN_TRACE_ID"] = trace_id
+    elif "_X_AMZN_TRACE_ID" in environ:
+        del environ["_X_AMZN_TRACE_ID"]
 
 
 def execute(handler: CoreHandler, invocation: Invocation, meta: FunctionMeta) -> Answer:
