@@ -27,6 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "MAX_RESPONSE_BYTES",
     "BrokenEvent",
     "BulkheadError",
     "ConfigError",
@@ -43,7 +44,12 @@ __all__ = [
     "UnexpectedStatus",
     "error_type_header",
     "handler_stack",
+    "too_large_error",
 ]
+
+#: The Runtime API's limit on a buffered ``/response`` body (6 MB plus framing
+#: slack): a larger answer is posted as :func:`too_large_error` instead.
+MAX_RESPONSE_BYTES = 6_291_556
 
 
 
@@ -251,3 +257,12 @@ def error_type_header(error_type: str) -> str:
 def _is_bare_name(name: str) -> bool:
     """``[A-Z][a-zA-Z]+`` (without ``re``, which costs the cold start ~4 ms)."""
     return len(name) > 1 and name.isascii() and name.isalpha() and name[0].isupper()
+
+
+def too_large_error(size: int) -> InvocationError:
+    """The error posted instead of a response the platform refused as too large."""
+    return InvocationError(
+        "Function.ResponseSizeTooLarge",
+        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+        f"({MAX_RESPONSE_BYTES} bytes).",
+    )

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from lambda_bulkhead._config import parse_endpoint
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import (
+    MAX_RESPONSE_BYTES,
     InvocationError,
     MissingRequestId,
     UnexpectedStatus,
     error_type_header,
+    too_large_error,
 )
 from lambda_bulkhead._record import NamedTuple
 
@@ -43,9 +45,6 @@ __all__ = [
 API_PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = f"{API_PREFIX}/invocation/next"
 INIT_ERROR_PATH = f"{API_PREFIX}/init/error"
-
-#: The Runtime API's limit on a buffered ``/response`` body (6 MB plus framing slack).
-MAX_RESPONSE_BYTES = 6_291_556
 
 ERROR_CONTENT_TYPE = "application/vnd.aws.lambda.error+json"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -151,15 +150,6 @@ def error_body(error: InvocationError, request_id: str | None) -> bytes:
     # A lone surrogate (from a surrogateescape'd name in a message) becomes a JSON
     # \uXXXX escape: the body stays valid UTF-8 and valid JSON.
     return text.encode("utf-8", "backslashreplace")
-
-
-def too_large_error(size: int) -> InvocationError:
-    """The error posted instead of a response the platform refused as too large."""
-    return InvocationError(
-        "Function.ResponseSizeTooLarge",
-        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
-        f"({MAX_RESPONSE_BYTES} bytes).",
-    )
 
 
 def _deadline(text: str | None) -> int:

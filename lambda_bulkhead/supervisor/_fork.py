@@ -97,15 +97,15 @@ def _template_main(
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
-    from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
     from lambda_bulkhead.worker import run_template  # noqa: PLC0415
-
-    settings = LogSettings.from_environ(environ)
 
     def install_logging(current: CurrentInvocation) -> None:
         def install(_: object) -> None:
+            # (The supervisor has checked these settings already.)
+            from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
             from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
 
+            settings = LogSettings.from_environ(environ)
             install_worker_logging(
                 1, settings.format, settings.level,
                 lambda: current.request_id, lambda: current.tenant_id,

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
 
 from lambda_bulkhead._errors import InvocationError
 from lambda_bulkhead._record import NamedTuple
@@ -22,41 +22,47 @@ __all__ = [
     "describe_exit",
     "fault_stack",
     "kill_time",
+    "name_of_signal",
     "oom_error",
     "recycle_after",
     "suspected_cause",
     "timeout_error",
 ]
 
-# The words Lambda's (Go) platform uses for each signal, so a crash reads as it
-# does when a runtime dies on Lambda: "Runtime exited with error: signal: killed".
-_SIGNAL_WORDS: dict[int, str] = {
-    signal.SIGABRT: "aborted",
-    signal.SIGALRM: "alarm clock",
-    signal.SIGBUS: "bus error",
-    signal.SIGFPE: "floating point exception",
-    signal.SIGHUP: "hangup",
-    signal.SIGILL: "illegal instruction",
-    signal.SIGINT: "interrupt",
-    signal.SIGKILL: "killed",
-    signal.SIGPIPE: "broken pipe",
-    signal.SIGQUIT: "quit",
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGSYS: "bad system call",
-    signal.SIGTERM: "terminated",
-    signal.SIGTRAP: "trace/breakpoint trap",
-    signal.SIGUSR1: "user defined signal 1",
-    signal.SIGUSR2: "user defined signal 2",
-    signal.SIGXCPU: "CPU time limit exceeded",
-    signal.SIGXFSZ: "file size limit exceeded",
-}
+@functools.cache
+def _signal_words() -> dict[int, str]:
+    """The words Lambda's (Go) platform uses for each signal, so a crash reads as
+    it does when a runtime dies on Lambda: "Runtime exited with error: signal:
+    killed".  Built on the first crash: :mod:`signal` stays off the cold start."""
+    import signal  # noqa: PLC0415
+
+    return {
+        signal.SIGABRT: "aborted",
+        signal.SIGALRM: "alarm clock",
+        signal.SIGBUS: "bus error",
+        signal.SIGFPE: "floating point exception",
+        signal.SIGHUP: "hangup",
+        signal.SIGILL: "illegal instruction",
+        signal.SIGINT: "interrupt",
+        signal.SIGKILL: "killed",
+        signal.SIGPIPE: "broken pipe",
+        signal.SIGQUIT: "quit",
+        signal.SIGSEGV: "segmentation fault",
+        signal.SIGSYS: "bad system call",
+        signal.SIGTERM: "terminated",
+        signal.SIGTRAP: "trace/breakpoint trap",
+        signal.SIGUSR1: "user defined signal 1",
+        signal.SIGUSR2: "user defined signal 2",
+        signal.SIGXCPU: "CPU time limit exceeded",
+        signal.SIGXFSZ: "file size limit exceeded",
+    }
 
 
 def describe_exit(status: int) -> str:
     """``signal: segmentation fault`` or ``exit status 3`` for a ``waitpid`` status."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        return f"signal: {_SIGNAL_WORDS.get(signum, f'signal {signum}')}"
+        return f"signal: {_signal_words().get(signum, f'signal {signum}')}"
     if os.WIFEXITED(status):
         return f"exit status {os.WEXITSTATUS(status)}"
     return f"status {status}"
@@ -66,10 +72,17 @@ def signal_name(status: int) -> str | None:
     """``SIGSEGV`` for a status that is a death by that signal, else None."""
     if not os.WIFSIGNALED(status):
         return None
+    return name_of_signal(os.WTERMSIG(status))
+
+
+def name_of_signal(signum: int) -> str:
+    """``SIGTERM`` for 15 (:mod:`signal` imported then, not at start)."""
+    import signal  # noqa: PLC0415
+
     try:
-        return signal.Signals(os.WTERMSIG(status)).name
+        return signal.Signals(signum).name
     except ValueError:
-        return f"SIG{os.WTERMSIG(status)}"
+        return f"SIG{signum}"
 
 
 _NATIVE_FAULTS = frozenset({"SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"})

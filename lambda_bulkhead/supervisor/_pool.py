@@ -23,11 +23,11 @@ import contextlib
 import enum
 import os
 import select
-import signal
 import threading
 import time
 from collections.abc import Callable
 
+from lambda_bulkhead import _signals
 from lambda_bulkhead._errors import BulkheadError
 from lambda_bulkhead._pipes import enlarge_pipe, read_available, send_with_fds
 from lambda_bulkhead._procfs import RssReader
@@ -131,7 +131,7 @@ class WorkerHandle:
             return False
         return not self._death.poll(0)
 
-    def kill(self, signum: int = signal.SIGKILL) -> None:
+    def kill(self, signum: int = _signals.SIGKILL) -> None:
         """Signal the worker's whole process group (it and everything it started)."""
         try:
             os.killpg(self.pid, signum)

@@ -31,11 +31,11 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import threading
 import time
 from collections.abc import Callable
 
+from lambda_bulkhead import _signals
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
@@ -515,7 +515,7 @@ class Slot:
         self, worker: WorkerHandle, invocation: Invocation, started: float
     ) -> _Outcome:
         elapsed = time.monotonic() - started
-        worker.kill(signal.SIGUSR1)  # faulthandler: dump every thread's stack
+        worker.kill(_signals.SIGUSR1)  # faulthandler: dump every thread's stack
         fault = self._read_fault(worker, STACK_GRACE_S)
         worker.kill()
         stack = self._drain_dead(worker, fault)

@@ -29,12 +29,12 @@ import _socket
 import contextlib
 import os
 import select
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 
+from lambda_bulkhead import _signals
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
@@ -52,7 +52,12 @@ from lambda_bulkhead._wire import (
 )
 from lambda_bulkhead.supervisor._fork import TemplateHandles
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
-from lambda_bulkhead.supervisor._policy import RestartPolicy, describe_exit, fault_stack
+from lambda_bulkhead.supervisor._policy import (
+    RestartPolicy,
+    describe_exit,
+    fault_stack,
+    name_of_signal,
+)
 from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
@@ -185,7 +190,7 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
         os.waitpid(template_pid, 0)  # it exits right after saying why
         return InitError(first.error_type, first.error_message, first.stack_trace)
     if first is not None:  # alive but speaking out of turn: not a template to trust
-        os.kill(template_pid, signal.SIGKILL)
+        os.kill(template_pid, _signals.SIGKILL)
     _, status = os.waitpid(template_pid, 0)
     fault = b""
     while chunk := os.read(fault_r, 65536):
@@ -284,9 +289,9 @@ def supervise(
     ]
     received: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for signum in (_signals.SIGTERM, _signals.SIGINT):
+        _signals.signal(signum, lambda signum, _frame: received.append(signum))
     for thread in threads:
         thread.start()
 
@@ -383,7 +388,7 @@ def _serve_main(
             while read_available(wake_r, 4096):
                 pass
         if received:
-            names = ", ".join(signal.Signals(s).name for s in received)
+            names = ", ".join(name_of_signal(s) for s in received)
             return 0, f"received {names}"
         if events_r in readable:
             data = os.read(events_r, 65536)
@@ -438,7 +443,7 @@ def _stop(
         spare.close()
     ctl.close()
     try:
-        os.kill(template_pid, signal.SIGKILL)
+        os.kill(template_pid, _signals.SIGKILL)
         os.waitpid(template_pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass

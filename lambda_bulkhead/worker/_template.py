@@ -19,10 +19,10 @@ import contextlib
 import gc
 import os
 import select
-import signal
 import sys
 from collections.abc import Callable
 
+from lambda_bulkhead import _signals
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
@@ -76,13 +76,13 @@ def run_template(
         so nothing a handler started outlives the runtime."""
         for pid in workers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, _signals.SIGKILL)
         os._exit(0)
 
     # SIGTERM when the supervisor dies (even by SIGKILL), handled by abandon().
-    signal.signal(signal.SIGTERM, abandon)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_parent_death_signal(signal.SIGTERM)
+    _signals.signal(_signals.SIGTERM, abandon)
+    _signals.signal(_signals.SIGINT, _signals.SIG_IGN)
+    set_parent_death_signal(_signals.SIGTERM)
     line_buffer_c_stdout()
     current = CurrentInvocation()
     if install_logging is not None:
@@ -104,8 +104,8 @@ def run_template(
     _send(ctl, TemplateReady(rss=current_rss()))
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    _signals.signal(_signals.SIGCHLD, lambda *_: None)
     decoder = FrameDecoder()
     while True:
         readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
@@ -132,9 +132,9 @@ def run_template(
         if pid == 0:
             status = EXIT_WORKER_BOOT_FAILED
             try:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                _signals.set_wakeup_fd(-1)
+                _signals.signal(_signals.SIGCHLD, _signals.SIG_DFL)
+                _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
                 for fd in (ctl.fileno(), events_fd, wake_r, wake_w):
                     os.close(fd)
                 status = run_worker(

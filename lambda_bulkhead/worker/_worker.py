@@ -21,16 +21,20 @@ import contextlib
 import faulthandler
 import os
 import resource
-import signal
 import sys
 
+from lambda_bulkhead import _signals
 from lambda_bulkhead._context import FunctionMeta, Invocation
-from lambda_bulkhead._errors import HandlerCrash, InvocationError
+from lambda_bulkhead._errors import (
+    MAX_RESPONSE_BYTES,
+    HandlerCrash,
+    InvocationError,
+    too_large_error,
+)
 from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
 from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
-from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, too_large_error
 from lambda_bulkhead._record import NamedTuple
 from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result
 from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
@@ -58,7 +62,7 @@ KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     os.setpgid(0, 0)
-    set_parent_death_signal(signal.SIGKILL)
+    set_parent_death_signal(_signals.SIGKILL)
     os.dup2(fds.stdout, 1)
     os.dup2(fds.stderr, 2)
     os.close(fds.stdout)
@@ -68,10 +72,10 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
         if reconfigure is not None:
             reconfigure(line_buffering=True)
     # The handler's own signal dispositions start from the defaults.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
+    _signals.signal(_signals.SIGINT, _signals.default_int_handler)
     faulthandler.enable(file=fds.fault, all_threads=True)
-    faulthandler.register(signal.SIGUSR1, file=fds.fault, all_threads=True, chain=False)
+    faulthandler.register(_signals.SIGUSR1, file=fds.fault, all_threads=True, chain=False)
     # Free heap kept for the next event (see keep_heap): a quarter of the cap at
     # most, so that memory kept from one event never looks like the next one's.
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None

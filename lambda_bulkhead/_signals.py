@@ -1,0 +1,52 @@
+"""The signal calls and numbers the runtime uses, from the C module.
+
+:mod:`signal` turns every signal number and handler into an enum member when
+it is imported (with :mod:`enum`, about 2 ms of a cold start here); the
+runtime only needs the numbers, so it takes them from ``_signal``, which the
+interpreter has loaded at start-up anyway.  Names for messages still come
+from :mod:`signal` (imported then): see ``supervisor/_policy.signal_name``.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # no stub: the C half of signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
+
+    Handler = Callable[[int, FrameType | None], Any] | int
+
+__all__ = [
+    "SIGCHLD",
+    "SIGINT",
+    "SIGKILL",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIG_DFL",
+    "SIG_IGN",
+    "default_int_handler",
+    "set_wakeup_fd",
+    "signal",
+]
+
+SIGCHLD: int = _signal.SIGCHLD
+SIGINT: int = _signal.SIGINT
+SIGKILL: int = _signal.SIGKILL
+SIGTERM: int = _signal.SIGTERM
+SIGUSR1: int = _signal.SIGUSR1
+SIG_DFL: int = _signal.SIG_DFL
+SIG_IGN: int = _signal.SIG_IGN
+default_int_handler: Handler = _signal.default_int_handler
+
+
+def signal(signum: int, handler: Handler) -> None:
+    """``signal.signal`` (main thread only)."""
+    _signal.signal(signum, handler)
+
+
+def set_wakeup_fd(fd: int, *, warn_on_full_buffer: bool = True) -> None:
+    """``signal.set_wakeup_fd``."""
+    _signal.set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
