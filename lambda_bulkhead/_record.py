@@ -4,9 +4,9 @@ Every process of the runtime pays its imports on the cold start, and
 ``typing`` (with ``dataclasses``, which pulls in ``inspect``, ``ast`` and
 ``dis``) was a fifth of it.  The records are written as ``typing.NamedTuple``
 classes, which is what type checkers see; at run time the same class body
-becomes a ``collections.namedtuple`` (``collections`` is imported by
-``threading`` anyway): fields from the annotations, defaults from the values,
-methods, properties and class attributes carried over.
+becomes a ``collections.namedtuple`` (a light import): fields from the
+annotations, defaults from the values, methods, properties and class
+attributes carried over.
 """
 
 from __future__ import annotations

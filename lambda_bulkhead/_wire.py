@@ -174,20 +174,14 @@ _JSON_KINDS: dict[int, type[Message]] = {
 _NO_LIMIT = -1
 
 
-def _text(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("utf-8", "surrogatepass")
-
-
 def _encode_invocation(invocation: Invocation) -> list[bytes]:
     texts = [
-        invocation.request_id.encode("utf-8", "surrogatepass"),
-        invocation.invoked_function_arn.encode("utf-8", "surrogatepass"),
-        _text(invocation.trace_id),
-        _text(invocation.client_context),
-        _text(invocation.cognito_identity),
-        _text(invocation.tenant_id),
-        _text(invocation.invocation_id),
-        _text(invocation.content_type),
+        None if text is None else text.encode("utf-8", "surrogatepass")
+        for text in (
+            invocation.request_id, invocation.invoked_function_arn, invocation.trace_id,
+            invocation.client_context, invocation.cognito_identity, invocation.tenant_id,
+            invocation.invocation_id, invocation.content_type,
+        )
     ]
     lengths = [_NONE if text is None else len(text) for text in texts]
     joined = b"".join([text for text in texts if text])

@@ -387,7 +387,11 @@ class Slot:
                     if self._cap_bytes and rss - worker.baseline_rss > self._cap_bytes:
                         return self._stop_for_memory(worker, invocation, peak), peak
                 next_sample = now + self._poll_s
-            wake_at = min(t for t in (kill_at, shutdown_at, next_sample) if t is not None)
+            wake_at = next_sample
+            if kill_at is not None and kill_at < wake_at:
+                wake_at = kill_at
+            if shutdown_at is not None and shutdown_at < wake_at:
+                wake_at = shutdown_at
             events = worker.poller.poll(max(0, int((wake_at - now) * 1000) + 1))
             died = False
             for fd, _ in events:
