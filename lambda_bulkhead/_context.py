@@ -118,8 +118,10 @@ def build_context(invocation: Invocation, meta: FunctionMeta) -> Context:
         deadline_ms=invocation.deadline_ms,
         invoked_function_arn=invocation.invoked_function_arn,
         trace_id=invocation.trace_id,
-        client_context=_client_context(invocation.client_context),
-        identity=_identity(invocation.cognito_identity),
+        client_context=(
+            _client_context(invocation.client_context) if invocation.client_context else None
+        ),
+        identity=_identity(invocation.cognito_identity) if invocation.cognito_identity else None,
         tenant_id=invocation.tenant_id,
         invocation_id=invocation.invocation_id,
         function_name=meta.function_name,
@@ -146,9 +148,7 @@ def _json_object(header: str, text: str) -> dict[str, Any]:
     return value
 
 
-def _client_context(text: str | None) -> ClientContext | None:
-    if not text:
-        return None
+def _client_context(text: str) -> ClientContext:
     raw = _json_object("Lambda-Runtime-Client-Context", text)
     client = raw.get("client")
     return ClientContext(
@@ -168,9 +168,7 @@ def _client(raw: dict[str, Any]) -> Client:
     )
 
 
-def _identity(text: str | None) -> CognitoIdentity | None:
-    if not text:
-        return None
+def _identity(text: str) -> CognitoIdentity:
     raw = _json_object("Lambda-Runtime-Cognito-Identity", text)
     return CognitoIdentity(
         cognito_identity_id=raw.get("cognitoIdentityId"),

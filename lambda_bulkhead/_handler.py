@@ -108,6 +108,8 @@ def execute(handler: CoreHandler, invocation: Invocation, meta: FunctionMeta) ->
 
 
 def _media_type(content_type: str | None) -> str:
+    if content_type is None or content_type == _JSON:  # nearly every event
+        return _JSON
     return (content_type or _JSON).split(";", 1)[0].strip().lower()
 
 
