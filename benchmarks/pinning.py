@@ -1,0 +1,94 @@
+"""Does the hop come from scheduling?  p50 latency with and without CPU pinning.
+
+    python benchmarks/pinning.py [--contender supervised] [--seconds 3]
+
+Serves 100 B events from the lean stand-in and measures each invocation's
+latency (the stand-in's ``/next`` answer written -> answer read) three ways:
+no pinning; the stand-in on CPU 0 and the runtime's main process on CPU 0,
+its other processes on CPU 1; the stand-in on CPU 0 and every process of the
+runtime on CPU 1.  An experiment for docs/benchmarks.md ("What remains"):
+a runtime cannot pin itself on Lambda.  Needs two CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402
+from _standin import StandIn  # noqa: E402
+
+EVENTS = 100_000
+WARM_UP = 2_000
+
+
+def _answered(server: StandIn) -> int:
+    return sum(1 for done in server.done_ns if done)
+
+
+def _pin(runtime_pid: int, mode: str) -> None:
+    if mode == "none":
+        return
+    os.sched_setaffinity(0, {0})
+    for process in [psutil.Process(runtime_pid), *psutil.Process(runtime_pid).children(True)]:
+        cpus = {1} if mode == "runtime-on-1" or process.pid != runtime_pid else {0}
+        for thread in process.threads():
+            os.sched_setaffinity(thread.id, cpus)
+
+
+async def measure(contender: str, mode: str, seconds: float) -> None:
+    setup = run.set_up()
+    made = run.command(setup, contender, "trivial.handler")
+    assert made is not None, f"{contender} is not available"
+    argv, env = made
+    server = StandIn([b'{"x": "' + b"a" * 88 + b'"}'] * EVENTS)
+    port = await server.start()
+    server.enqueue(range(EVENTS))
+    runtime = subprocess.Popen(
+        argv, env={**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"},
+        cwd=str(run.HANDLERS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        while _answered(server) < WARM_UP:
+            await asyncio.sleep(0.01)
+        _pin(runtime.pid, mode)
+        start = _answered(server)
+        await asyncio.sleep(seconds)
+        end = _answered(server)
+    finally:
+        runtime.terminate()
+        runtime.wait()
+        server.close()
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    latencies = [
+        (server.done_ns[i] - server.sent_ns[i]) / 1000
+        for i in range(start, end) if server.done_ns[i] and server.sent_ns[i]
+    ]
+    print(f"{contender:12} {mode:22} {(end - start) / seconds:7,.0f}/s  "
+          f"p50 {statistics.median(latencies):5.0f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contender", default="supervised")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two CPUs")
+    for contender in ("in-process", args.contender):
+        for mode in ("none", "main-on-0-others-on-1", "runtime-on-1"):
+            asyncio.run(measure(contender, mode, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
