@@ -43,7 +43,34 @@ class _ScannerSettings:
     }.__getitem__
 
 
-_scan = None if _json is None else _json.make_scanner(_ScannerSettings())  # type: ignore[arg-type]
+def _c_scanner() -> Callable[[str, int], tuple[Any, int]] | None:
+    """The C scanner, or None where ``_json`` is missing or differs from the
+    CPython it was written against (then :mod:`json` does all the work)."""
+    if _json is None:
+        return None
+    try:
+        scan = _json.make_scanner(_ScannerSettings())  # type: ignore[arg-type]
+        if scan('{"a": [1]}', 0) != ({"a": [1]}, 10):
+            return None
+    except (TypeError, AttributeError, ValueError, StopIteration):
+        return None
+    return scan
+
+
+def _c_encoder_works() -> bool:
+    if _json is None:
+        return False
+    try:
+        encode = _json.make_encoder(
+            {}, str, _json.encode_basestring, None, ":", ",", False, False, True
+        )
+        return "".join(encode({"a": [1]}, 0)) == '{"a":[1]}'
+    except (TypeError, AttributeError, ValueError):
+        return False
+
+
+_scan = _c_scanner()
+_C_ENCODER = _c_encoder_works()
 
 
 def loads(data: bytes) -> Any:
@@ -69,7 +96,7 @@ def loads(data: bytes) -> Any:
 
 def dumps(value: object, default: Callable[[object], object]) -> str:
     """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)``."""
-    if _json is not None:
+    if _C_ENCODER:
         encode = _json.make_encoder(
             {}, default, _json.encode_basestring, None, ":", ",", False, False, True
         )

@@ -87,3 +87,17 @@ def test_dumps_calls_default_and_refuses_what_json_refuses() -> None:
 
     with pytest.raises(TypeError, match="not JSON: object"):
         dumps({"x": object()}, refuse)
+
+
+def test_without_the_c_accelerator_json_does_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where _json is missing or not what the codec expects, json gives the answers."""
+    from lambda_bulkhead import _jsoncodec  # noqa: PLC0415
+
+    monkeypatch.setattr(_jsoncodec, "_scan", None)
+    monkeypatch.setattr(_jsoncodec, "_C_ENCODER", False)
+    assert loads(b' {"a": [1, 2.5, null]} ') == {"a": [1, 2.5, None]}
+    assert dumps({"a": "\u00e9", "n": Decimal("2")}, lambda value: int(str(value))) == (
+        "{\"a\":\"\u00e9\",\"n\":2}"
+    )
+    with pytest.raises(ValueError, match="Expecting property name"):
+        loads(b"{")
