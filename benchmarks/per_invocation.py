@@ -25,31 +25,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from _standin import StandIn  # noqa: E402
+from _serving import answered, warm_runtime  # noqa: E402
 
 EVENTS = 200_000
 WARM_UP = 3_000
 
 
-def _answered(server: StandIn) -> int:
-    return sum(1 for done in server.done_ns if done)
-
-
 async def measure(contender: str, seconds: float, strace: bool) -> None:
-    setup = run.set_up()
-    made = run.command(setup, contender, "trivial.handler")
-    assert made is not None, f"{contender} is not available"
-    argv, env = made
-    server = StandIn([b'{"x": "' + b"a" * 88 + b'"}'] * EVENTS)
-    port = await server.start()
-    server.enqueue(range(EVENTS))
-    runtime = subprocess.Popen(
-        argv, env={**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"},
-        cwd=str(run.HANDLERS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        while _answered(server) < WARM_UP:
-            await asyncio.sleep(0.01)
+    async with warm_runtime(contender, EVENTS, WARM_UP) as (server, runtime):
         processes = [psutil.Process(runtime.pid), *psutil.Process(runtime.pid).children(True)]
         roles = {
             p.pid: "main" if p.pid == runtime.pid
@@ -57,7 +40,7 @@ async def measure(contender: str, seconds: float, strace: bool) -> None:
             for p in processes
         }
         tracers = []
-        traced_from = _answered(server)
+        traced_from = answered(server)
         if strace:
             busy = [p for p in processes if roles[p.pid] != "template"]
             for process in busy:
@@ -68,22 +51,18 @@ async def measure(contender: str, seconds: float, strace: bool) -> None:
                 )))
             await asyncio.sleep(0.5)  # attached
         before = {p.pid: p.cpu_times() for p in processes}
-        start = _answered(server)
+        start = answered(server)
         await asyncio.sleep(seconds)
-        answered = _answered(server) - start
+        served = answered(server) - start
         after = {p.pid: p.cpu_times() for p in processes}
         for _, _, tracer in tracers:
             tracer.send_signal(signal.SIGINT)
             tracer.wait()
-        traced = _answered(server) - traced_from
-    finally:
-        runtime.terminate()
-        runtime.wait()
-        server.close()
-    print(f"{contender}: {answered / seconds:,.0f} invocations/s over {seconds} s")
+        traced = answered(server) - traced_from
+    print(f"{contender}: {served / seconds:,.0f} invocations/s over {seconds} s")
     for process in processes:
-        user = (after[process.pid].user - before[process.pid].user) / answered * 1e6
-        system = (after[process.pid].system - before[process.pid].system) / answered * 1e6
+        user = (after[process.pid].user - before[process.pid].user) / served * 1e6
+        system = (after[process.pid].system - before[process.pid].system) / served * 1e6
         print(f"  {roles[process.pid]:8} pid {process.pid}: user {user:5.0f} us, "
               f"system {system:5.0f} us per invocation")
     for pid, out, _ in tracers:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,15 +24,10 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import run  # noqa: E402
-from _standin import StandIn  # noqa: E402
+from _serving import answered, warm_runtime  # noqa: E402
 
 EVENTS = 100_000
 WARM_UP = 2_000
-
-
-def _answered(server: StandIn) -> int:
-    return sum(1 for done in server.done_ns if done)
 
 
 def _pin(runtime_pid: int, mode: str) -> None:
@@ -47,28 +41,13 @@ def _pin(runtime_pid: int, mode: str) -> None:
 
 
 async def measure(contender: str, mode: str, seconds: float) -> None:
-    setup = run.set_up()
-    made = run.command(setup, contender, "trivial.handler")
-    assert made is not None, f"{contender} is not available"
-    argv, env = made
-    server = StandIn([b'{"x": "' + b"a" * 88 + b'"}'] * EVENTS)
-    port = await server.start()
-    server.enqueue(range(EVENTS))
-    runtime = subprocess.Popen(
-        argv, env={**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"},
-        cwd=str(run.HANDLERS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     try:
-        while _answered(server) < WARM_UP:
-            await asyncio.sleep(0.01)
-        _pin(runtime.pid, mode)
-        start = _answered(server)
-        await asyncio.sleep(seconds)
-        end = _answered(server)
+        async with warm_runtime(contender, EVENTS, WARM_UP) as (server, runtime):
+            _pin(runtime.pid, mode)
+            start = answered(server)
+            await asyncio.sleep(seconds)
+            end = answered(server)
     finally:
-        runtime.terminate()
-        runtime.wait()
-        server.close()
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     latencies = [
         (server.done_ns[i] - server.sent_ns[i]) / 1000

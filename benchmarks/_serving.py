@@ -1,0 +1,45 @@
+"""A runtime serving 100 B events from the lean stand-in, warmed up: the
+set-up the single-question experiments (``per_invocation.py``,
+``pinning.py``) share.  Uses the venvs ``run.py`` sets up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+
+import run
+from _standin import StandIn
+
+EVENT = b'{"x": "' + b"a" * 88 + b'"}'
+
+
+def answered(server: StandIn) -> int:
+    """Invocations the stand-in has had an answer for."""
+    return sum(1 for done in server.done_ns if done)
+
+
+@contextlib.asynccontextmanager
+async def warm_runtime(
+    contender: str, events: int, warm_up: int
+) -> AsyncIterator[tuple[StandIn, subprocess.Popen[bytes]]]:
+    """``contender`` serving ``events`` queued events, once ``warm_up`` are answered."""
+    made = run.command(run.set_up(), contender, "trivial.handler")
+    assert made is not None, f"{contender} is not available"
+    argv, env = made
+    server = StandIn([EVENT] * events)
+    port = await server.start()
+    server.enqueue(range(events))
+    runtime = subprocess.Popen(
+        argv, env={**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"},
+        cwd=str(run.HANDLERS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        while answered(server) < warm_up:
+            await asyncio.sleep(0.01)
+        yield server, runtime
+    finally:
+        runtime.terminate()
+        runtime.wait()
+        server.close()
