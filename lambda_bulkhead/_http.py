@@ -18,6 +18,14 @@ import struct
 from lambda_bulkhead._errors import TransportError
 from lambda_bulkhead._protocol import NEXT_REQUEST, Request, Response
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    _Into = TypeVar("_Into")
+    _Got = TypeVar("_Got")
+
 __all__ = [
     "MAX_BODY_BYTES",
     "ProtocolViolation",
@@ -328,12 +336,7 @@ class SocketTransport:
                     body = _recv_rest(sock, parser.partial_body, remaining, timeout)
                     response = parser.complete(body)
                     break
-                try:
-                    data = sock.recv(_RECV_BYTES)
-                except BlockingIOError:  # the kernel's receive timeout
-                    if timeout is None:
-                        continue
-                    raise TimeoutError from None
+                data = _receive_some(sock.recv, _RECV_BYTES, timeout)
                 if not data:
                     if not parser.started:
                         raise _Retryable from ConnectionResetError("connection closed by server")
@@ -356,6 +359,18 @@ class SocketTransport:
         if not parser.keep_alive:
             self.close()
         return response
+
+
+def _receive_some(receive: Callable[[_Into], _Got], into: _Into, timeout: float | None) -> _Got:
+    """``receive(into)``, waiting for as long as ``timeout`` says: without one, a
+    kernel receive timeout (``SO_RCVTIMEO``, set for an earlier call) is waited
+    through; with one, it is the call's :class:`TimeoutError`."""
+    while True:
+        try:
+            return receive(into)
+        except BlockingIOError:
+            if timeout is not None:
+                raise TimeoutError from None
 
 
 def _set_kernel_timeout(sock: _socket.socket, timeout: float) -> None:
@@ -403,12 +418,7 @@ def _recv_rest(sock: _socket.socket, start: bytes, rest: int, timeout: float | N
     view = memoryview(buffer)
     received = len(start)
     while received < len(buffer):
-        try:
-            got = sock.recv_into(view[received:])
-        except BlockingIOError:  # the kernel's receive timeout (see SocketTransport)
-            if timeout is None:
-                continue
-            raise TimeoutError from None
+        got = _receive_some(sock.recv_into, view[received:], timeout)
         if not got:
             raise ProtocolViolation("connection closed before the end of the body")
         received += got

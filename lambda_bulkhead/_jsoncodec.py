@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "quote"]
 
 _WHITESPACE = " \t\n\r"
 
@@ -57,20 +57,34 @@ def _c_scanner() -> Callable[[str, int], tuple[Any, int]] | None:
     return scan
 
 
+def _c_encoder(default: Callable[[object], object]) -> Callable[[object, int], list[str]]:
+    """``_json``'s encoder as ``json.dumps`` makes it for the runtime's options
+    (``ensure_ascii=False``, compact separators, circular references checked)."""
+    return _json.make_encoder(
+        {}, default, _json.encode_basestring, None, ":", ",", False, False, True
+    )
+
+
 def _c_encoder_works() -> bool:
     if _json is None:
         return False
     try:
-        encode = _json.make_encoder(
-            {}, str, _json.encode_basestring, None, ":", ",", False, False, True
-        )
-        return "".join(encode({"a": [1]}, 0)) == '{"a":[1]}'
+        return "".join(_c_encoder(str)({"a": [1]}, 0)) == '{"a":[1]}'
     except (TypeError, AttributeError, ValueError):
         return False
 
 
 _scan = _c_scanner()
 _C_ENCODER = _c_encoder_works()
+
+
+def quote(text: str) -> str:
+    """``text`` as a JSON string literal, as ``json.dumps(text, ensure_ascii=False)``."""
+    if _json is not None:
+        return _json.encode_basestring(text)
+    import json  # noqa: PLC0415 - not CPython
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 def loads(data: bytes) -> Any:
@@ -97,11 +111,8 @@ def loads(data: bytes) -> Any:
 def dumps(value: object, default: Callable[[object], object]) -> str:
     """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)``."""
     if _C_ENCODER:
-        encode = _json.make_encoder(
-            {}, default, _json.encode_basestring, None, ":", ",", False, False, True
-        )
         try:
-            return "".join(encode(value, 0))
+            return "".join(_c_encoder(default)(value, 0))
         except ValueError:
             pass  # a circular reference: json raises its own error
     import json  # noqa: PLC0415 - the unusual cases only

@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 MAX_PENDING_BYTES = 4 * 1024 * 1024
-_WARNING = 30  # logging.WARNING
 _MSG_DONTWAIT = 0x40  # socket.MSG_DONTWAIT (Linux)
 
 #: Level names as both layouts write them (``logging``'s names in JSON, the
@@ -244,7 +243,7 @@ def _dropped_notice(dropped: int, settings: LogSettings | None) -> bytes:
     from lambda_bulkhead import _logformat  # noqa: PLC0415
 
     settings = settings or _logformat.LogSettings()
-    if settings.threshold > _WARNING:
+    if settings.threshold > _logformat.WARNING:
         return b""
     message = f"{dropped} log records dropped: the log pipe was full"
     if settings.format is _logformat.LogFormat.TEXT:

@@ -53,9 +53,14 @@ if TYPE_CHECKING:
     from typing import Literal
 
 __all__ = [
+    "CRITICAL",
+    "DEBUG",
     "DEFAULT_MAX_LINE_BYTES",
+    "ERROR",
+    "INFO",
     "LOG_LEVELS",
     "RECORD_MARKER",
+    "WARNING",
     "LineAssembler",
     "LineChunk",
     "LogFormat",
@@ -84,16 +89,16 @@ event, but Lambda's own pipeline is the narrower gate.)  One KiB of headroom sta
 below both.
 """
 
-# logging's levels, without importing logging.
-_DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
+#: logging's level numbers, without importing logging.
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 
 LOG_LEVELS: Mapping[str, int] = {
-    "TRACE": _DEBUG,  # the official runtime maps TRACE to DEBUG
-    "DEBUG": _DEBUG,
-    "INFO": _INFO,
-    "WARN": _WARNING,
-    "ERROR": _ERROR,
-    "FATAL": _CRITICAL,
+    "TRACE": DEBUG,  # the official runtime maps TRACE to DEBUG
+    "DEBUG": DEBUG,
+    "INFO": INFO,
+    "WARN": WARNING,
+    "ERROR": ERROR,
+    "FATAL": CRITICAL,
 }
 """``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
 
@@ -154,8 +159,8 @@ class LogSettings(NamedTuple):
 
 #: logging.getLevelName of each multiple of ten.
 _LEVEL_NAMES = {
-    0: "NOTSET", _DEBUG: "DEBUG", _INFO: "INFO", _WARNING: "WARNING", _ERROR: "ERROR",
-    _CRITICAL: "CRITICAL",
+    0: "NOTSET", DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR",
+    CRITICAL: "CRITICAL",
 }
 
 
@@ -353,10 +358,10 @@ _ERROR_LINE_PREFIXES = (
 
 def _captured_level(text: str, stream: Literal["stdout", "stderr"]) -> int:
     if stream == "stdout":
-        return _INFO
+        return INFO
     if text.startswith(_ERROR_LINE_PREFIXES) or _is_exception_line(text):
-        return _ERROR
-    return _WARNING
+        return ERROR
+    return WARNING
 
 
 def _is_exception_line(text: str) -> bool:

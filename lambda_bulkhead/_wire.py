@@ -63,7 +63,8 @@ HEADER = struct.Struct(">IBBH")
 _LEN = struct.Struct(">I")
 _NONE = 0xFFFFFFFF
 #: An Invoke frame's header and fixed part: the deadline, then the byte length
-#: of each text field of :data:`_INVOKE_TEXT` (``_NONE`` for None).
+#: of each of the invocation's eight text fields, in its field order (``_NONE``
+#: for None).
 _INVOKE_HEAD = struct.Struct(">IBBHq8I")
 #: A Result frame's header and fixed part: peak RSS, request id and content
 #: type lengths.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ import pytest
 EVERYWHERE = ("typing", "dataclasses", "inspect", "argparse", "logging", "json", "re", "signal",
               "socket", "random", "traceback", "structlog", "psutil", "httpx", "asyncio",
               "lambda_bulkhead.events", "lambda_bulkhead.emulator")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SIDES = {
     "supervisor": (
@@ -44,17 +47,11 @@ def _imported_after(modules: tuple[str, ...], watched: tuple[str, ...]) -> list[
     # -S: no site-packages .pth hooks importing things on their behalf; -I: no
     # user environment.  The checkout is found through the path given.
     out = subprocess.run(
-        [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(_root())!r})\n" + code],
+        [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + code],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout
     imported: list[str] = ast.literal_eval(out)
     return imported
-
-
-def _root() -> str:
-    from pathlib import Path  # noqa: PLC0415
-
-    return str(Path(__file__).resolve().parent.parent)
 
 
 @pytest.mark.parametrize("side", sorted(SIDES))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambda_bulkhead._jsoncodec import dumps, loads
+from lambda_bulkhead._jsoncodec import dumps, loads, quote
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -46,6 +46,12 @@ def test_dumps_gives_what_json_gives(value: Any) -> None:
     assert dumps(value, str) == json.dumps(
         value, ensure_ascii=False, separators=(",", ":"), default=str
     )
+
+
+@given(st.text())
+def test_quote_gives_what_json_gives(text: str) -> None:
+    """A JSON string literal, as json.dumps(text, ensure_ascii=False) writes it."""
+    assert quote(text) == json.dumps(text, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(
@@ -95,6 +101,8 @@ def test_without_the_c_accelerator_json_does_the_work(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(_jsoncodec, "_scan", None)
     monkeypatch.setattr(_jsoncodec, "_C_ENCODER", False)
+    monkeypatch.setattr(_jsoncodec, "_json", None)
+    assert quote('say "\u00e9"\n') == json.dumps('say "\u00e9"\n', ensure_ascii=False)
     assert loads(b' {"a": [1, 2.5, null]} ') == {"a": [1, 2.5, None]}
     assert dumps({"a": "\u00e9", "n": Decimal("2")}, lambda value: int(str(value))) == (
         "{\"a\":\"\u00e9\",\"n\":2}"

@@ -21,10 +21,10 @@ runtime logs a handler's exception at ``ERROR`` too): with
 
 from __future__ import annotations
 
-# json.encoder's C string encoder, without importing json (and re) on the cold start.
-from _json import encode_basestring as _string
-
+from lambda_bulkhead._jsoncodec import quote
 from lambda_bulkhead._logformat import (
+    ERROR,
+    INFO,
     LogFormat,
     LogSettings,
     format_json_record,
@@ -41,7 +41,7 @@ _LOGGER = "lambda_bulkhead.supervisor"
 
 def format_report(report: InvocationReport, settings: LogSettings, now: float) -> bytes | None:
     """The summary line for ``report`` (with its newline), None when filtered out."""
-    level = 20 if report.outcome == "success" else 40  # logging.INFO, logging.ERROR
+    level = INFO if report.outcome == "success" else ERROR
     if level < settings.threshold:
         return None
     if report.outcome == "success" and settings.format is LogFormat.JSON:
@@ -93,12 +93,12 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
 def _success_json(report: InvocationReport, now: float) -> bytes:
     """The JSON record of a success, the same keys and order as the general path
     (``format_json_record``), built directly: it is written once per invocation."""
-    tenant = f'"tenantId": {_string(report.tenant_id)}, ' if report.tenant_id else ""
+    tenant = f'"tenantId": {quote(report.tenant_id)}, ' if report.tenant_id else ""
     replaced = "true" if report.worker_replaced else "false"
     return (
         f'{{"timestamp": "{utc_seconds(now)}", "level": "INFO", '
         f'"message": "invocation report", "logger": "{_LOGGER}", '
-        f'"requestId": {_string(report.request_id)}, {tenant}"type": "bulkhead.report", '
+        f'"requestId": {quote(report.request_id)}, {tenant}"type": "bulkhead.report", '
         f'"outcome": "success", "durationMs": {round(report.duration_ms, 3)!r}, '
         f'"maxMemoryUsedMB": {round(report.max_memory_mb, 1)!r}, '
         f'"workerPid": {report.worker_pid}, "workerReplaced": {replaced}}}\n'
