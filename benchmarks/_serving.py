@@ -20,14 +20,25 @@ def answered(server: StandIn) -> int:
     return sum(1 for done in server.done_ns if done)
 
 
+def latencies_us(server: StandIn, start: int, end: int) -> list[float]:
+    """Each answered invocation's latency in ``[start, end)``: the stand-in's
+    ``/next`` answer written -> the runtime's answer read."""
+    return [
+        (server.done_ns[i] - server.sent_ns[i]) / 1000
+        for i in range(start, end) if server.done_ns[i] and server.sent_ns[i]
+    ]
+
+
 @contextlib.asynccontextmanager
 async def warm_runtime(
-    contender: str, events: int, warm_up: int
+    contender: str, events: int, warm_up: int, argv: list[str] | None = None
 ) -> AsyncIterator[tuple[StandIn, subprocess.Popen[bytes]]]:
-    """``contender`` serving ``events`` queued events, once ``warm_up`` are answered."""
-    made = run.command(run.set_up(), contender, "trivial.handler")
+    """``contender`` serving ``events`` queued events, once ``warm_up`` are answered;
+    ``argv``: another program than ``contender`` (run by the project's venv)."""
+    setup = run.set_up()
+    made = run.command(setup, contender, "trivial.handler")
     assert made is not None, f"{contender} is not available"
-    argv, env = made
+    argv, env = ([str(setup.bulkhead_python), *argv], made[1]) if argv else made
     server = StandIn([EVENT] * events)
     port = await server.start()
     server.enqueue(range(events))

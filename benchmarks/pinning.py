@@ -24,7 +24,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _serving import answered, warm_runtime  # noqa: E402
+from _serving import answered, latencies_us, warm_runtime  # noqa: E402
 
 EVENTS = 100_000
 WARM_UP = 2_000
@@ -49,10 +49,7 @@ async def measure(contender: str, mode: str, seconds: float) -> None:
             end = answered(server)
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    latencies = [
-        (server.done_ns[i] - server.sent_ns[i]) / 1000
-        for i in range(start, end) if server.done_ns[i] and server.sent_ns[i]
-    ]
+    latencies = latencies_us(server, start, end)
     print(f"{contender:12} {mode:22} {(end - start) / seconds:7,.0f}/s  "
           f"p50 {statistics.median(latencies):5.0f} us")
 
