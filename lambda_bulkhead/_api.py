@@ -156,8 +156,8 @@ class RuntimeApi:
         transport can pipeline them (the socket transport), saving a round trip
         per invocation.  A 413 on the post is answered with ``/error`` over a
         second connection, since the first is already waiting on ``/next``.
-        ``before_wait`` is called once the response is posted, before waiting
-        for the next event, unless its answer has started arriving already.
+        ``before_wait`` is called at most once, when the response is written:
+        while the platform answers it, before the next event is waited for.
         """
         pipelined = self._pipelined
         if pipelined is None or len(body) > MAX_RESPONSE_BYTES:
@@ -171,19 +171,18 @@ class RuntimeApi:
             request_id, body, invocation_id=invocation_id, content_type=content_type
         )
         try:
-            answer = pipelined.send_pair(request, next_request(), timeout=self._post_timeout)
+            answer = pipelined.send_pair(
+                request, next_request(), timeout=self._post_timeout, after_send=before_wait
+            )
         except TransportError as exc:
+            # (before_wait may have run already: it is not called again.)
             self._post_failed(request, request_id, exc)
             self._post(request, request_id)
-            if before_wait is not None:
-                before_wait()
             return self.next()
         if self._outcome(request, request_id, answer) is PostOutcome.TOO_LARGE:
             side = RuntimeApi(pipelined.clone(), post_timeout=self._post_timeout, log=self._log)
             with side:
                 side.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
-        if before_wait is not None and not pipelined.answer_arriving():
-            before_wait()
         return self._next(pending=True)
 
     def _next(self, *, pending: bool) -> Invocation:

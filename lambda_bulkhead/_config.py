@@ -136,6 +136,8 @@ class Config(NamedTuple):
     transport: Literal["socket", "httpx"] = "socket"
     #: Send each response and the next poll in one write (socket transport).
     pipeline: bool = True
+    #: Run each slot's thread and its waiting worker on one CPU (supervised).
+    colocate: bool = True
     function: FunctionMeta = FunctionMeta()
 
     @classmethod
@@ -165,6 +167,7 @@ class Config(NamedTuple):
             max_invocations=_int(env, "BULKHEAD_MAX_INVOCATIONS", minimum=0) or 0,
             transport="httpx" if transport == "httpx" else "socket",
             pipeline=parse_flag(env, "BULKHEAD_PIPELINE", default=True),
+            colocate=parse_flag(env, "BULKHEAD_COLOCATE", default=True),
             function=FunctionMeta.from_environ(env),
         )
 

@@ -212,7 +212,8 @@ class SocketTransport:
 
     :meth:`send_pair` sends two requests back to back (HTTP/1.1 pipelining) and
     returns the first's answer; :meth:`receive_pending` then reads the second's.
-    The loop uses it to post a response and poll ``/next`` in one write.
+    The loop uses it to post a response and poll ``/next`` in one write, and
+    does its own bookkeeping while the server answers (``after_send``).
 
     The socket stays in blocking mode: a Python-level timeout would cost a
     ``poll`` before every send and receive and an ``ioctl`` at each change.  A
@@ -230,6 +231,7 @@ class SocketTransport:
         self._kernel_timeout: float | None = None
         self._leftover = b""
         self._pending: Request | None = None
+        self._after_send: Callable[[], object] | None = None
 
     def close(self) -> None:
         if self._sock is not None:
@@ -246,15 +248,26 @@ class SocketTransport:
     def request(self, request: Request, *, timeout: float | None = None) -> Response:
         return self._send_and_receive((request,), timeout)
 
-    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response:
-        """Send both requests at once; the first's answer (the second's is pending)."""
-        answer = self._send_and_receive((first, second), timeout)
+    def send_pair(
+        self,
+        first: Request,
+        second: Request,
+        *,
+        timeout: float | None,
+        after_send: Callable[[], object] | None = None,
+    ) -> Response:
+        """Send both requests at once; the first's answer (the second's is pending).
+
+        ``after_send`` is called once, as soon as both are written (before the
+        first's answer is waited for), unless the write fails for good.
+        """
+        self._after_send = after_send
+        try:
+            answer = self._send_and_receive((first, second), timeout)
+        finally:
+            self._after_send = None
         self._pending = second
         return answer
-
-    def answer_arriving(self) -> bool:
-        """Whether bytes of the pending answer were already received."""
-        return bool(self._leftover)
 
     def receive_pending(self) -> Response:
         """The answer to the second request of :meth:`send_pair` (waits without limit)."""
@@ -321,6 +334,9 @@ class SocketTransport:
         except OSError as exc:
             self.close()
             raise TransportError(requests[0].call, str(exc)) from exc
+        after_send, self._after_send = self._after_send, None
+        if after_send is not None:
+            after_send()
         return self._receive(sock, requests[0], timeout)
 
     def _receive(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lambda_bulkhead._protocol import Request, Response
 
 __all__ = ["PipelinedTransport", "RuntimeLog", "Transport"]
@@ -26,11 +28,16 @@ class Transport(Protocol):
 class PipelinedTransport(Transport, Protocol):
     """A transport that can send two requests back to back on its connection."""
 
-    def send_pair(self, first: Request, second: Request, *, timeout: float | None) -> Response: ...
+    def send_pair(
+        self,
+        first: Request,
+        second: Request,
+        *,
+        timeout: float | None,
+        after_send: Callable[[], object] | None = None,
+    ) -> Response: ...
 
     def receive_pending(self) -> Response: ...
-
-    def answer_arriving(self) -> bool: ...
 
     def clone(self) -> PipelinedTransport: ...
 

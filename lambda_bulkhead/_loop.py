@@ -116,9 +116,9 @@ def serve(
     successful answer, when the next event can be taken at once (``ready()``
     says so; without ``ready``, when there is no ``prepare``), the response and
     the next poll go out together (:meth:`RuntimeApi.send_response_then_next`).
-    ``before_wait`` runs after an answer is posted when the loop is about to
-    wait for an event that has not started arriving: work that must not delay
-    an answer (nor the dispatch of an event already in hand) goes there.
+    ``before_wait`` runs once per answer, once it is written (pipelined: while
+    the Runtime API takes it), before the loop waits for the next event: work
+    that must not delay an answer (nor the dispatch of the next event) goes there.
     """
     if ready is None:
         ready = _never if prepare is not None else _always

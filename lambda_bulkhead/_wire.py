@@ -13,10 +13,11 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
 * Bodies: the hot messages, Invoke (an :class:`Invocation`, supervisor to
   worker) and :class:`Result`, start with one fixed ``struct``: Invoke's
   deadline (``i64``) and the byte length of each of its eight text fields
-  (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``) and its two
-  text lengths; then the texts (UTF-8), then the raw payload.  The messages
-  of whole numbers only are one ``struct`` of ``i64`` each (``Spawn``'s
-  absent limit is -1); the two failures are one UTF-8 JSON object each.
+  (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``), its two
+  text lengths and its output-lost flag (``u8``); then the texts (UTF-8),
+  then the raw payload.  The messages of whole numbers only are one
+  ``struct`` of ``i64`` each (``Spawn``'s absent limit is -1); the two
+  failures are one UTF-8 JSON object each.
 
 :func:`encode` turns a message into the byte strings to write (header and body
 parts separately, so a multi-megabyte payload is never copied to frame it) and
@@ -52,6 +53,7 @@ __all__ = [
     "Spawned",
     "TemplateFailed",
     "TemplateReady",
+    "WaitOn",
     "WireError",
     "WorkerExited",
     "encode",
@@ -67,8 +69,8 @@ _NONE = 0xFFFFFFFF
 #: for None).
 _INVOKE_HEAD = struct.Struct(">IBBHq8I")
 #: A Result frame's header and fixed part: peak RSS, request id and content
-#: type lengths.
-_RESULT_HEAD = struct.Struct(">IBBHQII")
+#: type lengths, output lost (0 or 1).
+_RESULT_HEAD = struct.Struct(">IBBHQIIB")
 _INVOKE_KIND = 1
 _RESULT_KIND = 2
 
@@ -85,6 +87,8 @@ class Result(NamedTuple):
     body: bytes
     #: The worker's peak RSS in bytes during the invocation (0: unknown).
     peak_rss: int = 0
+    #: The handler closed (or replaced) the worker's fd 1 or 2: replace it.
+    output_lost: bool = False
 
 
 class Failure(NamedTuple):
@@ -101,6 +105,7 @@ class Failure(NamedTuple):
     causes: tuple[dict[str, Any], ...] = ()
     fatal: bool = False
     peak_rss: int = 0
+    output_lost: bool = False
 
 
 class Ready(NamedTuple):
@@ -108,6 +113,13 @@ class Ready(NamedTuple):
 
     pid: int
     baseline_rss: int
+
+
+class WaitOn(NamedTuple):
+    """Supervisor → worker: wait for events on this CPU, the slot's
+    (``BULKHEAD_COLOCATE``; see :mod:`lambda_bulkhead._affinity`)."""
+
+    cpu: int
 
 
 class Spawn(NamedTuple):
@@ -146,7 +158,7 @@ class WorkerExited(NamedTuple):
 if TYPE_CHECKING:
     Message: TypeAlias = (
         Invocation | Result | Failure | Ready | Spawn | Spawned | TemplateReady
-        | TemplateFailed | WorkerExited
+        | TemplateFailed | WorkerExited | WaitOn
     )
 
 #: Every message class and its frame kind.  Supervisor → worker, the message is
@@ -161,11 +173,12 @@ KINDS: dict[type[Message], int] = {
     TemplateReady: 7,
     TemplateFailed: 8,
     WorkerExited: 9,
+    WaitOn: 10,
 }
 #: The messages of whole numbers only: one i64 per field.
 _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
     cls: struct.Struct(">" + "q" * len(cls._fields))
-    for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited)
+    for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited, WaitOn)
 }
 _INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
 _JSON_KINDS: dict[int, type[Message]] = {
@@ -202,7 +215,8 @@ def _encode_result(result: Result) -> list[bytes]:
     )
     _check_length(length)
     head = _RESULT_HEAD.pack(
-        length, VERSION, _RESULT_KIND, 0, result.peak_rss, len(request_id), len(content_type)
+        length, VERSION, _RESULT_KIND, 0, result.peak_rss, len(request_id), len(content_type),
+        result.output_lost,
     )
     return [head + request_id + content_type, result.body]
 
@@ -272,13 +286,15 @@ def _decode_invocation(frame: memoryview, end: int) -> Invocation:
 def _decode_result(frame: memoryview, end: int) -> Result:
     if end < _RESULT_HEAD.size:
         raise WireError("Result body ends inside its fixed part")
-    _, _, _, _, peak_rss, id_length, type_length = _RESULT_HEAD.unpack_from(frame)
+    _, _, _, _, peak_rss, id_length, type_length, lost = _RESULT_HEAD.unpack_from(frame)
+    if lost > 1:
+        raise WireError(f"Result output-lost flag is {lost}, not 0 or 1")
     request_id, offset = _decode_text(frame, _RESULT_HEAD.size, id_length, end)
     content_type, offset = _decode_text(frame, offset, type_length, end)
     if request_id is None:
         raise WireError("request_id missing")
     return Result(request_id, content_type or "application/json", bytes(frame[offset:end]),
-                  peak_rss)
+                  peak_rss, lost == 1)
 
 
 def decode_frame(kind: int, frame: memoryview) -> Message:

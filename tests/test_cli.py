@@ -65,6 +65,8 @@ def cli(
         (("run", "app.handler"), {"BULKHEAD_TRANSPORT": "pigeon"}, "BULKHEAD_TRANSPORT='pigeon'"),
         (("run", "app.handler"), {"BULKHEAD_PIPELINE": "maybe"},
          "BULKHEAD_PIPELINE='maybe': expected 1/true/on/yes or 0/false/off/no"),
+        (("run", "app.handler"), {"BULKHEAD_COLOCATE": "2"},
+         "BULKHEAD_COLOCATE='2': expected 1/true/on/yes or 0/false/off/no"),
         (("run", "app.handler"), {}, "AWS_LAMBDA_RUNTIME_API is not set"),
         (("run", "app.handler"), {"AWS_LAMBDA_RUNTIME_API": "http://127.0.0.1:9001"},
          "is not host:port"),

@@ -154,20 +154,22 @@ def test_serve_runs_until_the_runtime_api_fails(api: RuntimeApi, emulator: Emula
 def test_serve_calls_before_wait_when_no_event_is_in_hand(
     api: RuntimeApi, emulator: Emulator, pipelined: bool
 ) -> None:
-    """before_wait runs after an answer (response or error) has reached the
-    Runtime API, when the loop is about to wait for an event: here each call
-    submits the next event, so it runs once per invocation."""
+    """before_wait runs once an answer (response or error) is on its way to the
+    Runtime API, before the loop waits for an event: here each call submits
+    the next event, so it runs once per invocation, after its handler."""
     futures = [emulator.submit(b'{"i": 0}')]
     seen_at_wait: list[int] = []
+    handled: list[int] = []
 
     def before_wait() -> None:
-        seen_at_wait.append(len(emulator.answers))
+        seen_at_wait.append(len(handled))
         if len(futures) == 3:
             emulator.inject(NextStatus(status=500))
         else:
             futures.append(emulator.submit(json.dumps({"i": len(futures)}).encode()))
 
     def handler(event: Any, context: Any) -> Any:
+        handled.append(event["i"])
         if event["i"] == 1:
             raise ValueError("odd one")
         return event["i"]

@@ -623,3 +623,43 @@ def test_supervised_mode_pgids_are_per_worker(rt: RuntimeProcess) -> None:
     assert os.getpgid(pid) == pid
     assert os.getpgid(template_pid) != pid
     assert group_members(pid) == [pid]
+
+
+CLOSING_APP = """
+import os
+import subprocess
+
+
+def handler(event, context):
+    if event.get("close"):
+        if event.get("child"):
+            subprocess.Popen(["sleep", "30"])  # holds the stdout pipe open
+        os.close(event["close"])
+        return {"pid": os.getpid()}
+    print("still heard", event["tag"])
+    return {"pid": os.getpid()}
+"""
+
+
+@pytest.mark.parametrize("child", [False, True], ids=["alone", "child-holds-the-pipe"])
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_handler_closing_its_stdout_or_stderr_gets_its_worker_replaced(
+    runtimes: Runtimes, fd: int, child: bool
+) -> None:
+    """A handler that closes fd 1 or 2 is answered, its worker replaced, and the
+    next invocation's output is logged, also when a process it started keeps
+    the pipe open (so the supervisor never sees it end)."""
+    rt = runtimes.start(modules={"app.py": CLOSING_APP})
+    closed = rt.invoke(json.dumps({"close": fd, "child": child}))
+    assert closed.kind == "response", rt.describe()
+    assert report(rt, closed.request_id)["workerReplaced"] is True
+    after = rt.invoke(json.dumps({"tag": "after"}))
+    assert after.kind == "response", rt.describe()
+    assert body(after)["pid"] != body(closed)["pid"]
+    rt.wait_for(lambda r: r.get("message") == "still heard after"
+                and r.get("requestId") == after.request_id)
+    replaced = rt.wait_for(lambda r: r.get("message") == "worker replaced")
+    assert (replaced["pid"], replaced["reason"]) == (
+        body(closed)["pid"], "closed its stdout/stderr"
+    )
+    assert len(records(rt, "worker replaced")) == 1

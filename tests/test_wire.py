@@ -29,6 +29,7 @@ from lambda_bulkhead._wire import (
     Spawned,
     TemplateFailed,
     TemplateReady,
+    WaitOn,
     WireError,
     WorkerExited,
     encode,
@@ -68,7 +69,7 @@ invokes = st.builds(
 # An empty content type is read as application/json (workers always send one).
 results = st.builds(
     Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300),
-    peak_rss=st.integers(0, 2**64 - 1),
+    peak_rss=st.integers(0, 2**64 - 1), output_lost=st.booleans(),
 )
 failures = st.builds(
     Failure,
@@ -78,6 +79,8 @@ failures = st.builds(
     stack_trace=st.lists(texts, max_size=4).map(tuple),
     causes=causes,
     fatal=st.booleans(),
+    peak_rss=st.integers(0, 2**63 - 1),
+    output_lost=st.booleans(),
 )
 readies = st.builds(Ready, pid=u32, baseline_rss=i64)
 spawns = st.builds(Spawn, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
@@ -90,13 +93,15 @@ template_faileds = st.builds(
     stack_trace=st.lists(texts, max_size=4).map(tuple),
 )
 worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
+wait_ons = st.builds(WaitOn, cpu=st.integers(0, 4095))
 messages = st.one_of(
     invokes, results, failures, readies, spawns, spawneds,
-    template_readies, template_faileds, worker_exiteds,
+    template_readies, template_faileds, worker_exiteds, wait_ons,
 )
 
 ALL_KINDS = (
-    Invocation, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed, WorkerExited
+    Invocation, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
+    WorkerExited, WaitOn,
 )
 
 
@@ -136,6 +141,7 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
         TemplateReady(rss=1 << 20),
         TemplateFailed(error_type="Runtime.ImportModuleError", error_message="no", stack_trace=()),
         WorkerExited(pid=14, status=11),
+        WaitOn(cpu=1),
     ]
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
         cls.__name__ for cls in ALL_KINDS
@@ -158,16 +164,23 @@ def test_encode_keeps_the_payload_a_separate_part() -> None:
 
 def test_result_without_content_type_decodes_as_json() -> None:
     """A Result whose content type field is None decodes with application/json."""
-    body = struct.pack(">QII", 42 << 20, 1, 0xFFFFFFFF) + b"r" + b"payload"
+    body = struct.pack(">QIIB", 42 << 20, 1, 0xFFFFFFFF, 0) + b"r" + b"payload"
     (message,) = FrameDecoder().feed(raw_frame(KINDS[Result], body))
     assert message == Result(
         request_id="r", content_type="application/json", body=b"payload", peak_rss=42 << 20
     )
 
 
+def test_a_result_output_lost_flag_other_than_0_or_1_is_refused() -> None:
+    """The flag is one byte, 0 or 1: anything else is a WireError."""
+    body = struct.pack(">QIIB", 0, 1, 0, 2) + b"r"
+    with pytest.raises(WireError, match="output-lost flag is 2"):
+        FrameDecoder().feed(raw_frame(KINDS[Result], body))
+
+
 def test_result_ending_inside_its_fixed_part_is_rejected() -> None:
     """A Result body cut inside its peak RSS and lengths is a WireError, not a short read."""
-    body = struct.pack(">QII", 0, 1, 0xFFFFFFFF)[:-3]
+    body = struct.pack(">QIIB", 0, 1, 0xFFFFFFFF, 0)[:-3]
     with pytest.raises(WireError, match="fixed part"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
@@ -322,7 +335,7 @@ def test_a_wrong_version_is_refused(version: int) -> None:
         FrameDecoder().feed(raw_frame(KINDS[Spawned], b'{"pid": 1}', version=version))
 
 
-@pytest.mark.parametrize("kind", [0, 10, 99, 255])
+@pytest.mark.parametrize("kind", [0, 11, 99, 255])
 def test_an_unknown_kind_is_refused(kind: int) -> None:
     """A frame of a kind no message has is refused."""
     with pytest.raises(WireError, match="kind"):
@@ -367,7 +380,7 @@ def test_invoke_bodies_that_end_early_are_refused() -> None:
 
 def test_a_text_field_running_past_the_body_is_refused() -> None:
     """A text length larger than what follows is refused."""
-    body = struct.pack(">QII", 0, 100, 0) + b"short"
+    body = struct.pack(">QIIB", 0, 100, 0, 0) + b"short"
     with pytest.raises(WireError, match="past the end"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
@@ -375,15 +388,16 @@ def test_a_text_field_running_past_the_body_is_refused() -> None:
 def test_a_missing_request_id_is_refused() -> None:
     """An Invoke or Result whose request id is None is refused."""
     none = 0xFFFFFFFF
+    body = struct.pack(">QIIB", 0, none, none, 0) + b"body"
     with pytest.raises(WireError, match="request_id"):
-        FrameDecoder().feed(raw_frame(KINDS[Result], struct.pack(">QII", 0, none, none) + b"body"))
+        FrameDecoder().feed(raw_frame(KINDS[Result], body))
     with pytest.raises(WireError, match="request_id"):
         FrameDecoder().feed(raw_frame(KINDS[Invocation], struct.pack(">q8I", 0, *[none] * 8)))
 
 
 def test_invalid_utf8_in_a_text_field_is_refused() -> None:
     """A text field that is not UTF-8 is refused."""
-    body = struct.pack(">QII", 0, 2, 0) + b"\xc3\x28"
+    body = struct.pack(">QIIB", 0, 2, 0, 0) + b"\xc3\x28"
     with pytest.raises(WireError, match="UTF-8"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 

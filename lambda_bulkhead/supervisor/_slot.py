@@ -36,12 +36,13 @@ import time
 from collections.abc import Callable
 
 from lambda_bulkhead import _signals
+from lambda_bulkhead._affinity import pin_thread
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, read_size, send_message
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import Failure, Result, WireError
+from lambda_bulkhead._wire import Failure, Result, WaitOn, WireError
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
@@ -160,6 +161,7 @@ class Slot:
         timeout_margin_ms: int,
         memory_poll_ms: int,
         max_invocations: int,
+        cpu: int | None = None,
     ) -> None:
         self._pool = pool
         self._exits = exits
@@ -171,6 +173,8 @@ class Slot:
         self._margin_ms = timeout_margin_ms
         self._poll_s = memory_poll_ms / 1000.0
         self._max_invocations = max_invocations
+        #: The CPU this slot's thread and its worker wait on (None: anywhere).
+        self._cpu = cpu
         self._worker: WorkerHandle | None = None
         #: A worker killed for its deadline or memory, reaped after the answer is
         #: posted (with its reason), before this slot polls ``/next`` again.
@@ -182,13 +186,21 @@ class Slot:
             self._poll_s = max(self._poll_s, UNCAPPED_TICK_S)
         #: True while an invocation is in this slot's hands (read by shutdown).
         self.busy = False
-        #: The last invocation's summary, written by :meth:`flush_report` while
-        #: the next one runs or before the slot waits for one: off the path of
-        #: an answer and of the next event's dispatch.
+        #: The last invocation's summary, written by :meth:`flush_report` once
+        #: its answer is written (while the Runtime API takes it), or else before
+        #: the next one's: off the path of an answer and of the next dispatch.
         self._unreported: InvocationReport | None = None
         self._report_lock = threading.Lock()  # the main thread flushes at shutdown
 
     # -- the worker this slot runs on ------------------------------------------
+
+    def bind_thread(self) -> int | None:
+        """Pin the calling thread, the slot's, to the slot's CPU; the CPU, or None
+        when the slot has none or the kernel refused (then its workers are not
+        told one either)."""
+        if self._cpu is not None and not pin_thread({self._cpu}):
+            self._cpu = None
+        return self._cpu
 
     def prepare(self) -> None:
         """Have a live, idle worker before the loop polls ``/next`` (back-pressure)."""
@@ -230,6 +242,10 @@ class Slot:
 
     def _take(self) -> WorkerHandle:
         worker = self._pool.take()
+        if self._cpu is not None:
+            # A worker dead already is found out by the Invoke frame's write.
+            with contextlib.suppress(BrokenPipeError):
+                send_message(worker.invoke_fd, WaitOn(self._cpu))
         if self._max_invocations:
             import random  # noqa: PLC0415 - recycling only: it costs the cold start ~2 ms
 
@@ -307,7 +323,6 @@ class Slot:
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             send_message(worker.invoke_fd, invocation, kill_at)
-            self.flush_report()  # the previous one's, while the worker runs
         except TimeoutError:  # still full at the kill time: it stopped reading
             outcome = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
@@ -430,6 +445,8 @@ class Slot:
         message = messages[0]
         if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
             return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
+        if isinstance(message, Result | Failure) and message.output_lost:
+            worker.output_closed = True
         if isinstance(message, Result):
             return _Outcome(answer=Answer(message.body, message.content_type),
                             peak=message.peak_rss)

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from lambda_bulkhead import _signals
+from lambda_bulkhead._affinity import slot_cpus
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
@@ -270,6 +271,7 @@ def supervise(
             writer.write(line)
         control.answered()
 
+    cpus = slot_cpus(config.workers) if config.colocate else [None] * config.workers
     slots = [
         Slot(
             pool, exits, crashes, shutdown,
@@ -277,8 +279,9 @@ def supervise(
             timeout_margin_ms=config.timeout_margin_ms,
             memory_poll_ms=config.memory_poll_ms,
             max_invocations=config.max_invocations,
+            cpu=cpu,
         )
-        for _ in range(config.workers)
+        for cpu in cpus
     ]
     threads = [
         threading.Thread(
@@ -306,6 +309,7 @@ def supervise(
             timeoutMarginMs=config.timeout_margin_ms,
             maxInvocationsPerWorker=config.max_invocations or None,
             transport=config.transport,
+            slotCpus=None if cpus[0] is None else cpus,
             templatePid=template_pid,
             initMs=init_ms,
         )
@@ -338,6 +342,7 @@ def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control
             raise SlotStopped
         slot.prepare()
 
+    slot.bind_thread()
     try:
         with api:
             serve(

@@ -6,6 +6,9 @@ Rules (the supervisor relies on each):
    everything it started (``killpg``).
 2. Its fd 1 and fd 2 are pipes to the supervisor; Python's and C's stdout are
    line-buffered, so output written just before a crash is already in the pipe.
+   An answer says when the handler closed or replaced either (``output_lost``):
+   a process it started may hold the pipe open, hiding the end from the
+   supervisor, and every later line would be lost.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
    ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
 4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
@@ -13,6 +16,9 @@ Rules (the supervisor relies on each):
    ``MemoryError``) it exits and is replaced.
 5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
    makes it exit 0; so does the death of its parent (``PR_SET_PDEATHSIG``).
+6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
+   its answers) on that CPU only, and runs the handler with the affinity it
+   was forked with (see :mod:`lambda_bulkhead._affinity`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import resource
 import sys
 
 from lambda_bulkhead import _signals
+from lambda_bulkhead._affinity import pin_thread
 from lambda_bulkhead._context import FunctionMeta, Invocation
 from lambda_bulkhead._errors import (
     MAX_RESPONSE_BYTES,
@@ -36,7 +43,7 @@ from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result
+from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result, WaitOn
 from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
 
 TYPE_CHECKING = False
@@ -122,6 +129,24 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure
     )
 
 
+class _OutputCheck:
+    """Whether fd 1 and fd 2 are still the pipes the worker was given."""
+
+    def __init__(self) -> None:
+        self._identities = (self._identity(1), self._identity(2))
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int] | None:
+        try:
+            status = os.fstat(fd)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def lost(self) -> bool:
+        return (self._identity(1), self._identity(2)) != self._identities
+
+
 def _peak_rss() -> int:
     """This process's peak RSS in bytes since :func:`_PeakReset` last reset it."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -164,15 +189,23 @@ def run_worker(
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
+    outputs = _OutputCheck()
     send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))
     decoder = FrameDecoder()
     backlog: list[Message] = []
+    everywhere = os.sched_getaffinity(0)
+    waiting_on: set[int] | None = None  # the slot's CPU, once told
     while True:
         message = read_message(fds.invoke, decoder, backlog)
         if message is None:
             return 0
+        if type(message) is WaitOn:
+            waiting_on = {message.cpu} if pin_thread({message.cpu}) else None
+            continue
         if not isinstance(message, Invocation):
             return 70  # EX_SOFTWARE: the supervisor spoke out of turn
+        if waiting_on is not None:
+            pin_thread(everywhere)
         state.request_id, state.tenant_id = message.request_id, message.tenant_id
         status = None
         try:
@@ -182,6 +215,12 @@ def run_worker(
             reply = _failure(message.request_id, error, fatal=True)
             status = exit_code(exc) if isinstance(exc, SystemExit) else 1
         _flush_output()
+        if outputs.lost():
+            reply = reply._replace(output_lost=True)
+        if waiting_on is not None:
+            # Before the answer: the slot's thread wakes on this CPU, and this
+            # one stays on it instead of being moved away and back.
+            pin_thread(waiting_on)
         send_message(fds.result, reply)
         reset_peak()  # after the answer is on its way, not before it
         state.request_id = state.tenant_id = None

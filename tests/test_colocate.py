@@ -1,0 +1,126 @@
+"""Co-location (``BULKHEAD_COLOCATE``): each slot's thread in the supervisor and
+its worker's main thread wait for each other on one CPU, and the handler runs
+with every CPU the runtime has.  Needs two CPUs (there is nothing to choose on one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import psutil
+import pytest
+from _limits_helpers import invoke, start_supervised, started_record
+from conftest import RuntimeProcess, StartRuntime
+
+from lambda_bulkhead._affinity import pin_thread, slot_cpus
+from lambda_bulkhead.emulator import Emulator
+
+EVERY_CPU = sorted(os.sched_getaffinity(0))
+
+pytestmark = pytest.mark.skipif(len(EVERY_CPU) < 2, reason="co-location needs two CPUs")
+
+APP = """
+import os
+import threading
+
+
+def handler(event, context):
+    seen = {}
+
+    def look():
+        seen["thread"] = sorted(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    return {"pid": os.getpid(), "main": sorted(os.sched_getaffinity(0)),
+            "thread": seen["thread"]}
+"""
+
+
+def _pinned_threads(pid: int) -> dict[int, list[int]]:
+    """The threads of ``pid`` confined to fewer CPUs than the test runs on."""
+    pinned = {}
+    for thread in psutil.Process(pid).threads():
+        cpus = sorted(os.sched_getaffinity(thread.id))
+        if cpus != EVERY_CPU:
+            pinned[thread.id] = cpus
+    return pinned
+
+
+def _serve(rt: RuntimeProcess, times: int) -> list[dict[str, Any]]:
+    answers = []
+    for _ in range(times):
+        result = invoke(rt, {})
+        assert result.kind == "response", rt.describe()
+        answers.append(json.loads(result.body))
+    return answers
+
+
+def test_slot_and_idle_worker_wait_on_one_cpu_and_the_handler_has_them_all(
+    runtime: StartRuntime, emulator: Emulator
+) -> None:
+    """By default the slot's thread is pinned to the first CPU and so is its
+    worker's main thread between events, while the handler, and a thread it
+    starts, see every CPU (the first event and the later ones)."""
+    rt = start_supervised(runtime, emulator, APP)
+    answers = _serve(rt, 3)
+    assert started_record(rt)["slotCpus"] == [EVERY_CPU[0]]
+    for answer in answers:
+        assert answer["main"] == answer["thread"] == EVERY_CPU
+    worker = answers[-1]["pid"]
+    assert sorted(os.sched_getaffinity(worker)) == [EVERY_CPU[0]]
+    assert list(_pinned_threads(rt.pid).values()) == [[EVERY_CPU[0]]]
+
+
+def test_slots_take_the_cpus_round_robin(runtime: StartRuntime, emulator: Emulator) -> None:
+    """With three slots on two CPUs: the first, the second, the first again."""
+    rt = start_supervised(runtime, emulator, APP, env={"BULKHEAD_WORKERS": "3"})
+    expected = [EVERY_CPU[index % len(EVERY_CPU)] for index in range(3)]
+    assert started_record(rt)["slotCpus"] == expected
+    _serve(rt, 1)
+    assert sorted(map(sorted, _pinned_threads(rt.pid).values())) == sorted(
+        [cpu] for cpu in expected
+    )
+
+
+def test_colocate_off_pins_nothing(runtime: StartRuntime, emulator: Emulator) -> None:
+    """BULKHEAD_COLOCATE=0: no thread of the supervisor or the worker is pinned."""
+    rt = start_supervised(runtime, emulator, APP, env={"BULKHEAD_COLOCATE": "0"})
+    answers = _serve(rt, 2)
+    assert started_record(rt).get("slotCpus") is None
+    assert answers[-1]["main"] == EVERY_CPU
+    assert sorted(os.sched_getaffinity(answers[-1]["pid"])) == EVERY_CPU
+    assert _pinned_threads(rt.pid) == {}
+
+
+def test_slot_cpus_is_none_for_a_process_on_one_cpu() -> None:
+    """On one CPU there is nothing to choose: no slot gets a CPU."""
+    seen: dict[str, object] = {}
+
+    def confined() -> None:
+        seen["pinned"] = pin_thread({EVERY_CPU[-1]})
+        seen["cpus"] = slot_cpus(2)
+
+    thread = threading.Thread(target=confined)
+    thread.start()
+    thread.join()
+    assert seen == {"pinned": True, "cpus": [None, None]}
+    assert slot_cpus(2) == EVERY_CPU[:2]
+
+
+def test_pin_thread_reports_a_refusal() -> None:
+    """A CPU the kernel does not have: False, the thread's affinity unchanged."""
+    seen: dict[str, object] = {}
+
+    def refused() -> None:
+        seen["pinned"] = pin_thread({4095})
+        seen["cpus"] = sorted(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=refused)
+    thread.start()
+    thread.join()
+    assert seen == {"pinned": False, "cpus": EVERY_CPU}
