@@ -31,14 +31,20 @@ def latencies_us(server: StandIn, start: int, end: int) -> list[float]:
 
 @contextlib.asynccontextmanager
 async def warm_runtime(
-    contender: str, events: int, warm_up: int, argv: list[str] | None = None
+    contender: str,
+    events: int,
+    warm_up: int,
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[StandIn, subprocess.Popen[bytes]]]:
     """``contender`` serving ``events`` queued events, once ``warm_up`` are answered;
-    ``argv``: another program than ``contender`` (run by the project's venv)."""
+    ``argv``: another program than ``contender`` (run by the project's venv);
+    ``env``: variables added to the contender's environment."""
     setup = run.set_up()
     made = run.command(setup, contender, "trivial.handler")
     assert made is not None, f"{contender} is not available"
-    argv, env = ([str(setup.bulkhead_python), *argv], made[1]) if argv else made
+    argv = [str(setup.bulkhead_python), *argv] if argv else made[0]
+    env = {**made[1], **(env or {})}
     server = StandIn([EVENT] * events)
     port = await server.start()
     server.enqueue(range(events))

@@ -8,10 +8,11 @@ Two measurements, for docs/benchmarks.md ("What remains"):
   Invoke frame and its answer cross), unpinned and with both on one CPU: the
   cost of the two hand-offs any supervised runtime adds, with no work at all;
 * p50 latency (the stand-in's ``/next`` answer written -> the answer read)
-  of lambda-bulkhead in-process, supervised, and ``_bare_relay.py``, the least
-  a supervised Python runtime can do (no deadline, memory, crash, output or
-  log handling), interleaved over rounds.  bare relay - in-process is the hop
-  of a runtime that does nothing but hand the event over.
+  of lambda-bulkhead in-process, supervised (as configured by default, and
+  with ``BULKHEAD_COLOCATE=0``), and ``_bare_relay.py``, the least a
+  supervised Python runtime can do (no deadline, memory, crash, output or
+  log handling, no co-location), interleaved over rounds.  bare relay -
+  in-process is the hop of a runtime that does nothing but hand the event over.
 
 Uses the venvs ``run.py`` sets up.
 """
@@ -70,11 +71,18 @@ def pipe_round_trip_us(cpus: set[int] | None) -> float:
     return statistics.median(times) / 1000
 
 
-async def p50_latency_us(contender: str, seconds: float) -> float:
-    argv = [str(HERE / "_bare_relay.py")] if contender == "bare relay" else None
-    async with warm_runtime("in-process", EVENTS, WARM_UP, argv) if argv else warm_runtime(
-        contender, EVENTS, WARM_UP
-    ) as (server, _):
+#: name -> (contender, program instead of it, environment added)
+CONTENDERS: dict[str, tuple[str, list[str] | None, dict[str, str] | None]] = {
+    "in-process": ("in-process", None, None),
+    "supervised": ("supervised", None, None),
+    "supervised, BULKHEAD_COLOCATE=0": ("supervised", None, {"BULKHEAD_COLOCATE": "0"}),
+    "bare relay": ("in-process", [str(HERE / "_bare_relay.py")], None),
+}
+
+
+async def p50_latency_us(name: str, seconds: float) -> float:
+    contender, argv, env = CONTENDERS[name]
+    async with warm_runtime(contender, EVENTS, WARM_UP, argv, env) as (server, _):
         start = answered(server)
         await asyncio.sleep(seconds)
         end = answered(server)
@@ -90,7 +98,7 @@ def main() -> None:
         raise SystemExit("needs two CPUs")
     print(f"pipe round trip p50: {pipe_round_trip_us(None):5.1f} us across CPUs, "
           f"{pipe_round_trip_us({0}):5.1f} us on one CPU")
-    contenders = ("in-process", "supervised", "bare relay")
+    contenders = tuple(CONTENDERS)
     p50s: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(args.rounds):
         for name in contenders:
@@ -98,9 +106,9 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in p50s.items()}
     for name in contenders:
         rounds = ", ".join(f"{value:.0f}" for value in p50s[name])
-        print(f"{name:12} p50 {medians[name]:5.0f} us  (rounds: {rounds})")
+        print(f"{name:32} p50 {medians[name]:5.0f} us  (rounds: {rounds})")
     for name in contenders[1:]:
-        print(f"hop of {name}: {medians[name] - medians['in-process']:4.0f} us")
+        print(f"hop of {name:32} {medians[name] - medians['in-process']:4.0f} us")
 
 
 if __name__ == "__main__":

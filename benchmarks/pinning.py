@@ -6,8 +6,9 @@ Serves 100 B events from the lean stand-in and measures each invocation's
 latency (the stand-in's ``/next`` answer written -> answer read) three ways:
 no pinning; the stand-in on CPU 0 and the runtime's main process on CPU 0,
 its other processes on CPU 1; the stand-in on CPU 0 and every process of the
-runtime on CPU 1.  An experiment for docs/benchmarks.md ("What remains"):
-a runtime cannot pin itself on Lambda.  Needs two CPUs.
+runtime on CPU 1.  The experiment behind ``BULKHEAD_COLOCATE`` (see
+docs/benchmarks.md), so the runtime's own co-location is off here
+(``BULKHEAD_COLOCATE=0``).  Needs two CPUs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def _pin(runtime_pid: int, mode: str) -> None:
 
 async def measure(contender: str, mode: str, seconds: float) -> None:
     try:
-        async with warm_runtime(contender, EVENTS, WARM_UP) as (server, runtime):
+        async with warm_runtime(
+            contender, EVENTS, WARM_UP, env={"BULKHEAD_COLOCATE": "0"}
+        ) as (server, runtime):
             _pin(runtime.pid, mode)
             start = answered(server)
             await asyncio.sleep(seconds)
