@@ -76,15 +76,12 @@ def test_slot_and_idle_worker_wait_on_one_cpu_and_the_handler_has_them_all(
     assert list(_pinned_threads(rt.pid).values()) == [[EVERY_CPU[0]]]
 
 
-def test_slots_take_the_cpus_round_robin(runtime: StartRuntime, emulator: Emulator) -> None:
-    """With three slots on two CPUs: the first, the second, the first again."""
-    rt = start_supervised(runtime, emulator, APP, env={"BULKHEAD_WORKERS": "3"})
-    expected = [EVERY_CPU[index % len(EVERY_CPU)] for index in range(3)]
-    assert started_record(rt)["slotCpus"] == expected
+def test_each_slot_gets_a_cpu_of_its_own(runtime: StartRuntime, emulator: Emulator) -> None:
+    """Two slots: the first CPU and the second, one thread pinned to each."""
+    rt = start_supervised(runtime, emulator, APP, env={"BULKHEAD_WORKERS": "2"})
+    assert started_record(rt)["slotCpus"] == EVERY_CPU[:2]
     _serve(rt, 1)
-    assert sorted(map(sorted, _pinned_threads(rt.pid).values())) == sorted(
-        [cpu] for cpu in expected
-    )
+    assert sorted(_pinned_threads(rt.pid).values()) == [[cpu] for cpu in EVERY_CPU[:2]]
 
 
 def test_colocate_off_pins_nothing(runtime: StartRuntime, emulator: Emulator) -> None:
@@ -97,19 +94,28 @@ def test_colocate_off_pins_nothing(runtime: StartRuntime, emulator: Emulator) ->
     assert _pinned_threads(rt.pid) == {}
 
 
-def test_slot_cpus_is_none_for_a_process_on_one_cpu() -> None:
-    """On one CPU there is nothing to choose: no slot gets a CPU."""
-    seen: dict[str, object] = {}
+def _in_a_thread_on(cpus: set[int], slots: int) -> list[int | None]:
+    """``slot_cpus(slots)`` called by a thread allowed on ``cpus`` only."""
+    seen: list[list[int | None]] = []
 
     def confined() -> None:
-        seen["pinned"] = pin_thread({EVERY_CPU[-1]})
-        seen["cpus"] = slot_cpus(2)
+        assert pin_thread(cpus)
+        seen.append(slot_cpus(slots))
 
     thread = threading.Thread(target=confined)
     thread.start()
     thread.join()
-    assert seen == {"pinned": True, "cpus": [None, None]}
-    assert slot_cpus(2) == EVERY_CPU[:2]
+    return seen[0]
+
+
+def test_slot_cpus_gives_each_slot_its_own_cpu_or_none_at_all() -> None:
+    """One CPU each while there are enough; none on one CPU (nothing to choose)
+    or with more slots than CPUs (they would share CPUs, pinned)."""
+    first, second = EVERY_CPU[:2]
+    assert _in_a_thread_on({first, second}, 1) == [first]
+    assert _in_a_thread_on({first, second}, 2) == [first, second]
+    assert _in_a_thread_on({first, second}, 3) == [None, None, None]
+    assert _in_a_thread_on({second}, 1) == [None]
 
 
 def test_pin_thread_reports_a_refusal() -> None:
