@@ -194,13 +194,16 @@ class Slot:
 
     # -- the worker this slot runs on ------------------------------------------
 
-    def bind_thread(self) -> int | None:
-        """Pin the calling thread, the slot's, to the slot's CPU; the CPU, or None
-        when the slot has none or the kernel refused (then its workers are not
-        told one either)."""
+    @property
+    def cpu(self) -> int | None:
+        """The CPU this slot's thread and its workers wait on (None: anywhere)."""
+        return self._cpu
+
+    def bind_thread(self) -> None:
+        """Pin the calling thread, the slot's, to the slot's CPU; if the kernel
+        refuses, the slot goes without (and its workers are not told one)."""
         if self._cpu is not None and not pin_thread({self._cpu}):
             self._cpu = None
-        return self._cpu
 
     def prepare(self) -> None:
         """Have a live, idle worker before the loop polls ``/next`` (back-pressure)."""

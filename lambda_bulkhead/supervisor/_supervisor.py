@@ -309,7 +309,7 @@ def supervise(
             timeoutMarginMs=config.timeout_margin_ms,
             maxInvocationsPerWorker=config.max_invocations or None,
             transport=config.transport,
-            slotCpus=None if cpus[0] is None else cpus,
+            slotCpus=_slot_cpus(slots),
             templatePid=template_pid,
             initMs=init_ms,
         )
@@ -327,6 +327,12 @@ def supervise(
     if control.fatal is not None:
         raise control.fatal  # as in-process: the caller (the CLI, start()) reports it
     return status[0]
+
+
+def _slot_cpus(slots: list[Slot]) -> list[int | None] | None:
+    """The CPU each slot's thread was pinned to, for the start record (None: none)."""
+    cpus = [slot.cpu for slot in slots]
+    return None if all(cpu is None for cpu in cpus) else cpus
 
 
 def _version() -> str:
