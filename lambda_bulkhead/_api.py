@@ -175,7 +175,8 @@ class RuntimeApi:
                 request, next_request(), timeout=self._post_timeout, after_send=before_wait
             )
         except TransportError as exc:
-            # (before_wait may have run already: it is not called again.)
+            # before_wait is not called here: it may have run with the first
+            # write, and it promises at most one call.
             self._post_failed(request, request_id, exc)
             self._post(request, request_id)
             return self.next()
