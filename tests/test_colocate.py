@@ -28,6 +28,9 @@ import threading
 
 
 def handler(event, context):
+    if "narrow_to" in event:
+        os.sched_setaffinity(0, {event["narrow_to"]})
+        return {"pid": os.getpid()}
     seen = {}
 
     def look():
@@ -51,10 +54,11 @@ def _pinned_threads(pid: int) -> dict[int, list[int]]:
     return pinned
 
 
-def _serve(rt: RuntimeProcess, times: int) -> list[dict[str, Any]]:
+def _serve(rt: RuntimeProcess, times: int, event: dict[str, Any] | None = None
+           ) -> list[dict[str, Any]]:
     answers = []
     for _ in range(times):
-        result = invoke(rt, {})
+        result = invoke(rt, event or {})
         assert result.kind == "response", rt.describe()
         answers.append(json.loads(result.body))
     return answers
@@ -74,6 +78,19 @@ def test_slot_and_idle_worker_wait_on_one_cpu_and_the_handler_has_them_all(
     worker = answers[-1]["pid"]
     assert sorted(os.sched_getaffinity(worker)) == [EVERY_CPU[0]]
     assert list(_pinned_threads(rt.pid).values()) == [[EVERY_CPU[0]]]
+
+
+def test_a_handler_narrowing_its_affinity_has_it_reset_at_the_next_event(
+    runtime: StartRuntime, emulator: Emulator
+) -> None:
+    """The worker sets its main thread's affinity itself around each event: a
+    handler that confined it to the last CPU finds every CPU again next time."""
+    rt = start_supervised(runtime, emulator, APP)
+    (narrowed,) = _serve(rt, 1, {"narrow_to": EVERY_CPU[-1]})
+    (after,) = _serve(rt, 1)
+    assert after["pid"] == narrowed["pid"]
+    assert after["main"] == after["thread"] == EVERY_CPU
+    assert sorted(os.sched_getaffinity(after["pid"])) == [EVERY_CPU[0]]
 
 
 def test_each_slot_gets_a_cpu_of_its_own(runtime: StartRuntime, emulator: Emulator) -> None:
