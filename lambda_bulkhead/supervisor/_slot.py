@@ -68,6 +68,9 @@ REAP_TIMEOUT_S = 2.0
 #: noticed within this, well inside the supervisor's shutdown grace).
 UNCAPPED_TICK_S = 0.05
 _MB = 1024 * 1024
+#: The worker's two kinds of answer (a tuple: ``Result | Failure`` would build
+#: a union object at each check, once per invocation).
+_ANSWERS = (Result, Failure)
 
 
 class InvocationReport(NamedTuple):
@@ -448,7 +451,7 @@ class Slot:
         message = messages[0]
         if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
             return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
-        if isinstance(message, Result | Failure) and message.output_lost:
+        if isinstance(message, _ANSWERS) and message.output_lost:
             worker.output_closed = True
         if isinstance(message, Result):
             return _Outcome(answer=Answer(message.body, message.content_type),
