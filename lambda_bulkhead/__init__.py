@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         UnexpectedStatus,
     )
     from lambda_bulkhead._handler import Answer
+    from lambda_bulkhead._hooks import on_worker_start
     from lambda_bulkhead._interfaces import Transport
     from lambda_bulkhead._loop import Executor, process_invocation, serve, start, start_json
     from lambda_bulkhead._protocol import PostOutcome, Request, Response
@@ -69,6 +70,7 @@ _LAZY = {
     "RuntimeApiError": "lambda_bulkhead._errors",
     "TransportError": "lambda_bulkhead._errors",
     "UnexpectedStatus": "lambda_bulkhead._errors",
+    "on_worker_start": "lambda_bulkhead._hooks",
     "process_invocation": "lambda_bulkhead._loop",
     "serve": "lambda_bulkhead._loop",
     "start": "lambda_bulkhead._loop",
@@ -103,6 +105,7 @@ __all__ = [
     "TransportError",
     "UnexpectedStatus",
     "__version__",
+    "on_worker_start",
     "process_invocation",
     "serve",
     "start",

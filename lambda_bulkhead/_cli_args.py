@@ -22,6 +22,7 @@ _RUNTIME_FLAGS = {
     "timeout_margin_ms": "BULKHEAD_TIMEOUT_MARGIN_MS",
     "max_invocations": "BULKHEAD_MAX_INVOCATIONS",
     "transport": "BULKHEAD_TRANSPORT",
+    "worker_start": "BULKHEAD_WORKER_START",
 }
 
 
@@ -54,6 +55,9 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
                        help="recycle a worker after N invocations (0: never)")
     group.add_argument("--transport", choices=["socket", "httpx"],
                        help="HTTP client for the Runtime API (default socket)")
+    group.add_argument("--worker-start", choices=["auto", "fork", "import"],
+                       help="workers forked from the imported handler, or importing it "
+                       "themselves (default auto: fork unless the import started threads)")
 
 
 def parser(exit_usage: int) -> argparse.ArgumentParser:

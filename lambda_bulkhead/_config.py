@@ -20,12 +20,15 @@ if TYPE_CHECKING:
     from typing import Literal, TypeAlias
 
     Isolation: TypeAlias = Literal["process", "none"]
+    WorkerStart: TypeAlias = Literal["auto", "fork", "import"]
 
 __all__ = [
     "DEFAULT_TIMEOUT_MARGIN_MS",
+    "NATIVE_POOL_VARIABLES",
     "TELEMETRY_FD_VARIABLE",
     "Config",
     "FunctionMeta",
+    "native_pool_environ",
     "parse_endpoint",
     "parse_flag",
     "take_telemetry_fd",
@@ -97,6 +100,23 @@ class FunctionMeta(NamedTuple):
         )
 
 
+#: The variables native thread pools read at start-up for their size (OpenMP,
+#: OpenBLAS, Intel MKL; torch follows OMP_NUM_THREADS).
+NATIVE_POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def native_pool_environ(environ: Mapping[str, str], workers: int, cpus: int) -> dict[str, str]:
+    """The pool sizes to add to ``environ`` so that ``workers`` concurrent
+    workers share ``cpus`` CPUs instead of each starting a thread per CPU.
+
+    A variable the user set is left alone; one worker needs nothing.
+    """
+    if workers <= 1:
+        return {}
+    size = str(max(1, cpus // workers))
+    return {name: size for name in NATIVE_POOL_VARIABLES if name not in environ}
+
+
 TELEMETRY_FD_VARIABLE = "_LAMBDA_TELEMETRY_LOG_FD"
 
 
@@ -138,6 +158,9 @@ class Config(NamedTuple):
     pipeline: bool = True
     #: Run each slot's thread and its waiting worker on one CPU (supervised).
     colocate: bool = True
+    #: How workers get the handler: forked from the template that imported it,
+    #: importing it themselves, or ``auto``: fork unless the import left threads.
+    worker_start: WorkerStart = "auto"
     function: FunctionMeta = FunctionMeta()
 
     @classmethod
@@ -149,6 +172,11 @@ class Config(NamedTuple):
         transport = env.get("BULKHEAD_TRANSPORT", "socket").strip().lower() or "socket"
         if transport not in ("socket", "httpx"):
             raise ConfigError(f"BULKHEAD_TRANSPORT={transport!r}: expected 'socket' or 'httpx'")
+        worker_start = env.get("BULKHEAD_WORKER_START", "auto").strip().lower() or "auto"
+        if worker_start not in ("auto", "fork", "import"):
+            raise ConfigError(
+                f"BULKHEAD_WORKER_START={worker_start!r}: expected 'auto', 'fork' or 'import'"
+            )
         workers = _int(env, "BULKHEAD_WORKERS", minimum=1)
         if workers is None:
             workers = _int(env, "AWS_LAMBDA_MAX_CONCURRENCY", minimum=1) or 1
@@ -168,19 +196,27 @@ class Config(NamedTuple):
             transport="httpx" if transport == "httpx" else "socket",
             pipeline=parse_flag(env, "BULKHEAD_PIPELINE", default=True),
             colocate=parse_flag(env, "BULKHEAD_COLOCATE", default=True),
+            worker_start=worker_start,  # type: ignore[arg-type]  # checked above
             function=FunctionMeta.from_environ(env),
         )
 
     def default_memory_limit_mb(
-        self, template_rss_mb: float, supervisor_rss_mb: float
+        self, shared_rss_mb: float, supervisor_rss_mb: float, worker_private_mb: float = 0.0
     ) -> int | None:
         """The per-worker budget when ``BULKHEAD_MEMORY_LIMIT_MB`` is unset.
 
-        ``(function memory - supervisor RSS - template RSS - reserve) / workers``,
-        at least 16 MB; None when the function's memory size is unknown.
+        ``(function memory - supervisor RSS - shared RSS - reserve - (workers + 1)
+        x worker private RSS) / workers``, at least 16 MB; None when the
+        function's memory size is unknown.  The shared RSS is the template's
+        when workers are forked from it (they share its pages); where workers
+        import the handler themselves, it is the zygote's, and each worker and
+        the spare hold the import privately (``worker_private_mb``).
         """
         text = self.function.memory_limit_in_mb
         if not text or not text.isdigit():
             return None
-        spare = int(text) - supervisor_rss_mb - template_rss_mb - SUPERVISOR_RESERVE_MB
+        spare = (
+            int(text) - supervisor_rss_mb - shared_rss_mb - SUPERVISOR_RESERVE_MB
+            - (self.workers + 1) * worker_private_mb
+        )
         return max(MIN_DEFAULT_MEMORY_LIMIT_MB, int(spare / self.workers))

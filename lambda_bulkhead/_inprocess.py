@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._context import Invocation
-from lambda_bulkhead._errors import InitError
+from lambda_bulkhead._errors import InitError, handler_stack
 from lambda_bulkhead._handler import (
     Answer,
     CurrentInvocation,
@@ -17,6 +17,7 @@ from lambda_bulkhead._handler import (
     load_handler,
     official_handler,
 )
+from lambda_bulkhead._hooks import run_worker_start_hooks
 from lambda_bulkhead._loop import Executor, in_process, serve
 
 __all__ = ["run_in_process"]
@@ -54,8 +55,11 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
             if isinstance(source, str)
             else source
         )
+        run_worker_start_hooks()  # this process is the only worker
     except InitError as error:
         failure = error
+    except Exception as exc:  # an on_worker_start hook: as an error at import
+        failure = InitError(type(exc).__name__, str(exc), handler_stack(exc))
     if failure is not None:
         api.send_init_error(failure)
         api.log.error(

@@ -27,7 +27,11 @@ __all__ = [
     "SIGUSR1",
     "SIG_DFL",
     "SIG_IGN",
+    "blocked",
+    "catchable",
     "default_int_handler",
+    "getsignal",
+    "set_blocked",
     "set_wakeup_fd",
     "signal",
 ]
@@ -50,3 +54,26 @@ def signal(signum: int, handler: Handler) -> None:
 def set_wakeup_fd(fd: int, *, warn_on_full_buffer: bool = True) -> None:
     """``signal.set_wakeup_fd``."""
     _signal.set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
+
+
+def getsignal(signum: int) -> object:
+    """``signal.getsignal``: the Python-level disposition (None: set by C code)."""
+    return _signal.getsignal(signum)
+
+
+def catchable() -> tuple[int, ...]:
+    """Every signal number whose disposition a process may change."""
+    return tuple(
+        signum for signum in sorted(_signal.valid_signals())
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP)
+    )
+
+
+def blocked() -> frozenset[int]:
+    """The calling thread's signal mask."""
+    return frozenset(_signal.pthread_sigmask(_signal.SIG_BLOCK, ()))
+
+
+def set_blocked(mask: frozenset[int]) -> None:
+    """Make ``mask`` the calling thread's signal mask."""
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)

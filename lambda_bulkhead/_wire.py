@@ -14,7 +14,7 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   worker) and :class:`Result`, start with one fixed ``struct``: Invoke's
   deadline (``i64``) and the byte length of each of its eight text fields
   (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``), its two
-  text lengths and its output-lost flag (``u8``); then the texts (UTF-8),
+  text lengths and its retire code (``u8``, :data:`RETIRE_REASONS`); then the texts (UTF-8),
   then the raw payload.  The messages of whole numbers only are one
   ``struct`` of ``i64`` each (``Spawn``'s absent limit is -1); the two
   failures are one UTF-8 JSON object each.
@@ -43,7 +43,11 @@ __all__ = [
     "HEADER",
     "KINDS",
     "MAX_FRAME",
+    "RETIRE_OUTPUT_LOST",
+    "RETIRE_REASONS",
+    "RETIRE_STATE_CHANGED",
     "VERSION",
+    "BecomeWorker",
     "Failure",
     "FrameDecoder",
     "Invocation",
@@ -52,6 +56,7 @@ __all__ = [
     "Spawn",
     "Spawned",
     "TemplateFailed",
+    "TemplateNotes",
     "TemplateReady",
     "WaitOn",
     "WireError",
@@ -69,10 +74,23 @@ _NONE = 0xFFFFFFFF
 #: for None).
 _INVOKE_HEAD = struct.Struct(">IBBHq8I")
 #: A Result frame's header and fixed part: peak RSS, request id and content
-#: type lengths, output lost (0 or 1).
+#: type lengths, retire code.
 _RESULT_HEAD = struct.Struct(">IBBHQIIB")
 _INVOKE_KIND = 1
 _RESULT_KIND = 2
+
+
+#: Why a worker asks to be replaced after its answer (an answer's ``retire``
+#: code; 0: it serves on), in the words of the ``worker replaced`` record.
+RETIRE_REASONS = {
+    1: "closed its stdout/stderr",
+    2: "changed its process state for good",
+}
+#: The handler closed (or replaced) the worker's fd 1 or 2: every later line would be lost.
+RETIRE_OUTPUT_LOST = 1
+#: The handler changed a process setting the worker could not put back (a hard
+#: resource limit lowered): the next invocation would inherit it.
+RETIRE_STATE_CHANGED = 2
 
 
 class WireError(Exception):
@@ -87,8 +105,8 @@ class Result(NamedTuple):
     body: bytes
     #: The worker's peak RSS in bytes during the invocation (0: unknown).
     peak_rss: int = 0
-    #: The handler closed (or replaced) the worker's fd 1 or 2: replace it.
-    output_lost: bool = False
+    #: Non-zero: replace the worker after this answer (:data:`RETIRE_REASONS`).
+    retire: int = 0
 
 
 class Failure(NamedTuple):
@@ -105,7 +123,7 @@ class Failure(NamedTuple):
     causes: tuple[dict[str, Any], ...] = ()
     fatal: bool = False
     peak_rss: int = 0
-    output_lost: bool = False
+    retire: int = 0
 
 
 class Ready(NamedTuple):
@@ -128,6 +146,14 @@ class Spawn(NamedTuple):
     memory_limit_bytes: int | None
 
 
+class BecomeWorker(NamedTuple):
+    """Supervisor → template: stop being a template and serve as a worker on the
+    pipes sent along (SCM_RIGHTS), in this process, which already imported the
+    handler (``BULKHEAD_WORKER_START=import``; answered with :class:`Spawned`)."""
+
+    memory_limit_bytes: int | None
+
+
 class Spawned(NamedTuple):
     """Template → supervisor: the worker asked for is ``pid``."""
 
@@ -135,9 +161,19 @@ class Spawned(NamedTuple):
 
 
 class TemplateReady(NamedTuple):
-    """Template → supervisor: the handler is loaded."""
+    """Template → supervisor: the handler is loaded (by this process: ``threads``
+    and ``connections`` are what its import left running and open)."""
 
     rss: int
+    threads: int = 1
+    connections: int = 0
+
+
+class TemplateNotes(NamedTuple):
+    """Template → supervisor, with :class:`TemplateReady` when the handler's
+    import left connections open: who they are connected to, for the log."""
+
+    connections: tuple[str, ...]
 
 
 class TemplateFailed(NamedTuple):
@@ -158,7 +194,7 @@ class WorkerExited(NamedTuple):
 if TYPE_CHECKING:
     Message: TypeAlias = (
         Invocation | Result | Failure | Ready | Spawn | Spawned | TemplateReady
-        | TemplateFailed | WorkerExited | WaitOn
+        | TemplateFailed | WorkerExited | WaitOn | BecomeWorker | TemplateNotes
     )
 
 #: Every message class and its frame kind.  Supervisor → worker, the message is
@@ -174,18 +210,23 @@ KINDS: dict[type[Message], int] = {
     TemplateFailed: 8,
     WorkerExited: 9,
     WaitOn: 10,
+    BecomeWorker: 11,
+    TemplateNotes: 12,
 }
 #: The messages of whole numbers only: one i64 per field.
 _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
     cls: struct.Struct(">" + "q" * len(cls._fields))
-    for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited, WaitOn)
+    for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited, WaitOn, BecomeWorker)
 }
 _INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
 _JSON_KINDS: dict[int, type[Message]] = {
-    KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed
+    KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed,
+    KINDS[TemplateNotes]: TemplateNotes,
 }
 #: ``Spawn.memory_limit_bytes`` None on the wire (a limit is never negative).
 _NO_LIMIT = -1
+#: The messages whose first field is a memory limit that may be None.
+_LIMITED = (Spawn, BecomeWorker)
 
 
 def _encode_invocation(invocation: Invocation) -> list[bytes]:
@@ -216,7 +257,7 @@ def _encode_result(result: Result) -> list[bytes]:
     _check_length(length)
     head = _RESULT_HEAD.pack(
         length, VERSION, _RESULT_KIND, 0, result.peak_rss, len(request_id), len(content_type),
-        result.output_lost,
+        result.retire,
     )
     return [head + request_id + content_type, result.body]
 
@@ -237,7 +278,7 @@ def encode(message: Message) -> list[bytes]:
     layout = _INT_LAYOUTS.get(cls)
     if layout is not None:
         values: list[int] = [_NO_LIMIT if value is None else value for value in message]  # type: ignore[misc]
-        if cls is Spawn and values[0] < _NO_LIMIT:
+        if cls in _LIMITED and values[0] < _NO_LIMIT:
             raise WireError(f"negative memory limit {values[0]}")
         try:
             body = layout.pack(*values)
@@ -286,15 +327,15 @@ def _decode_invocation(frame: memoryview, end: int) -> Invocation:
 def _decode_result(frame: memoryview, end: int) -> Result:
     if end < _RESULT_HEAD.size:
         raise WireError("Result body ends inside its fixed part")
-    _, _, _, _, peak_rss, id_length, type_length, lost = _RESULT_HEAD.unpack_from(frame)
-    if lost > 1:
-        raise WireError(f"Result output-lost flag is {lost}, not 0 or 1")
+    _, _, _, _, peak_rss, id_length, type_length, retire = _RESULT_HEAD.unpack_from(frame)
+    if retire and retire not in RETIRE_REASONS:
+        raise WireError(f"Result retire code is {retire}, not one of {sorted(RETIRE_REASONS)}")
     request_id, offset = _decode_text(frame, _RESULT_HEAD.size, id_length, end)
     content_type, offset = _decode_text(frame, offset, type_length, end)
     if request_id is None:
         raise WireError("request_id missing")
     return Result(request_id, content_type or "application/json", bytes(frame[offset:end]),
-                  peak_rss, lost == 1)
+                  peak_rss, retire)
 
 
 def decode_frame(kind: int, frame: memoryview) -> Message:
@@ -318,7 +359,10 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
         raise WireError(f"{cls.__name__} body is not JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise WireError(f"{cls.__name__} body is not a JSON object")
-    return _checked(cls, fields)
+    message = _checked(cls, fields)
+    if type(message) is Failure and message.retire and message.retire not in RETIRE_REASONS:
+        raise WireError(f"Failure retire code is {message.retire}")
+    return message
 
 
 def _decode_ints(cls: type[Message], frame: memoryview) -> Message:
@@ -327,11 +371,11 @@ def _decode_ints(cls: type[Message], frame: memoryview) -> Message:
         size = len(frame) - HEADER.size
         raise WireError(f"{cls.__name__} body is {size} bytes, not {layout.size}")
     values: list[int | None] = list(layout.unpack_from(frame, HEADER.size))
-    if cls is Spawn:
+    if cls in _LIMITED:
         if values[0] == _NO_LIMIT:
             values[0] = None
         elif values[0] < 0:  # type: ignore[operator]
-            raise WireError(f"Spawn.memory_limit_bytes is negative: {values[0]}")
+            raise WireError(f"{cls.__name__}.memory_limit_bytes is negative: {values[0]}")
     return cls(*values)  # type: ignore[arg-type]
 
 

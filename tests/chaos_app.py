@@ -26,7 +26,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "abort": ("error", "Runtime.ExitError"),
     "kill": ("error", "Runtime.ExitError"),
     "os_exit": ("error", "Runtime.ExitError"),
-    "oom": ("error", "MemoryError"),
+    "oom": ("error", "Runtime.OutOfMemory"),
     "hang": ("error", "Sandbox.Timedout"),
     "spam": ("response", None),
     "close_stdout": ("response", None),

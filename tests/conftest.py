@@ -147,6 +147,7 @@ class RuntimeProcess:
                  emulator: Emulator | None) -> None:
         self.argv = list(argv)
         self.env = env
+        self.cwd = cwd
         self.emulator = emulator
         self.process = subprocess.Popen(
             self.argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,

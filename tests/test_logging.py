@@ -588,9 +588,9 @@ def test_a_stalled_stdout_reader_never_blocks_invocations(
     dropped = sum(n["droppedRecords"] for n in notices)
     assert all(n["level"] == "WARNING" for n in notices)
     kept = [r for r in records if "droppedRecords" not in r]
-    # lines, reports, the import-time print, runtime started and stopped, and
-    # two workers forked (the slot's and the spare)
-    produced = invocations * (per_invocation + 1) + 5
+    # lines, reports, the import-time print, runtime started and stopped, the
+    # worker start, and two workers forked (the slot's and the spare)
+    produced = invocations * (per_invocation + 1) + 6
     assert len(kept) + dropped == produced
     assert dropped > 0
     lines = [r for r in kept if r.get("stream") == "stdout" and r["requestId"]]

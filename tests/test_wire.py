@@ -20,6 +20,7 @@ from lambda_bulkhead._wire import (
     KINDS,
     MAX_FRAME,
     VERSION,
+    BecomeWorker,
     Failure,
     FrameDecoder,
     Invocation,
@@ -28,6 +29,7 @@ from lambda_bulkhead._wire import (
     Spawn,
     Spawned,
     TemplateFailed,
+    TemplateNotes,
     TemplateReady,
     WaitOn,
     WireError,
@@ -69,7 +71,7 @@ invokes = st.builds(
 # An empty content type is read as application/json (workers always send one).
 results = st.builds(
     Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300),
-    peak_rss=st.integers(0, 2**64 - 1), output_lost=st.booleans(),
+    peak_rss=st.integers(0, 2**64 - 1), retire=st.sampled_from([0, 1, 2]),
 )
 failures = st.builds(
     Failure,
@@ -80,12 +82,14 @@ failures = st.builds(
     causes=causes,
     fatal=st.booleans(),
     peak_rss=st.integers(0, 2**63 - 1),
-    output_lost=st.booleans(),
+    retire=st.sampled_from([0, 1, 2]),
 )
 readies = st.builds(Ready, pid=u32, baseline_rss=i64)
 spawns = st.builds(Spawn, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
 spawneds = st.builds(Spawned, pid=u32)
-template_readies = st.builds(TemplateReady, rss=i64)
+template_readies = st.builds(TemplateReady, rss=i64, threads=u32, connections=u32)
+template_notes = st.builds(TemplateNotes, connections=st.lists(texts, max_size=4).map(tuple))
+become_workers = st.builds(BecomeWorker, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
 template_faileds = st.builds(
     TemplateFailed,
     error_type=texts,
@@ -96,12 +100,12 @@ worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
 wait_ons = st.builds(WaitOn, cpu=st.integers(0, 4095))
 messages = st.one_of(
     invokes, results, failures, readies, spawns, spawneds,
-    template_readies, template_faileds, worker_exiteds, wait_ons,
+    template_readies, template_faileds, worker_exiteds, wait_ons, template_notes, become_workers,
 )
 
 ALL_KINDS = (
     Invocation, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
-    WorkerExited, WaitOn,
+    WorkerExited, WaitOn, BecomeWorker, TemplateNotes,
 )
 
 
@@ -142,6 +146,8 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
         TemplateFailed(error_type="Runtime.ImportModuleError", error_message="no", stack_trace=()),
         WorkerExited(pid=14, status=11),
         WaitOn(cpu=1),
+        BecomeWorker(memory_limit_bytes=1 << 30),
+        TemplateNotes(connections=("tcp 127.0.0.1:443",)),
     ]
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
         cls.__name__ for cls in ALL_KINDS
@@ -171,11 +177,16 @@ def test_result_without_content_type_decodes_as_json() -> None:
     )
 
 
-def test_a_result_output_lost_flag_other_than_0_or_1_is_refused() -> None:
-    """The flag is one byte, 0 or 1: anything else is a WireError."""
-    body = struct.pack(">QIIB", 0, 1, 0, 2) + b"r"
-    with pytest.raises(WireError, match="output-lost flag is 2"):
+def test_a_retire_code_no_reason_has_is_refused() -> None:
+    """The retire code is one byte, 0 or a known reason: anything else is a WireError,
+    in a Result as in a Failure."""
+    body = struct.pack(">QIIB", 0, 1, 0, 3) + b"r"
+    with pytest.raises(WireError, match="retire code is 3"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
+    failure = Failure(request_id="r", error_type="E", error_message="m", stack_trace=())
+    fields = {**failure._asdict(), "retire": 9, "stack_trace": []}
+    with pytest.raises(WireError, match="retire code is 9"):
+        FrameDecoder().feed(json_frame(KINDS[Failure], fields))
 
 
 def test_result_ending_inside_its_fixed_part_is_rejected() -> None:
@@ -335,7 +346,7 @@ def test_a_wrong_version_is_refused(version: int) -> None:
         FrameDecoder().feed(raw_frame(KINDS[Spawned], b'{"pid": 1}', version=version))
 
 
-@pytest.mark.parametrize("kind", [0, 11, 99, 255])
+@pytest.mark.parametrize("kind", [0, 13, 99, 255])
 def test_an_unknown_kind_is_refused(kind: int) -> None:
     """A frame of a kind no message has is refused."""
     with pytest.raises(WireError, match="kind"):
@@ -442,6 +453,7 @@ def test_json_bodies_that_are_not_an_object_are_refused(body: bytes) -> None:
         (TemplateReady, b"{}"),
         (WorkerExited, struct.pack(">qq", 1, 2)[:-1]),
         (Spawn, struct.pack(">q", -2)),
+        (BecomeWorker, struct.pack(">q", -2)),
     ],
 )
 def test_number_bodies_of_the_wrong_size_or_value_are_refused(

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from lambda_bulkhead._config import parse_endpoint, take_telemetry_fd
+from lambda_bulkhead._config import native_pool_environ, parse_endpoint, take_telemetry_fd
 from lambda_bulkhead._errors import NotRunningInLambda
 from lambda_bulkhead.supervisor._fork import fork_template
 
@@ -36,7 +36,12 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
     # the process environment before anything is forked, so no worker sees it.
     telemetry_fd = take_telemetry_fd(os.environ)
+    # Native thread pools size themselves when the handler's import loads them:
+    # several workers must share the CPUs, not start a thread per CPU each.
+    os.environ.update(
+        native_pool_environ(os.environ, config.workers, len(os.sched_getaffinity(0)))
+    )
     template = fork_template(source, config.task_root, config.function, environ, telemetry_fd)
     from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
 
-    return supervise(config, environ, template, telemetry_fd, started)
+    return supervise(config, environ, source, template, telemetry_fd, started)

@@ -42,12 +42,16 @@ def fork_template(
     meta: FunctionMeta,
     environ: Mapping[str, str],
     log_fd: int | None,
+    *,
+    load: bool = True,
 ) -> TemplateHandles:
     """Fork the template process that loads ``source`` and forks workers.
 
     The template does not keep ``log_fd`` (the telemetry fd): only the
     supervisor writes to it, and the workers, forked from the template, never
-    see it.
+    see it.  ``load=False`` forks a zygote, whose workers import the handler
+    themselves; it is forked from a supervisor already serving, so it closes
+    every fd it did not get here (Runtime API connections, other pipes).
     """
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
@@ -65,6 +69,8 @@ def fork_template(
             ours.close()
             for fd in (events_r, fault_r, out_r, err_r, *([] if log_fd is None else [log_fd])):
                 os.close(fd)
+            if not load:
+                _close_fds_except({theirs.fileno(), events_w, fault_w, out_w, err_w})
             # fd 1 and 2 become pipes to the supervisor, line-buffered so that
             # what the handler's module prints before a crash at import is there.
             os.dup2(out_w, 1)
@@ -78,7 +84,8 @@ def fork_template(
             import faulthandler  # noqa: PLC0415
 
             faulthandler.enable(file=fault_w, all_threads=True)
-            status = _template_main(theirs, events_w, source, task_root, meta, environ)
+            status = _template_main(theirs, events_w, fault_w, source, task_root, meta, environ,
+                                    load)
         finally:
             os._exit(status)
     theirs.close()
@@ -87,13 +94,25 @@ def fork_template(
     return TemplateHandles(pid, ours, events_r, fault_r, out_r, err_r)
 
 
+def _close_fds_except(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:  # 0, 1 and 2 are set up by the caller
+            try:  # noqa: SIM105 - contextlib is not imported on this path
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own fd, closed already
+
+
 def _template_main(
     ctl: _socket.socket,
     events_w: int,
+    fault_w: int,
     source: HandlerSource,
     task_root: str,
     meta: FunctionMeta,
     environ: Mapping[str, str],
+    load: bool,
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
@@ -115,4 +134,5 @@ def _template_main(
         # a handler that never logs does not pay for it on the cold start.
         when_imported("logging", install)
 
-    return run_template(ctl, events_w, source, task_root, meta, install_logging)
+    return run_template(ctl, events_w, fault_w, source, task_root, meta, install_logging,
+                        load=load)

@@ -6,6 +6,7 @@
 * :class:`RestartPolicy`: the restart-storm guard.
 * :func:`recycle_after`: max-invocations recycling with jitter.
 * :func:`fault_stack`: faulthandler's text as ``stackTrace`` lines.
+* :func:`choose_worker_start`: fork workers from the template, or have them import.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
     "RestartPolicy",
+    "WorkerStart",
+    "choose_worker_start",
     "crash_error",
     "describe_exit",
     "fault_stack",
     "kill_time",
+    "killed_for_memory_error",
     "name_of_signal",
     "oom_error",
     "recycle_after",
@@ -139,6 +143,16 @@ def oom_error(cap_mb: float, peak_mb: float) -> InvocationError:
     )
 
 
+def killed_for_memory_error(request_id: str, stack: list[str]) -> InvocationError:
+    """``Runtime.OutOfMemory`` for a worker the kernel's OOM killer stopped, in
+    the words Lambda uses when it stops a runtime for memory."""
+    return InvocationError(
+        "Runtime.OutOfMemory",
+        f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
+        stack,
+    )
+
+
 def fault_stack(text: str, runtime_dir: str) -> list[str]:
     """faulthandler output as ``stackTrace`` lines: the frame lines, the runtime's
     own frames left out, each thread's header kept so threads stay apart."""
@@ -189,3 +203,39 @@ def recycle_after(max_invocations: int, jitter: float) -> int | None:
     if max_invocations <= 0:
         return None
     return max_invocations + int(max_invocations * 0.1 * jitter)
+
+
+class WorkerStart(NamedTuple):
+    """How workers get the handler, and why (the ``worker start`` record)."""
+
+    #: ``fork``: forked from the template that imported the handler;
+    #: ``import``: the template serves as the first worker and every other
+    #: worker imports the handler itself, forked from a zygote that never did.
+    mode: str
+    reason: str
+
+
+def choose_worker_start(setting: str, threads: int, by_name: bool) -> WorkerStart:
+    """The worker start for ``BULKHEAD_WORKER_START=setting``, given the threads
+    the template has after importing the handler (``by_name``: the handler is a
+    ``module.function`` a fresh process can import)."""
+    if not by_name:
+        return WorkerStart("fork", "the handler is a function, not a module a worker could import")
+    if setting == "import":
+        return WorkerStart("import", "BULKHEAD_WORKER_START=import")
+    if setting == "fork":
+        if threads > 1:
+            return WorkerStart(
+                "fork",
+                f"BULKHEAD_WORKER_START=fork, although the handler's import left {threads} "
+                "threads: a native pool that does not survive fork (GNU OpenMP) will hang",
+            )
+        return WorkerStart("fork", "BULKHEAD_WORKER_START=fork")
+    if threads > 1:
+        return WorkerStart(
+            "import",
+            f"the handler's import left {threads} threads running, and a forked copy of "
+            "a thread pool can hang: each worker imports the handler itself "
+            "(BULKHEAD_WORKER_START=fork forks anyway)",
+        )
+    return WorkerStart("fork", "the handler's import left no thread running")

@@ -30,8 +30,17 @@ from collections.abc import Callable
 from lambda_bulkhead import _signals
 from lambda_bulkhead._errors import BulkheadError
 from lambda_bulkhead._pipes import enlarge_pipe, read_available, send_with_fds
-from lambda_bulkhead._procfs import RssReader
-from lambda_bulkhead._wire import FrameDecoder, Ready, Spawn, Spawned, WireError, encode
+from lambda_bulkhead._wire import (
+    BecomeWorker,
+    Failure,
+    FrameDecoder,
+    Ready,
+    Spawn,
+    Spawned,
+    WireError,
+    encode,
+)
+from lambda_bulkhead.supervisor._memory import WorkerMemory
 
 __all__ = [
     "TRANSITIONS",
@@ -44,6 +53,9 @@ __all__ = [
 ]
 
 SPAWN_TIMEOUT_S = 10.0
+#: How long a worker that imports the handler itself may take to be ready
+#: (``BULKHEAD_WORKER_START=import``: a torch import takes seconds).
+IMPORT_TIMEOUT_S = 300.0
 
 
 class SpawnError(BulkheadError):
@@ -105,15 +117,18 @@ class WorkerHandle:
             self.pidfd: int | None = os.pidfd_open(pid)
         except ProcessLookupError:
             self.pidfd = None
-        self.rss = RssReader(pid)
+        self.memory = WorkerMemory(pid)
+        #: The kernel's OOM kill count when a slot took this worker (None: unknown).
+        self.oom_kills_before: int | None = None
         self.baseline_rss = 0
         self.decoder = FrameDecoder()
         self.state = WorkerState.STARTING
         self.invocations = 0
         self.recycle_at: int | None = None
         self.closed = False
-        #: The worker's fd 1 or 2 reached end of file: replace it after this invocation.
-        self.output_closed = False
+        #: Why to replace it after this invocation though it answered (None: keep
+        #: it): it closed its fd 1 or 2, or changed its process for good.
+        self.retire_reason: str | None = None
         self.poller = select.poll()
         for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):
             self.poller.register(fd, select.POLLIN)
@@ -145,7 +160,7 @@ class WorkerHandle:
         if self.closed:
             return
         self.closed = True
-        self.rss.close()
+        self.memory.close()
         for fd in (self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd,
                    self.pidfd):
             if fd is not None:
@@ -154,15 +169,23 @@ class WorkerHandle:
 
 
 class TemplateClient:
-    """Asks the template for workers; safe to use from several threads."""
+    """Asks the template for workers; safe to use from several threads.
 
-    def __init__(self, ctl: _socket.socket) -> None:
+    ``ready_timeout_s``: how long a new worker may take to say Ready (longer
+    where workers import the handler themselves).
+    """
+
+    def __init__(self, ctl: _socket.socket, ready_timeout_s: float = SPAWN_TIMEOUT_S) -> None:
         self._ctl = ctl
+        self._ready_timeout_s = ready_timeout_s
         self._lock = threading.Lock()
         self._decoder = FrameDecoder()
 
-    def spawn(self, memory_limit_bytes: int | None) -> WorkerHandle:
-        """A new worker, set up and idle (its Ready received)."""
+    def spawn(self, memory_limit_bytes: int | None, *, in_place: bool = False) -> WorkerHandle:
+        """A new worker, set up and idle (its Ready received).
+
+        ``in_place``: the template itself becomes the worker (:class:`BecomeWorker`).
+        """
         ours: list[int] = []
         theirs: list[int] = []
         # invoke: we write, it reads; result/stdout/stderr/fault: it writes, we read.
@@ -173,7 +196,8 @@ class TemplateClient:
             ours.append(write_end if we_write else read_end)
             theirs.append(read_end if we_write else write_end)
         try:
-            pid = self._request(Spawn(memory_limit_bytes=memory_limit_bytes), theirs)
+            request = (BecomeWorker if in_place else Spawn)(memory_limit_bytes)
+            pid = self._request(request, theirs)
         except BaseException:
             for fd in ours:
                 os.close(fd)
@@ -185,14 +209,14 @@ class TemplateClient:
             os.set_blocking(fd, False)
         worker = WorkerHandle(pid, ours)
         try:
-            self._await_ready(worker)
+            self._await_ready(worker, self._ready_timeout_s)
         except BaseException:
             worker.kill()
             worker.close()
             raise
         return worker
 
-    def _request(self, spawn: Spawn, fds: list[int]) -> int:
+    def _request(self, spawn: Spawn | BecomeWorker, fds: list[int]) -> int:
         with self._lock:
             try:
                 send_with_fds(self._ctl, b"".join(encode(spawn)), fds)
@@ -211,8 +235,8 @@ class TemplateClient:
         return replies[0].pid
 
     @staticmethod
-    def _await_ready(worker: WorkerHandle) -> None:
-        deadline = time.monotonic() + SPAWN_TIMEOUT_S
+    def _await_ready(worker: WorkerHandle, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         waiter = select.poll()
         waiter.register(worker.result_fd, select.POLLIN)
         if worker.pidfd is not None:
@@ -226,10 +250,16 @@ class TemplateClient:
                     worker.baseline_rss = messages[0].baseline_rss
                     worker.move("ready")
                     return
+                if messages and isinstance(messages[0], Failure):
+                    failure = messages[0]
+                    raise SpawnError(
+                        f"worker {worker.pid} failed to start (an on_worker_start hook "
+                        f"raised): {failure.error_type}: {failure.error_message}"
+                    )
                 raise SpawnError(f"worker {worker.pid} spoke before Ready: {messages!r:.200}")
             if data == b"" or not worker.is_alive():
                 raise SpawnError(f"worker {worker.pid} died while starting")
-        raise SpawnError(f"worker {worker.pid} not ready within {SPAWN_TIMEOUT_S} s")
+        raise SpawnError(f"worker {worker.pid} not ready within {timeout_s} s")
 
 
 class WorkerPool:
@@ -247,14 +277,16 @@ class WorkerPool:
         spares: int,
         on_taken: Callable[[], None],
         on_spawned: Callable[[WorkerHandle, float], None] = lambda _worker, _ms: None,
+        first: WorkerHandle | None = None,
     ) -> None:
+        """``first``: a worker ready already (the template become one), taken first."""
         self._template = template
         self._memory_limit_bytes = memory_limit_bytes
         self._target = spares
         self._on_taken = on_taken
         self._on_spawned = on_spawned
         self._lock = threading.Lock()
-        self._spares: list[WorkerHandle] = []
+        self._spares: list[WorkerHandle] = [] if first is None else [first]
         self.closed = False
 
     @property

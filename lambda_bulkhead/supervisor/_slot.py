@@ -42,13 +42,22 @@ from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, read_size, send_message
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import Failure, Result, WaitOn, WireError
+from lambda_bulkhead._wire import (
+    RETIRE_OUTPUT_LOST,
+    RETIRE_REASONS,
+    Failure,
+    Result,
+    WaitOn,
+    WireError,
+)
+from lambda_bulkhead.supervisor._memory import oom_kills
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
     crash_error,
     fault_stack,
     kill_time,
+    killed_for_memory_error,
     oom_error,
     recycle_after,
     signal_name,
@@ -248,6 +257,7 @@ class Slot:
 
     def _take(self) -> WorkerHandle:
         worker = self._pool.take()
+        worker.oom_kills_before = oom_kills()
         if self._cpu is not None:
             # A worker dead already is found out by the Invoke frame's write.
             with contextlib.suppress(BrokenPipeError):
@@ -326,6 +336,7 @@ class Slot:
             )
             raise late
         worker.move("invoke")
+        worker.memory.start(started)
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             send_message(worker.invoke_fd, invocation, kill_at)
@@ -350,13 +361,14 @@ class Slot:
             worker.invocations += 1
             if worker.recycle_at is not None and worker.invocations >= worker.recycle_at:
                 replaced = True
-            # A handler that closed its fd 1 or 2 would lose every later line.
-            replaced = replaced or worker.output_closed
+            # It closed its fd 1 or 2 (every later line would be lost), or changed
+            # its process in a way the next invocation would inherit.
+            replaced = replaced or worker.retire_reason is not None
         if replaced:
             if worker.state is not WorkerState.DEAD:
                 worker.move("retire")
             reason = outcome.kind if outcome.replace else (
-                "closed its stdout/stderr" if worker.output_closed else "recycled"
+                worker.retire_reason or "recycled"
             )
             if outcome.kind in ("timeout", "oom"):
                 # Already SIGKILLed: answer first, reap in prepare().  Waiting here
@@ -402,7 +414,7 @@ class Slot:
             if shutdown_at is not None and now >= shutdown_at:
                 return self._stop_for_shutdown(worker, invocation), peak
             if now >= next_sample:
-                rss = worker.rss.read()
+                rss = worker.memory.sample(now)
                 if rss is not None:
                     peak = max(peak, rss)
                     if self._cap_bytes and rss - worker.baseline_rss > self._cap_bytes:
@@ -451,8 +463,8 @@ class Slot:
         message = messages[0]
         if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
             return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
-        if isinstance(message, _ANSWERS) and message.output_lost:
-            worker.output_closed = True
+        if isinstance(message, _ANSWERS) and message.retire:
+            worker.retire_reason = RETIRE_REASONS[message.retire]
         if isinstance(message, Result):
             return _Outcome(answer=Answer(message.body, message.content_type),
                             peak=message.peak_rss)
@@ -461,7 +473,9 @@ class Slot:
             error = InvocationError(
                 message.error_type, message.error_message, message.stack_trace, causes
             )
-            return _Outcome(error=error, kind="error", replace=message.fatal,
+            # A native allocation failure is reported as out of memory.
+            kind = "oom" if message.error_type == "Runtime.OutOfMemory" else "error"
+            return _Outcome(error=error, kind=kind, replace=message.fatal,
                             peak=message.peak_rss)
         return self._violation(worker, invocation, f"unexpected {type(message).__name__}")
 
@@ -496,7 +510,7 @@ class Slot:
     @staticmethod
     def _output_ended(worker: WorkerHandle, fd: int) -> None:
         """End of file on fd 1 or 2: the handler closed it (or the worker is dying)."""
-        worker.output_closed = True
+        worker.retire_reason = RETIRE_REASONS[RETIRE_OUTPUT_LOST]
         with contextlib.suppress(KeyError):
             worker.poller.unregister(fd)
 
@@ -532,11 +546,24 @@ class Slot:
         if outcome is not None:
             outcome.replace = True
             return outcome
+        if status is not None and self._killed_for_memory(worker, status):
+            error = killed_for_memory_error(invocation.request_id, stack)
+            return _Outcome(error=error, kind="oom", replace=True, signal="SIGKILL")
         error = crash_error(invocation.request_id, status, stack)
         return _Outcome(
             error=error, kind="crash", replace=True,
             signal=signal_name(status) if status is not None else None,
         )
+
+    @staticmethod
+    def _killed_for_memory(worker: WorkerHandle, status: int) -> bool:
+        """Whether a worker that died of SIGKILL (not ours) was the kernel's OOM
+        kill: the kernel counted one since the slot took it.  Workers are its
+        first victims (``oom_score_adj`` 1000)."""
+        if signal_name(status) != "SIGKILL" or worker.oom_kills_before is None:
+            return False
+        now = oom_kills()
+        return now is not None and now > worker.oom_kills_before
 
     def _stop_for_deadline(
         self, worker: WorkerHandle, invocation: Invocation, started: float

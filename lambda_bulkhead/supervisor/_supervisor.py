@@ -47,19 +47,28 @@ from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     FrameDecoder,
     TemplateFailed,
+    TemplateNotes,
     TemplateReady,
     WireError,
     WorkerExited,
 )
-from lambda_bulkhead.supervisor._fork import TemplateHandles
+from lambda_bulkhead.supervisor._fork import TemplateHandles, fork_template
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
+    choose_worker_start,
     describe_exit,
     fault_stack,
     name_of_signal,
 )
-from lambda_bulkhead.supervisor._pool import ExitRegistry, SpawnError, TemplateClient, WorkerPool
+from lambda_bulkhead.supervisor._pool import (
+    IMPORT_TIMEOUT_S,
+    ExitRegistry,
+    SpawnError,
+    TemplateClient,
+    WorkerHandle,
+    WorkerPool,
+)
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
 
@@ -67,6 +76,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from lambda_bulkhead._handler import HandlerSource
     from lambda_bulkhead._interfaces import RuntimeLog
     from lambda_bulkhead._wire import Message
 
@@ -96,6 +106,7 @@ class _Control:
     def __init__(self) -> None:
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.fatal: BaseException | None = None
+        self.spawn_error: SpawnError | None = None
         self._answered = False
 
     def _wake(self, what: bytes) -> None:
@@ -116,6 +127,39 @@ class _Control:
         if self.fatal is None:
             self.fatal = exc
         self._wake(b"f")
+
+    def spawn_failed(self, exc: SpawnError) -> None:
+        self.spawn_error = exc
+        self._wake(b"s")
+
+
+class _Refiller:
+    """Forks spare workers on a thread of its own.  Where workers import the
+    handler themselves, a spare takes as long as that import, which must not
+    hold up the main thread's signals and exit statuses."""
+
+    def __init__(self, pool: WorkerPool, control: _Control) -> None:
+        self._pool = pool
+        self._control = control
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="refill", daemon=True)
+            self._thread.start()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while not self._pool.closed:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                self._pool.refill()
+            except SpawnError as exc:
+                if not self._pool.closed:  # (a shutdown closes the template's socket)
+                    self._control.spawn_failed(exc)
+                return
 
 
 class _LazyLog:
@@ -166,9 +210,9 @@ class _LazyLog:
         self.get().error(event, **fields)
 
 
-def _first_message(ctl: _socket.socket, output: PipeOutput) -> Message | None:
-    """The template's first message (None: it died), logging its output meanwhile
-    (an import that prints more than a pipe holds must not stall it)."""
+def _first_messages(ctl: _socket.socket, output: PipeOutput) -> list[Message]:
+    """The template's first packet of messages (none: it died), logging its output
+    meanwhile (an import that prints more than a pipe holds must not stall it)."""
     while True:
         readable, _, _ = select.select([ctl.fileno(), *output.fds], [], [])
         for fd in readable:
@@ -178,12 +222,11 @@ def _first_message(ctl: _socket.socket, output: PipeOutput) -> Message | None:
             break
     data = ctl.recv(1 << 20)
     if not data:
-        return None
+        return []
     try:
-        messages = FrameDecoder().feed(data)
+        return FrameDecoder().feed(data)
     except WireError:
-        return None
-    return messages[0] if messages else None
+        return []
 
 
 def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitError:
@@ -207,6 +250,7 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
 def supervise(
     config: Config,
     environ: Mapping[str, str],
+    source: HandlerSource,
     template: TemplateHandles,
     telemetry_fd: int | None,
     started: float,
@@ -231,7 +275,8 @@ def supervise(
         RuntimeApi.from_env(environ, transport=config.transport, log=log)
         for _ in range(config.workers)
     ]
-    first = _first_message(ctl, template_output)
+    messages = _first_messages(ctl, template_output)
+    first = messages[0] if messages else None
     if not isinstance(first, TemplateReady):
         error = _init_error(first, template_pid, fault_r)
         template_output.drain()
@@ -244,23 +289,57 @@ def supervise(
         )
         return EXIT_INIT_FAILED
     os.close(fault_r)
-
-    cap_mb: float | None
-    if config.memory_limit_mb is None:
-        cap_mb = config.default_memory_limit_mb(first.rss / _MB, current_rss() / _MB)
-    else:
-        cap_mb = config.memory_limit_mb or None
+    start = choose_worker_start(config.worker_start, first.threads, isinstance(source, str))
+    log.event("worker start", mode=start.mode, reason=start.reason, templateThreads=first.threads)
+    for notes in messages[1:]:
+        if isinstance(notes, TemplateNotes):
+            log.event(
+                "inherited connections", connections=list(notes.connections),
+                keptBy="the first worker; every other worker opens its own",
+            )
     control = _Control()
     exits = ExitRegistry()
+    template_outputs = [template_output]
+    adopted: WorkerHandle | None = None
+    if start.mode == "import":
+        zygote = fork_template(
+            source, config.task_root, config.function, environ, telemetry_fd, load=False
+        )
+        zygote_output = PipeOutput(
+            zygote.stdout_r, zygote.stderr_r, OutputSink(settings, writer.write)
+        )
+        template_outputs.append(zygote_output)
+        zygote_ready = _first_messages(zygote.ctl, zygote_output)
+        if not zygote_ready or not isinstance(zygote_ready[0], TemplateReady):
+            log.get().error("the zygote process died while starting; exiting")
+            return EXIT_FATAL
+        os.close(zygote.fault_r)
+        cap_mb = _cap_mb(config, zygote_ready[0].rss, worker_private_rss=first.rss)
+        limit = None if cap_mb is None else int(cap_mb * _MB)
+        try:
+            # The template, which imported the handler, serves as the first worker.
+            adopted = TemplateClient(ctl).spawn(limit, in_place=True)
+        except SpawnError as exc:
+            log.get().error("cannot fork workers; exiting", error=str(exc))
+            return EXIT_FATAL
+        ctl.close()
+        os.close(events_r)
+        template_pid, ctl, events_r = zygote.pid, zygote.ctl, zygote.events_r
+        client = TemplateClient(ctl, ready_timeout_s=IMPORT_TIMEOUT_S)
+    else:
+        cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
+        limit = None if cap_mb is None else int(cap_mb * _MB)
+        client = TemplateClient(ctl)
     pool = WorkerPool(
-        TemplateClient(ctl),
-        None if cap_mb is None else int(cap_mb * _MB),
+        client,
+        limit,
         spares=1,
         on_taken=control.refill,
         on_spawned=lambda worker, ms: log.event(
             "worker forked", pid=worker.pid, forkMs=round(ms, 2),
             baselineRssMB=round(worker.baseline_rss / _MB, 1),
         ),
+        first=adopted,
     )
     shutdown = Shutdown()
     crashes = CrashCounter(RestartPolicy())
@@ -311,22 +390,35 @@ def supervise(
             transport=config.transport,
             slotCpus=_slot_cpus(slots),
             templatePid=template_pid,
+            workerStart=start.mode,
             initMs=init_ms,
         )
         log.release()
 
     init_ms = round((time.monotonic() - started) * 1000, 1)
     status = _serve_main(
-        pool, exits, control, log, writer, events_r, wake_r, received, template_output, announce
+        pool, exits, control, log, writer, events_r, wake_r, received, template_outputs,
+        announce, None if adopted is None else adopted.pid,
     )
     log.release()  # events held by a runtime stopped before its first answer
     _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
-    template_output.drain()
-    template_output.close()
+    for output in template_outputs:
+        output.drain()
+        output.close()
     writer.flush(EXIT_LOG_FLUSH_S)
     if control.fatal is not None:
         raise control.fatal  # as in-process: the caller (the CLI, start()) reports it
     return status[0]
+
+
+def _cap_mb(config: Config, shared_rss: int, worker_private_rss: int) -> float | None:
+    """The per-worker memory cap in MB: the configured one, else derived from
+    the function's memory (None: no cap)."""
+    if config.memory_limit_mb is not None:
+        return config.memory_limit_mb or None
+    return config.default_memory_limit_mb(
+        shared_rss / _MB, current_rss() / _MB, worker_private_rss / _MB
+    )
 
 
 def _slot_cpus(slots: list[Slot]) -> list[int | None] | None:
@@ -370,31 +462,45 @@ def _serve_main(
     events_r: int,
     wake_r: int,
     received: list[int],
-    template_output: PipeOutput,
+    template_outputs: list[PipeOutput],
     announce: Callable[[], None],
+    adopted_pid: int | None,
 ) -> tuple[int, str]:
     """The main thread's loop; returns (exit status, why it ended).
 
     Until the first invocation is answered (or :data:`QUIET_START_S` passed),
     the main thread stays off the first invocation's path: the start-up record
     (which imports structlog) and the spare worker's fork wait until then.
+    ``adopted_pid``: the template serving as a worker, a child of this process
+    (not of the zygote), whose exit status is read here.
     """
     decoder = FrameDecoder()
     log_pending = False
     quiet_until: float | None = time.monotonic() + QUIET_START_S
+    refiller = _Refiller(pool, control)
+    adopted_fd = None if adopted_pid is None else os.pidfd_open(adopted_pid)
     while True:
         if quiet_until is not None:
             timeout: float | None = max(0.0, quiet_until - time.monotonic())
         else:
             timeout = LOG_RETRY_S if log_pending else None
+        outputs = {fd: output for output in template_outputs for fd in output.fds}
+        watched = [wake_r, events_r, control.read_fd, *outputs]
+        if adopted_fd is not None:
+            watched.append(adopted_fd)
         # While log records are held (a full stdout pipe), wake when it has room.
         readable, _, _ = select.select(
-            [wake_r, events_r, control.read_fd, *template_output.fds],
-            [writer.fd] if log_pending else [], [], timeout,
+            watched, [writer.fd] if log_pending else [], [], timeout,
         )
         for fd in readable:
-            if fd in template_output.fds:
-                template_output.read(fd)
+            if fd in outputs:
+                outputs[fd].read(fd)
+        if adopted_fd is not None and adopted_fd in readable:
+            assert adopted_pid is not None
+            _, status = os.waitpid(adopted_pid, 0)
+            exits.record(adopted_pid, status)
+            os.close(adopted_fd)
+            adopted_fd = None
         if wake_r in readable:
             while read_available(wake_r, 4096):
                 pass
@@ -423,12 +529,11 @@ def _serve_main(
             quiet_until = None
             announce()
             requests += b"r"
+        if b"s" in requests:
+            log.get().error("cannot fork workers; exiting", error=str(control.spawn_error))
+            return EXIT_FATAL, "spawn failed"
         if b"r" in requests and quiet_until is None:
-            try:
-                pool.refill()
-            except SpawnError as exc:
-                log.get().error("cannot fork workers; exiting", error=str(exc))
-                return EXIT_FATAL, "spawn failed"
+            refiller.request()
         log_pending = not writer.flush()
 
 

@@ -2,11 +2,22 @@
 
 The supervisor forks it at start-up.  It loads the handler (an import that
 raises is reported as :class:`TemplateFailed`; one that crashes the process is
-seen by the supervisor as the template's death), then serves :class:`Spawn`
-requests: each carries the worker's five pipe ends (SCM_RIGHTS) and is answered
-with :class:`Spawned`.  A worker is therefore a ``fork()`` of an
-already-imported interpreter, not a fresh import.  The template reaps its
-workers and reports each death as :class:`WorkerExited` on the events pipe.
+seen by the supervisor as the template's death), says how many threads and
+connections the import left (:class:`TemplateReady`, :class:`TemplateNotes`),
+then serves :class:`Spawn` requests: each carries the worker's five pipe ends
+(SCM_RIGHTS) and is answered with :class:`Spawned`.  A worker is therefore a
+``fork()`` of an already-imported interpreter, not a fresh import.  The
+template reaps its workers and reports each death as :class:`WorkerExited` on
+the events pipe.
+
+Connections the import opened stay live in the first worker forked only; the
+template then puts closed sockets in their place (:mod:`._forksafe`), so every
+later worker opens its own.
+
+Where forking the imported handler is not safe (its import started threads),
+the supervisor asks the template to :class:`BecomeWorker` itself, and forks a
+second template with ``load=False`` (a *zygote*): its workers import the
+handler themselves after the fork, in a process that never had those threads.
 
 It stays single-threaded (``fork`` from a threaded process can deadlock the
 child) and exits when the supervisor closes the control socket or dies.
@@ -29,17 +40,28 @@ from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, o
 from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
+    BecomeWorker,
     FrameDecoder,
     Spawn,
     Spawned,
     TemplateFailed,
+    TemplateNotes,
     TemplateReady,
     WireError,
     WorkerExited,
     encode,
 )
+from lambda_bulkhead.worker._forksafe import (
+    inherited_connections,
+    retire_connections,
+    thread_count,
+)
 from lambda_bulkhead.worker._native import line_buffer_c_stdout, set_parent_death_signal
 from lambda_bulkhead.worker._worker import CurrentInvocation, WorkerFds, run_worker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lambda_bulkhead._wire import Message
 
 __all__ = ["EXIT_LOAD_FAILED", "run_template"]
 
@@ -56,19 +78,27 @@ def _load(source: HandlerSource, task_root: str) -> CoreHandler:
     return source
 
 
-def _send(ctl: _socket.socket, message: TemplateReady | TemplateFailed | Spawned) -> None:
-    ctl.sendall(b"".join(encode(message)))
+def _send(ctl: _socket.socket, *messages: Message) -> None:
+    """Send ``messages`` as one packet (the supervisor reads them with one recv)."""
+    ctl.sendall(b"".join(part for message in messages for part in encode(message)))
 
 
 def run_template(
     ctl: _socket.socket,
     events_fd: int,
+    fault_fd: int,
     source: HandlerSource,
     task_root: str,
     meta: FunctionMeta,
     install_logging: Callable[[CurrentInvocation], None] | None = None,
+    *,
+    load: bool = True,
 ) -> int:
-    """The template's main loop; returns its exit status."""
+    """The template's main loop; returns its exit status.
+
+    ``load``: import the handler here, before serving (the template); else
+    each worker imports it after its fork (the zygote).
+    """
     workers: set[int] = set()
 
     def abandon(*_: object) -> None:
@@ -87,21 +117,29 @@ def run_template(
     current = CurrentInvocation()
     if install_logging is not None:
         install_logging(current)
-    try:
-        handler = _load(source, task_root)
-    except InitError as error:
-        _send(ctl, TemplateFailed(
-            error_type=error.error_type,
-            error_message=error.error_message,
-            stack_trace=error.stack_trace,
-        ))
-        return EXIT_LOAD_FAILED
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Objects that exist now are shared copy-on-write with every worker; keep the
-    # collector from touching (and so copying) their pages in each worker.
-    gc.freeze()
-    _send(ctl, TemplateReady(rss=current_rss()))
+    handler: CoreHandler | None = None
+    connections = []
+    if load:
+        try:
+            handler = _load(source, task_root)
+        except InitError as error:
+            _send(ctl, TemplateFailed(
+                error_type=error.error_type,
+                error_message=error.error_message,
+                stack_trace=error.stack_trace,
+            ))
+            return EXIT_LOAD_FAILED
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Objects that exist now are shared copy-on-write with every worker; keep
+        # the collector from touching (and so copying) their pages in each worker.
+        gc.freeze()
+        connections = inherited_connections({ctl.fileno(), events_fd, fault_fd})
+    ready = TemplateReady(rss=current_rss(), threads=thread_count(), connections=len(connections))
+    if connections:
+        _send(ctl, ready, TemplateNotes(tuple(c.peer for c in connections)))
+    else:
+        _send(ctl, ready)
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -122,23 +160,27 @@ def run_template(
             requests = decoder.feed(data)
         except WireError:
             return 70
-        spawn = requests[0] if len(requests) == 1 else None
-        if not isinstance(spawn, Spawn) or len(fds) != 5:
+        request = requests[0] if len(requests) == 1 else None
+        if not isinstance(request, Spawn | BecomeWorker) or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
             return 70
         worker_fds = WorkerFds(*fds)
+        if isinstance(request, BecomeWorker):
+            if handler is None or workers:
+                return 70  # only a template that loaded and never forked may
+            _send(ctl, Spawned(pid=os.getpid()))
+            _leave_template(ctl, (events_fd, fault_fd, wake_r, wake_w))
+            return run_worker(worker_fds, handler, meta, request.memory_limit_bytes, current)
         pid = os.fork()
         if pid == 0:
             status = EXIT_WORKER_BOOT_FAILED
             try:
-                _signals.set_wakeup_fd(-1)
-                _signals.signal(_signals.SIGCHLD, _signals.SIG_DFL)
-                _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
-                for fd in (ctl.fileno(), events_fd, wake_r, wake_w):
-                    os.close(fd)
-                status = run_worker(
-                    worker_fds, handler, meta, spawn.memory_limit_bytes, current
+                _leave_template(ctl, (events_fd, fault_fd, wake_r, wake_w))
+                if handler is None:
+                    handler = _load_in_worker(source, task_root)
+                status = EXIT_LOAD_FAILED if handler is None else run_worker(
+                    worker_fds, handler, meta, request.memory_limit_bytes, current
                 )
             finally:
                 os._exit(status)
@@ -146,7 +188,38 @@ def run_template(
             os.close(fd)
         workers.add(pid)
         _send(ctl, Spawned(pid=pid))
+        if connections:
+            # The first worker keeps the live connections; no one else may use them.
+            retire_connections(connections)
+            connections = []
         workers.difference_update(_reap(events_fd))
+
+
+def _leave_template(ctl: _socket.socket, fds: tuple[int, ...]) -> None:
+    """Drop what only the template uses, in a process about to serve as a worker."""
+    _signals.set_wakeup_fd(-1)
+    _signals.signal(_signals.SIGCHLD, _signals.SIG_DFL)
+    _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
+    ctl.close()
+    for fd in fds:
+        os.close(fd)
+
+
+def _load_in_worker(source: HandlerSource, task_root: str) -> CoreHandler | None:
+    """A zygote's worker imports the handler itself; None (said on stderr) if it fails.
+
+    The template that imported it first succeeded, so a failure here is the
+    import failing the second time, which is worth saying plainly.
+    """
+    try:
+        return _load(source, task_root)
+    except InitError as error:
+        print(
+            f"lambda-bulkhead: the worker could not import the handler: "
+            f"{error.error_type}: {error.error_message}",
+            file=sys.stderr, flush=True,
+        )
+        return None
 
 
 def _reap(events_fd: int) -> list[int]:

@@ -6,7 +6,7 @@ Rules (the supervisor relies on each):
    everything it started (``killpg``).
 2. Its fd 1 and fd 2 are pipes to the supervisor; Python's and C's stdout are
    line-buffered, so output written just before a crash is already in the pipe.
-   An answer says when the handler closed or replaced either (``output_lost``):
+   An answer says when the handler closed or replaced either (``retire``):
    a process it started may hold the pipe open, hiding the end from the
    supervisor, and every later line would be lost.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
@@ -19,6 +19,15 @@ Rules (the supervisor relies on each):
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
    its answers) on that CPU only, and runs the handler with the affinity it
    was forked with (see :mod:`lambda_bulkhead._affinity`).
+7. It is the kernel's first choice when memory runs out (``oom_score_adj``
+   1000, inherited by whatever it starts), never the supervisor or template.
+   Its memory is watched by the supervisor, which counts resident pages only;
+   no resource limit caps what it may reserve.
+8. Before each answer it puts back the resource limits, signal dispositions
+   and mask the handler changed (:mod:`._state`); what it cannot put back
+   has it replaced after the answer.  A native library's allocation failure
+   (torch's "can't allocate memory") is ``Runtime.OutOfMemory``, and it is
+   replaced too.
 """
 
 from __future__ import annotations
@@ -40,11 +49,21 @@ from lambda_bulkhead._errors import (
 )
 from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
 from lambda_bulkhead._handler import execute as execute_in_process
+from lambda_bulkhead._hooks import run_worker_start_hooks
 from lambda_bulkhead._pipes import read_message, send_message
-from lambda_bulkhead._procfs import current_data_size, current_rss
+from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result, WaitOn
+from lambda_bulkhead._wire import (
+    RETIRE_OUTPUT_LOST,
+    RETIRE_STATE_CHANGED,
+    Failure,
+    FrameDecoder,
+    Ready,
+    Result,
+    WaitOn,
+)
 from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
+from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,6 +82,8 @@ class WorkerFds(NamedTuple):
     fault: int
 
 
+#: A worker's exit status when an ``on_worker_start`` hook raised.
+EXIT_START_HOOK_FAILED = 5
 #: Free heap a worker keeps between events when its cap allows (keep_heap).
 KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
@@ -87,13 +108,18 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     # most, so that memory kept from one event never looks like the next one's.
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
               else min(KEPT_HEAP_BYTES, memory_limit_bytes // 4))
-    if memory_limit_bytes is not None:
-        # RLIMIT_DATA counts private writable memory, not reserved address space
-        # (thread arenas, OpenBLAS), so Python allocations past the budget fail
-        # with MemoryError while reservations made at import do not count.
-        limit = current_data_size() + memory_limit_bytes
-        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    _be_first_to_go()
+
+
+def _be_first_to_go() -> None:
+    """Make this process (and what it starts) the OOM killer's first victim, so
+    that memory running out in the sandbox costs one invocation, not the runtime.
+    Raising one's own score needs no privilege."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write("1000")
+    except OSError:
+        pass  # no /proc: the supervisor's RSS watch is all there is
 
 
 def _answer(
@@ -105,8 +131,10 @@ def _answer(
     except MemoryError as exc:
         return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True)
     except InvocationError as error:
-        fatal = isinstance(error.__cause__, MemoryError)
-        return _failure(request_id, error, fatal=fatal)
+        cause = error.__cause__
+        if cause is not None and _is_allocation_failure(cause):
+            return _failure(request_id, _out_of_memory(request_id, error), fatal=True)
+        return _failure(request_id, error, fatal=isinstance(cause, MemoryError))
     if len(answer.body) > MAX_RESPONSE_BYTES:
         return _failure(request_id, too_large_error(len(answer.body)), fatal=False)
     return Result(
@@ -114,6 +142,27 @@ def _answer(
         content_type=answer.content_type,
         body=answer.body,
         peak_rss=_peak_rss(),
+    )
+
+
+#: How native libraries word an allocation the system refused (torch's
+#: DefaultCPUAllocator, errno ENOMEM's strerror).
+_ALLOCATION_FAILURES = ("can't allocate memory", "Cannot allocate memory")
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """A native library's out-of-memory error: a RuntimeError, not a MemoryError."""
+    return isinstance(exc, RuntimeError) and any(
+        words in str(exc) for words in _ALLOCATION_FAILURES
+    )
+
+
+def _out_of_memory(request_id: str, error: InvocationError) -> InvocationError:
+    return InvocationError(
+        "Runtime.OutOfMemory",
+        f"RequestId: {request_id} Error: Runtime exited with error: out of memory "
+        f"({error.error_type}: {error.error_message})",
+        error.stack_trace,
     )
 
 
@@ -186,10 +235,16 @@ def run_worker(
 ) -> int:
     """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
     _set_up_process(fds, memory_limit_bytes)
+    try:
+        run_worker_start_hooks()
+    except Exception as exc:  # the hook's failure is the worker's: say why, then exit
+        send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True))
+        return EXIT_START_HOOK_FAILED
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
     outputs = _OutputCheck()
+    process = ProcessState()
     send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))
     decoder = FrameDecoder()
     backlog: list[Message] = []
@@ -204,7 +259,8 @@ def run_worker(
             continue
         if not isinstance(message, Invocation):
             return 70  # EX_SOFTWARE: the supervisor spoke out of turn
-        if waiting_on is not None:
+        # Every CPU for the handler, whatever the last one left.
+        if waiting_on is not None or os.sched_getaffinity(0) != everywhere:
             pin_thread(everywhere)
         state.request_id, state.tenant_id = message.request_id, message.tenant_id
         status = None
@@ -216,7 +272,9 @@ def run_worker(
             status = exit_code(exc) if isinstance(exc, SystemExit) else 1
         _flush_output()
         if outputs.lost():
-            reply = reply._replace(output_lost=True)
+            reply = reply._replace(retire=RETIRE_OUTPUT_LOST)
+        elif not process.restore():
+            reply = reply._replace(retire=RETIRE_STATE_CHANGED)
         if waiting_on is not None:
             # Before the answer: the slot's thread wakes on this CPU, and this
             # one stays on it instead of being moved away and back.

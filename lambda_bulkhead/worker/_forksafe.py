@@ -1,0 +1,126 @@
+"""What a handler's import leaves behind that a ``fork()`` would break.
+
+Two things the handler's module commonly starts at import do not survive
+being copied into several processes:
+
+* **Threads.**  ``fork`` copies only the calling thread.  A native pool
+  started at import (GNU OpenMP through torch or a C extension, gRPC) keeps
+  believing its threads exist and the child hangs on its first parallel
+  region; a Python thread's locks may be held forever.  :func:`thread_count`
+  tells the template how many threads it has after the import (native ones
+  included); more than one and the supervisor does not fork workers from it
+  (``BULKHEAD_WORKER_START``, docs/supervision.md).
+* **Connections.**  A keep-alive connection opened at import (an SDK client,
+  a secrets fetch) would be one TCP or TLS stream written and read by every
+  worker, and answers would be cross-wired.  :func:`inherited_connections`
+  finds the connected stream sockets; :func:`retire_connections` puts a
+  socket that reads as closed in their place, so that a client which checks
+  its pooled connection before reuse (urllib3, requests, botocore, httpx)
+  opens its own.  The template does that right after forking its first
+  worker, which keeps the live connections: each is used by one process only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from lambda_bulkhead._record import NamedTuple
+
+__all__ = [
+    "Connection",
+    "inherited_connections",
+    "retire_connections",
+    "thread_count",
+]
+
+def thread_count() -> int:
+    """This process's threads, native ones included (1 where /proc is absent)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+class Connection(NamedTuple):
+    """A connected stream socket found on an inherited fd."""
+
+    fd: int
+    #: ``tcp 10.0.0.1:443``, ``tcp6 [::1]:8443`` or ``unix /run/db.sock``.
+    peer: str
+
+
+def inherited_connections(exclude: set[int]) -> list[Connection]:
+    """The connected TCP and Unix stream sockets among this process's fds,
+    but for those in ``exclude`` (the runtime's own)."""
+    candidates = []
+    for name in _fd_names():
+        fd = int(name)
+        if fd in exclude:
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                candidates.append(fd)
+        except OSError:
+            continue  # the fd listing's own, closed by now
+    if not candidates:
+        return []
+    import socket  # noqa: PLC0415 - only when there is a socket to look at
+
+    families = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+    found = []
+    for fd in candidates:
+        probe = socket.socket(fileno=fd)
+        try:
+            if probe.type != socket.SOCK_STREAM or probe.family not in families:
+                continue
+            try:
+                peer = probe.getpeername()
+            except OSError:
+                continue  # listening, or not connected
+            found.append(Connection(fd, _describe(probe.family, peer)))
+        finally:
+            probe.detach()  # the fd stays the handler's
+    return found
+
+
+def retire_connections(connections: list[Connection]) -> None:
+    """Put a socket that reads as closed (end of stream) on each connection's fd.
+
+    The objects the handler's code holds keep their fd numbers; the next
+    process to check one before use sees it dropped and reconnects.  The
+    connection itself is not shut down: the process that already holds it
+    (the first worker) goes on using it.
+    """
+    if not connections:
+        return
+    import socket  # noqa: PLC0415
+
+    dead, peer = socket.socketpair()
+    peer.close()
+    try:
+        for connection in connections:
+            os.dup2(dead.fileno(), connection.fd, inheritable=False)
+    finally:
+        dead.close()
+
+
+def _fd_names() -> list[str]:
+    try:
+        return os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+
+
+def _describe(family: int, peer: object) -> str:
+    import socket  # noqa: PLC0415
+
+    if family == socket.AF_UNIX:
+        return f"unix {peer if isinstance(peer, str) and peer else '(unnamed)'}"
+    if family == socket.AF_INET6 and isinstance(peer, tuple):
+        return f"tcp6 [{peer[0]}]:{peer[1]}"
+    if isinstance(peer, tuple):
+        return f"tcp {peer[0]}:{peer[1]}"
+    return f"socket {peer!r}"
+
+
