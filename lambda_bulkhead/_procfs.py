@@ -1,11 +1,12 @@
 """Memory readings from ``/proc``: cheaper than psutil on the invocation path
-(one ``pread`` of an fd kept open), and enough for the memory watch."""
+(one ``pread`` of an fd kept open, no 30 ms import), and enough for a worker's
+own RSS; its descendants are psutil's (see ``supervisor/_memory.py``)."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["PAGE_SIZE", "RssReader", "current_data_size", "current_rss"]
+__all__ = ["PAGE_SIZE", "RssReader", "current_rss"]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -14,15 +15,6 @@ def current_rss() -> int:
     """This process's resident set size in bytes."""
     with open("/proc/self/statm", "rb") as statm:
         return int(statm.read().split()[1]) * PAGE_SIZE
-
-
-def current_data_size() -> int:
-    """This process's private writable memory in bytes (what RLIMIT_DATA counts)."""
-    with open("/proc/self/status", "rb") as status:
-        for line in status:
-            if line.startswith(b"VmData:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class RssReader:
