@@ -135,7 +135,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: build_context(invocation, meta)
 
     def fflush() -> Callable[[], object]:
-        from lambda_bulkhead.worker._native import flush_c_stdio
+        from lambda_bulkhead._native import flush_c_stdio
 
         return flush_c_stdio
 

@@ -144,7 +144,9 @@ class RuntimeProcess:
     """A ``lambda-bulkhead run`` subprocess and what it printed."""
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: Path,
-                 emulator: Emulator | None) -> None:
+                 emulator: Emulator | None, *,
+                 preexec: Callable[[], None] | None = None) -> None:
+        """``preexec``: run in the child before it execs (to drop a capability, say)."""
         self.argv = list(argv)
         self.env = env
         self.cwd = cwd
@@ -152,6 +154,7 @@ class RuntimeProcess:
         self.process = subprocess.Popen(
             self.argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=preexec,  # noqa: PLW1509 - the tests that pass one start no thread meanwhile
         )
         self.pid = self.process.pid
         self._stdout = _Collector(self.process.stdout, f"stdout-{self.pid}")

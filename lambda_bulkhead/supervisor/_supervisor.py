@@ -42,6 +42,7 @@ from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._log import LogWriter, default_log
 from lambda_bulkhead._logformat import LogSettings
 from lambda_bulkhead._loop import serve
+from lambda_bulkhead._native import set_dumpable
 from lambda_bulkhead._pipes import read_available
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
@@ -257,6 +258,9 @@ def supervise(
 ) -> int:
     """Run the supervised runtime, its template forked, until shutdown or a fatal
     error; the exit status."""
+    # No handler may open this process's sockets and pipes through /proc, ptrace
+    # it or take its fds with pidfd_getfd (the handler runs as the same user).
+    set_dumpable(False)
     settings = LogSettings.from_environ(environ)
     template_pid, ctl = template.pid, template.ctl
     events_r, fault_r = template.events_r, template.fault_r

@@ -37,6 +37,7 @@ from lambda_bulkhead import _signals
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
+from lambda_bulkhead._native import line_buffer_c_stdout, set_dumpable, set_parent_death_signal
 from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
@@ -56,7 +57,6 @@ from lambda_bulkhead.worker._forksafe import (
     retire_connections,
     thread_count,
 )
-from lambda_bulkhead.worker._native import line_buffer_c_stdout, set_parent_death_signal
 from lambda_bulkhead.worker._worker import CurrentInvocation, WorkerFds, run_worker
 
 TYPE_CHECKING = False
@@ -113,6 +113,9 @@ def run_template(
     _signals.signal(_signals.SIGTERM, abandon)
     _signals.signal(_signals.SIGINT, _signals.SIG_IGN)
     set_parent_death_signal(_signals.SIGTERM)
+    # Unreachable through /proc, ptrace or pidfd_getfd by the handler's code (its
+    # workers inherit this, and turn it back on only while they set up).
+    set_dumpable(False)
     line_buffer_c_stdout()
     current = CurrentInvocation()
     if install_logging is not None:

@@ -19,11 +19,14 @@ Rules (the supervisor relies on each):
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
    its answers) on that CPU only, and runs the handler with the affinity it
    was forked with (see :mod:`lambda_bulkhead._affinity`).
-7. It is the kernel's first choice when memory runs out (``oom_score_adj``
+7. No other process of the same user may reach into it (``PR_SET_DUMPABLE``
+   off: its ``/proc/<pid>/fd``, ``ptrace``, ``pidfd_getfd``), nor into the
+   template or the supervisor.
+8. It is the kernel's first choice when memory runs out (``oom_score_adj``
    1000, inherited by whatever it starts), never the supervisor or template.
    Its memory is watched by the supervisor, which counts resident pages only;
    no resource limit caps what it may reserve.
-8. Before each answer it puts back the resource limits, signal dispositions
+9. Before each answer it puts back the resource limits, signal dispositions
    and mask the handler changed (:mod:`._state`); what it cannot put back
    has it replaced after the answer.  A native library's allocation failure
    (torch's "can't allocate memory") is ``Runtime.OutOfMemory``, and it is
@@ -50,6 +53,12 @@ from lambda_bulkhead._errors import (
 from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
 from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._hooks import run_worker_start_hooks
+from lambda_bulkhead._native import (
+    flush_c_stdio,
+    keep_heap,
+    set_dumpable,
+    set_parent_death_signal,
+)
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._record import NamedTuple
@@ -62,7 +71,6 @@ from lambda_bulkhead._wire import (
     Result,
     WaitOn,
 )
-from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
 from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
@@ -89,6 +97,9 @@ KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
 
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
+    # Inherited off from the template; on again while this process writes its
+    # own /proc/self files (root's while it is off), off again in run_worker.
+    set_dumpable(True)
     os.setpgid(0, 0)
     set_parent_death_signal(_signals.SIGKILL)
     os.dup2(fds.stdout, 1)
@@ -243,6 +254,9 @@ def run_worker(
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
+    # From here no other process of this user may open this worker's fds
+    # through /proc, ptrace it or take its fds with pidfd_getfd.
+    set_dumpable(False)
     outputs = _OutputCheck()
     process = ProcessState()
     send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))

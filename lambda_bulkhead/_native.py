@@ -1,7 +1,7 @@
 """The few libc calls Python does not expose, through ctypes.
 
-Loaded once in the template (so workers inherit the loaded library); each call
-degrades to a no-op where the C library does not have it.
+Loaded once per process (workers inherit the template's); each call degrades
+to a no-op where the C library does not have it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,18 @@ import ctypes
 import functools
 import os
 
-__all__ = ["flush_c_stdio", "keep_heap", "line_buffer_c_stdout", "set_parent_death_signal"]
+__all__ = [
+    "become_subreaper",
+    "flush_c_stdio",
+    "keep_heap",
+    "line_buffer_c_stdout",
+    "set_dumpable",
+    "set_parent_death_signal",
+]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
 _IOLBF = 1
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -37,6 +46,27 @@ def set_parent_death_signal(signum: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signum)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """``PR_SET_DUMPABLE``: while off, no other process of the same user may open
+    this one's ``/proc/<pid>/fd``, ``ptrace`` it or take its fds with
+    ``pidfd_getfd`` (so a handler cannot reach another worker's pipes or the
+    supervisor's sockets).  Its ``/proc/<pid>`` files then belong to root: a
+    process that must write its own ``/proc/self`` files does so first."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "prctl"):
+        libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0)
+
+
+def become_subreaper() -> bool:
+    """``PR_SET_CHILD_SUBREAPER``: orphans among this process's descendants (a
+    handler's double-forked daemon) become its children instead of init's, so it
+    can find and stop them; whether the kernel agreed."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):
+        return False
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def keep_heap(trim_bytes: int) -> None:
