@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     Handler = Callable[[int, FrameType | None], Any] | int
 
 __all__ = [
+    "PARENT_DIED",
     "SIGCHLD",
     "SIGINT",
     "SIGKILL",
@@ -27,6 +28,7 @@ __all__ = [
     "SIGUSR1",
     "SIG_DFL",
     "SIG_IGN",
+    "block",
     "blocked",
     "catchable",
     "default_int_handler",
@@ -34,6 +36,7 @@ __all__ = [
     "set_blocked",
     "set_wakeup_fd",
     "signal",
+    "wait_for",
 ]
 
 SIGCHLD: int = _signal.SIGCHLD
@@ -42,6 +45,9 @@ SIGKILL: int = _signal.SIGKILL
 SIGTERM: int = _signal.SIGTERM
 SIGUSR1: int = _signal.SIGUSR1
 SIG_DFL: int = _signal.SIG_DFL
+#: A worker's parent-death signal: a real-time one no library uses, whose
+#: handler stops everything the worker started before the worker itself.
+PARENT_DIED: int = _signal.SIGRTMIN + 2
 SIG_IGN: int = _signal.SIG_IGN
 default_int_handler: Handler = _signal.default_int_handler
 
@@ -77,3 +83,15 @@ def blocked() -> frozenset[int]:
 def set_blocked(mask: frozenset[int]) -> None:
     """Make ``mask`` the calling thread's signal mask."""
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+
+
+def block(signals: frozenset[int]) -> None:
+    """Add ``signals`` to the calling thread's mask."""
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
+
+
+def wait_for(signals: frozenset[int]) -> tuple[int, int]:
+    """Wait for one of ``signals`` (blocked in every thread); it and its sender's pid
+    (0 when the kernel sent it)."""
+    info = _signal.sigwaitinfo(signals)
+    return int(info.si_signo), int(info.si_pid)

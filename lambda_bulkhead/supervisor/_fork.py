@@ -66,6 +66,11 @@ def fork_template(
     if pid == 0:
         status = 70
         try:
+            from lambda_bulkhead import _signals  # noqa: PLC0415
+
+            # Forked from a supervisor that may take its stop signals on a thread
+            # of its own (they are blocked in its other threads): not here.
+            _signals.set_blocked(frozenset())
             ours.close()
             for fd in (events_r, fault_r, out_r, err_r, *([] if log_fd is None else [log_fd])):
                 os.close(fd)

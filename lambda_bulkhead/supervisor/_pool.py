@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from lambda_bulkhead import _signals
 from lambda_bulkhead._errors import BulkheadError
+from lambda_bulkhead._orphans import kill_tree
 from lambda_bulkhead._pipes import enlarge_pipe, read_available, send_with_fds
 from lambda_bulkhead._wire import (
     BecomeWorker,
@@ -147,7 +148,16 @@ class WorkerHandle:
         return not self._death.poll(0)
 
     def kill(self, signum: int = _signals.SIGKILL) -> None:
-        """Signal the worker's whole process group (it and everything it started)."""
+        """Signal the worker's whole process group (it and everything it started);
+        for SIGKILL also every descendant that left the group (``setsid``): the
+        worker is their subreaper while it lives."""
+        if signum == _signals.SIGKILL and self.state is not WorkerState.DEAD:
+            kill_tree(self.pid)
+            return
+        self.kill_group(signum)
+
+    def kill_group(self, signum: int = _signals.SIGKILL) -> None:
+        """Signal the worker's process group (it and what it started in the group)."""
         try:
             os.killpg(self.pid, signum)
         except (ProcessLookupError, PermissionError):

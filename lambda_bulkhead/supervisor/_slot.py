@@ -516,7 +516,9 @@ class Slot:
 
     def _collect_death(self, worker: WorkerHandle, fault: bytes) -> tuple[int | None, list[str]]:
         stack = self._drain_dead(worker, fault)
-        worker.kill()  # whatever it left behind in its group goes with it
+        # Whatever it left in its group goes with it (what left the group went to
+        # the template, its subreaper, which stops it).
+        worker.kill_group()
         status = self._exits.wait(worker.pid, REAP_TIMEOUT_S)
         worker.move("died")
         self._event(

@@ -42,7 +42,8 @@ from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._log import LogWriter, default_log
 from lambda_bulkhead._logformat import LogSettings
 from lambda_bulkhead._loop import serve
-from lambda_bulkhead._native import set_dumpable
+from lambda_bulkhead._native import become_subreaper, set_dumpable
+from lambda_bulkhead._orphans import kill_orphans, reap_children
 from lambda_bulkhead._pipes import read_available
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
@@ -72,6 +73,7 @@ from lambda_bulkhead.supervisor._pool import (
 )
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
+from lambda_bulkhead.supervisor._stopsignals import StopSignals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -261,6 +263,9 @@ def supervise(
     # No handler may open this process's sockets and pipes through /proc, ptrace
     # it or take its fds with pidfd_getfd (the handler runs as the same user).
     set_dumpable(False)
+    # Orphans of the whole tree (a handler's double-forked daemon whose worker
+    # and template are gone) become this process's children, to be stopped.
+    become_subreaper()
     settings = LogSettings.from_environ(environ)
     template_pid, ctl = template.pid, template.ctl
     events_r, fault_r = template.events_r, template.fault_r
@@ -373,11 +378,16 @@ def supervise(
         )
         for index, (slot, api) in enumerate(zip(slots, apis, strict=True))
     ]
-    received: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    stop_signals = StopSignals(wake_w, lambda signum, sender: log.event(
+        "stop signal from the runtime's own process tree ignored", level="warning",
+        signal=name_of_signal(signum), senderPid=sender,
+    ))
+    stop_signals.start()  # before the slots: their threads inherit the blocked mask
+    received = stop_signals.received
+    # SIGCHLD wakes the main thread to reap orphans (the supervisor is their subreaper).
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    for signum in (_signals.SIGTERM, _signals.SIGINT):
-        _signals.signal(signum, lambda signum, _frame: received.append(signum))
+    _signals.signal(_signals.SIGCHLD, lambda *_: None)
     for thread in threads:
         thread.start()
 
@@ -405,7 +415,7 @@ def supervise(
     init_ms = round((time.monotonic() - started) * 1000, 1)
     status = _serve_main(
         pool, exits, control, log, writer, events_r, wake_r, received, template_outputs,
-        announce, None if adopted is None else adopted.pid,
+        announce, template_pid, None if adopted is None else adopted.pid,
     )
     log.release()  # events held by a runtime stopped before its first answer
     _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
@@ -471,6 +481,7 @@ def _serve_main(
     received: list[int],
     template_outputs: list[PipeOutput],
     announce: Callable[[], None],
+    template_pid: int,
     adopted_pid: int | None,
 ) -> tuple[int, str]:
     """The main thread's loop; returns (exit status, why it ended).
@@ -479,13 +490,15 @@ def _serve_main(
     the main thread stays off the first invocation's path: the start-up record
     (which imports structlog) and the spare worker's fork wait until then.
     ``adopted_pid``: the template serving as a worker, a child of this process
-    (not of the zygote), whose exit status is read here.
+    (not of the zygote), whose exit status is read here.  Any other child than
+    it and the template is an orphan a handler left (this process is the
+    subreaper of its tree): it is killed, with its process group.
     """
     decoder = FrameDecoder()
     log_pending = False
     quiet_until: float | None = time.monotonic() + QUIET_START_S
     refiller = _Refiller(pool, control)
-    adopted_fd = None if adopted_pid is None else os.pidfd_open(adopted_pid)
+    own_children = {template_pid} if adopted_pid is None else {template_pid, adopted_pid}
     while True:
         if quiet_until is not None:
             timeout: float | None = max(0.0, quiet_until - time.monotonic())
@@ -493,8 +506,6 @@ def _serve_main(
             timeout = LOG_RETRY_S if log_pending else None
         outputs = {fd: output for output in template_outputs for fd in output.fds}
         watched = [wake_r, events_r, control.read_fd, *outputs]
-        if adopted_fd is not None:
-            watched.append(adopted_fd)
         # While log records are held (a full stdout pipe), wake when it has room.
         readable, _, _ = select.select(
             watched, [writer.fd] if log_pending else [], [], timeout,
@@ -502,15 +513,14 @@ def _serve_main(
         for fd in readable:
             if fd in outputs:
                 outputs[fd].read(fd)
-        if adopted_fd is not None and adopted_fd in readable:
-            assert adopted_pid is not None
-            _, status = os.waitpid(adopted_pid, 0)
-            exits.record(adopted_pid, status)
-            os.close(adopted_fd)
-            adopted_fd = None
         if wake_r in readable:
             while read_available(wake_r, 4096):
                 pass
+            for pid, status in reap_children():
+                if pid == adopted_pid:
+                    exits.record(pid, status)
+                own_children.discard(pid)
+            kill_orphans(own_children)
         if received:
             names = ", ".join(name_of_signal(s) for s in received)
             return 0, f"received {names}"

@@ -26,7 +26,6 @@ child) and exits when the supervisor closes the control socket or dies.
 from __future__ import annotations
 
 import _socket
-import contextlib
 import gc
 import os
 import select
@@ -37,9 +36,15 @@ from lambda_bulkhead import _signals
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
 from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
-from lambda_bulkhead._native import line_buffer_c_stdout, set_dumpable, set_parent_death_signal
+from lambda_bulkhead._native import (
+    become_subreaper,
+    line_buffer_c_stdout,
+    set_dumpable,
+    set_parent_death_signal,
+)
+from lambda_bulkhead._orphans import kill_orphans, kill_tree, reap_children
 from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
-from lambda_bulkhead._procfs import current_rss
+from lambda_bulkhead._procfs import children_of, current_rss
 from lambda_bulkhead._wire import (
     BecomeWorker,
     FrameDecoder,
@@ -102,17 +107,17 @@ def run_template(
     workers: set[int] = set()
 
     def abandon(*_: object) -> None:
-        """The supervisor is gone: take every worker's process group down with us,
-        so nothing a handler started outlives the runtime."""
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, _signals.SIGKILL)
+        """The supervisor is gone, or stops us: take every worker down with
+        everything it started, so nothing a handler started outlives the runtime."""
+        for pid in children_of(os.getpid()):
+            kill_tree(pid)
         os._exit(0)
 
     # SIGTERM when the supervisor dies (even by SIGKILL), handled by abandon().
     _signals.signal(_signals.SIGTERM, abandon)
     _signals.signal(_signals.SIGINT, _signals.SIG_IGN)
     set_parent_death_signal(_signals.SIGTERM)
+    become_subreaper()
     # Unreachable through /proc, ptrace or pidfd_getfd by the handler's code (its
     # workers inherit this, and turn it back on only while they set up).
     set_dumpable(False)
@@ -153,7 +158,10 @@ def run_template(
         if wake_r in readable:
             while read_available(wake_r, 512):
                 pass
-            workers.difference_update(_reap(events_fd))
+            workers.difference_update(_reap(events_fd, workers))
+            # What a dead worker's tree left (a daemon that left its group) came
+            # to this process, its subreaper: it does not outlive its worker.
+            kill_orphans(workers)
         if ctl.fileno() not in readable:
             continue
         data, fds = receive_with_fds(ctl, 4096, 5)
@@ -195,7 +203,7 @@ def run_template(
             # The first worker keeps the live connections; no one else may use them.
             retire_connections(connections)
             connections = []
-        workers.difference_update(_reap(events_fd))
+        workers.difference_update(_reap(events_fd, workers))
 
 
 def _leave_template(ctl: _socket.socket, fds: tuple[int, ...]) -> None:
@@ -225,15 +233,12 @@ def _load_in_worker(source: HandlerSource, task_root: str) -> CoreHandler | None
         return None
 
 
-def _reap(events_fd: int) -> list[int]:
-    """Report every worker that has exited (``waitpid`` status as is); their pids."""
-    reaped: list[int] = []
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped
-        if pid == 0:
-            return reaped
-        reaped.append(pid)
-        write_parts(events_fd, encode(WorkerExited(pid=pid, status=status)))
+def _reap(events_fd: int, workers: set[int]) -> list[int]:
+    """Collect every exited child, report each worker's (``waitpid`` status as is)
+    to the supervisor; the workers' pids."""
+    reaped = []
+    for pid, status in reap_children():
+        if pid in workers:
+            reaped.append(pid)
+            write_parts(events_fd, encode(WorkerExited(pid=pid, status=status)))
+    return reaped

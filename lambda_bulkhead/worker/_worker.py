@@ -15,7 +15,8 @@ Rules (the supervisor relies on each):
    :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
    ``MemoryError``) it exits and is replaced.
 5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
-   makes it exit 0; so does the death of its parent (``PR_SET_PDEATHSIG``).
+   makes it exit 0.  It is the subreaper of everything it starts; at its
+   parent's death (``PR_SET_PDEATHSIG``) it kills all of that and its group.
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
    its answers) on that CPU only, and runs the handler with the affinity it
    was forked with (see :mod:`lambda_bulkhead._affinity`).
@@ -54,11 +55,13 @@ from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, 
 from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._hooks import run_worker_start_hooks
 from lambda_bulkhead._native import (
+    become_subreaper,
     flush_c_stdio,
     keep_heap,
     set_dumpable,
     set_parent_death_signal,
 )
+from lambda_bulkhead._orphans import kill_orphans
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._record import NamedTuple
@@ -101,7 +104,11 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     # own /proc/self files (root's while it is off), off again in run_worker.
     set_dumpable(True)
     os.setpgid(0, 0)
-    set_parent_death_signal(_signals.SIGKILL)
+    # What the handler starts and orphans (a double-forked daemon) stays this
+    # worker's, to be stopped with it.
+    become_subreaper()
+    _signals.signal(_signals.PARENT_DIED, _take_everything_down)
+    set_parent_death_signal(_signals.PARENT_DIED)
     os.dup2(fds.stdout, 1)
     os.dup2(fds.stderr, 2)
     os.close(fds.stdout)
@@ -120,6 +127,14 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
               else min(KEPT_HEAP_BYTES, memory_limit_bytes // 4))
     _be_first_to_go()
+
+
+def _take_everything_down(*_: object) -> None:
+    """The template died (the runtime is gone, or killed as a process group): stop
+    everything this worker started, then the worker itself.  (A plain SIGKILL
+    as the parent-death signal would orphan the handler's children.)"""
+    kill_orphans(set())
+    os.killpg(0, _signals.SIGKILL)
 
 
 def _be_first_to_go() -> None:

@@ -1,0 +1,53 @@
+"""Processes a handler left behind, found and stopped by their subreaper.
+
+The supervisor, the template and every worker are subreapers
+(``PR_SET_CHILD_SUBREAPER``): a process whose parent dies becomes the child
+of its nearest subreaper ancestor instead of init's, so a double-forked
+``setsid()`` daemon stays inside the runtime's tree, where it can be found.
+Each subreaper knows its own legitimate children (the template its workers,
+the supervisor its template); any other child is an orphan a handler left,
+and is killed with its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from lambda_bulkhead import _signals
+from lambda_bulkhead._procfs import children_of
+
+__all__ = ["kill_orphans", "kill_tree", "reap_children"]
+
+
+def reap_children() -> list[tuple[int, int]]:
+    """Collect every child that has exited: ``(pid, waitpid status)`` each."""
+    reaped: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append((pid, status))
+
+
+def kill_orphans(legitimate: set[int]) -> None:
+    """SIGKILL every child of this process but ``legitimate`` ones, and their groups."""
+    for pid in children_of(os.getpid()):
+        if pid not in legitimate:
+            kill_tree(pid)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s descendants, then ``pid`` and its process group (unless
+    that is this process's own group)."""
+    for child in children_of(pid):
+        kill_tree(child)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        group = os.getpgid(pid)
+        if group != os.getpgrp():
+            os.killpg(group, _signals.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, _signals.SIGKILL)
