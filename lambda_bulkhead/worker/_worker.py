@@ -10,7 +10,8 @@ Rules (the supervisor relies on each):
    a process it started may hold the pipe open, hiding the end from the
    supervisor, and every later line would be lost.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
-   ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
+   ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe; for a
+   coroutine handler, the stacks of its event loop's tasks follow.
 4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
    :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
    ``MemoryError``) it exits and is replaced.
@@ -38,7 +39,13 @@ from lambda_bulkhead._errors import (
     InvocationError,
     too_large_error,
 )
-from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
+from lambda_bulkhead._handler import (
+    CoreHandler,
+    CoroutineHandler,
+    CurrentInvocation,
+    exit_code,
+    exit_error,
+)
 from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
@@ -186,6 +193,10 @@ def run_worker(
 ) -> int:
     """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
     _set_up_process(fds, memory_limit_bytes)
+    if isinstance(handler, CoroutineHandler):
+        from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
+
+        report_tasks_on(_signals.SIGUSR1, fds.fault, handler.loops)
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()

@@ -1,0 +1,580 @@
+"""Coroutine handlers (``async def handler(event, context)``): run on one event loop
+per worker (per thread in-process) that persists between invocations, stopped at
+the deadline with the coroutine's stack, failures reported as for plain handlers;
+in this process, through ``lambda-bulkhead run`` (both isolations), through
+``start``/``start_json``, and beside the official runtime, which cannot run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import inspect
+import json
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _limits_helpers import error_body, invoke, report, start_supervised
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime, runtime_env, write_module_files
+
+from lambda_bulkhead import Context, HandlerCrash, Invocation, InvocationError
+from lambda_bulkhead._context import FunctionMeta
+from lambda_bulkhead._handler import (
+    _CO_COROUTINE,
+    Answer,
+    CoreHandler,
+    CoroutineHandler,
+    execute,
+    is_coroutine_handler,
+    json_handler,
+    official_handler,
+    raw_handler,
+)
+from lambda_bulkhead.emulator import Emulator
+
+META = FunctionMeta(function_name="f")
+ISOLATIONS = ["process", "none"]
+
+
+# -- which handlers are coroutine handlers ------------------------------------------------
+
+
+async def _async_function(event: Any, context: Context) -> Any:
+    return event
+
+
+def _sync_function(event: Any, context: Context) -> Any:
+    return event
+
+
+@functools.wraps(_async_function)
+def _decorated(event: Any, context: Context) -> Any:
+    """A plain decorator around an async def, as handler decorators are written."""
+    return _async_function(event, context)
+
+
+def _returns_a_coroutine(event: Any, context: Context) -> Any:
+    """Not marked (no functools.wraps): nothing says it is a coroutine handler."""
+    return _async_function(event, context)
+
+
+class _AsyncCallable:
+    async def __call__(self, event: Any, context: Context) -> Any:
+        return event
+
+    async def method(self, event: Any, context: Context) -> Any:
+        return event
+
+
+def test_coroutine_flag_is_inspects() -> None:
+    """The code flag tested is inspect's CO_COROUTINE (inspect is not imported to test it)."""
+    assert inspect.CO_COROUTINE == _CO_COROUTINE
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (_async_function, True),
+        (functools.partial(_async_function, {}), True),
+        (_AsyncCallable().method, True),
+        (_AsyncCallable(), True),
+        (_decorated, True),
+        (_sync_function, False),
+        (functools.partial(_sync_function, {}), False),
+        (print, False),
+        (_returns_a_coroutine, False),
+    ],
+    ids=["async-def", "partial", "method", "callable-object", "wraps", "sync", "sync-partial",
+         "builtin", "unmarked-returning-a-coroutine"],
+)
+def test_is_coroutine_handler(function: Callable[..., Any], expected: bool) -> None:
+    """Coroutine functions are found through methods, partials, __call__ and __wrapped__."""
+    assert is_coroutine_handler(function) is expected
+
+
+def test_plain_handlers_are_wrapped_as_before() -> None:
+    """A plain function gets the plain wrapper: no event loop, nothing added per call."""
+    assert not isinstance(official_handler(_sync_function), CoroutineHandler)
+    assert not isinstance(raw_handler(lambda payload, context: payload), CoroutineHandler)
+    assert not isinstance(json_handler(dict, _sync_function, dict), CoroutineHandler)
+
+
+# -- in this process ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wrap() -> Iterator[Callable[[CoreHandler], CoroutineHandler]]:
+    """Checks a handler is a CoroutineHandler; closes the loops it made at teardown."""
+    made: list[CoroutineHandler] = []
+
+    def check(handler: CoreHandler) -> CoroutineHandler:
+        assert isinstance(handler, CoroutineHandler)
+        made.append(handler)
+        return handler
+
+    yield check
+    asyncio.set_event_loop(None)
+    for handler in made:
+        loop = handler.loops.loop
+        if loop is not None:
+            loop.close()
+
+
+def run(handler: CoreHandler, payload: bytes = b"{}", content_type: str = "application/json"
+        ) -> Answer:
+    return execute(handler, Invocation("req-1", payload, content_type=content_type), META)
+
+
+def test_one_loop_persists_between_invocations(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """Every invocation runs on the same loop; a task left running goes on in the next one."""
+    ticks: list[int] = []
+    background: list[asyncio.Task[None]] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(len(ticks))
+            await asyncio.sleep(0)
+
+    async def handler(event: Any, context: Context) -> Any:
+        if event.get("stop"):
+            background[0].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background[0]
+        elif not background:
+            background.append(asyncio.create_task(tick()))
+        await asyncio.sleep(0.01)
+        return {"loop": id(asyncio.get_running_loop()), "ticks": len(ticks)}
+
+    core = wrap(official_handler(handler))
+    first, second = (json.loads(run(core).body) for _ in range(2))
+    assert first["loop"] == second["loop"]
+    assert 0 < first["ticks"] < second["ticks"]
+    run(core, b'{"stop": true}')
+
+
+def test_each_thread_has_its_own_loop(wrap: Callable[[CoreHandler], CoroutineHandler]) -> None:
+    """In-process runtimes serving from several threads run each thread's own loop."""
+
+    async def handler(event: Any, context: Context) -> int:
+        await asyncio.sleep(0)
+        return id(asyncio.get_running_loop())
+
+    core = wrap(official_handler(handler))
+    here = [json.loads(run(core).body) for _ in range(2)]
+    there: list[int] = []
+
+    def serve() -> None:
+        there.extend(json.loads(run(core).body) for _ in range(2))
+        loop = core.loops.loop  # this thread's
+        assert loop is not None
+        loop.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    thread.join()
+    assert here[0] == here[1]
+    assert there[0] == there[1]
+    assert here[0] != there[0]
+
+
+def test_official_encodings_apply_to_a_coroutine_result(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """bytes are posted raw, anything else as JSON, as for a plain handler."""
+
+    async def handler(event: Any, context: Context) -> Any:
+        await asyncio.sleep(0)
+        return event if isinstance(event, bytes) else {"got": event}
+
+    core = wrap(official_handler(handler))
+    assert run(core, b'{"a": 1}') == Answer(b'{"got":{"a":1}}', "application/json")
+    assert run(core, b"\x00", "application/octet-stream") == Answer(b"\x00", "application/unknown")
+
+
+def test_a_decorated_coroutine_handler_runs_on_the_loop(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """A plain decorator (functools.wraps) around an async def: its coroutine is awaited."""
+
+    async def handler(event: Any, context: Context) -> Any:
+        await asyncio.sleep(0)
+        return {"n": event["n"] + 1}
+
+    @functools.wraps(handler)
+    def decorated(event: Any, context: Context) -> Any:
+        return handler(event, context)
+
+    assert run(wrap(official_handler(decorated)), b'{"n": 1}').body == b'{"n":2}'
+
+
+def test_an_unmarked_function_returning_an_awaitable_is_a_marshal_error() -> None:
+    """As in the official runtime: only a function that is (or wraps) an async def is awaited."""
+
+    class Later:
+        def __await__(self) -> Iterator[None]:
+            yield None
+
+    def returns_an_awaitable(event: Any, context: Context) -> Any:
+        return Later()
+
+    with pytest.raises(InvocationError) as caught:
+        run(official_handler(returns_an_awaitable))
+    assert caught.value.error_type == "Runtime.MarshalError"
+    assert "Object of type Later is not JSON serializable" in caught.value.error_message
+
+
+def test_raw_and_json_handlers_take_coroutines(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """start's and start_json's wrappers run a coroutine handler as a plain one."""
+
+    async def reverse(payload: bytes, context: Context) -> bytes:
+        await asyncio.sleep(0)
+        return payload[::-1]
+
+    async def greet(name: str, context: Context) -> str:
+        await asyncio.sleep(0)
+        return "hello " + name
+
+    raw = wrap(raw_handler(reverse))
+    assert run(raw, b"abc", "application/octet-stream") == Answer(b"cba", "application/unknown")
+    typed = wrap(json_handler(lambda data: data["name"], greet, lambda text: {"greeting": text}))
+    assert run(typed, b'{"name": "Ada"}').body == b'{"greeting":"hello Ada"}'
+
+
+def test_a_coroutine_exception_is_reported_as_a_plain_handlers(
+    wrap: Callable[[CoreHandler], CoroutineHandler], task_root: Path
+) -> None:
+    """Same type, message and stack (from the handler's frame, no runtime or asyncio frames)."""
+    write_module_files(task_root, {"failing.py": """\
+        import asyncio
+
+        def helper(n):
+            return 1 / n
+
+        async def ahelper(n):
+            await asyncio.sleep(0)
+            return 1 / n
+
+        def handler(event, context):
+            return helper(event["n"])
+
+        async def async_handler(event, context):
+            return await ahelper(event["n"])
+    """})
+    sys.path.insert(0, str(task_root))
+    try:
+        failing = importlib.import_module("failing")
+    finally:
+        sys.path.remove(str(task_root))
+        sys.modules.pop("failing", None)
+    errors = []
+    for core in (official_handler(failing.handler), wrap(official_handler(failing.async_handler))):
+        with pytest.raises(HandlerCrash) as caught:
+            run(core, b'{"n": 0}')
+        errors.append(caught.value)
+    plain, coroutine = errors
+    assert (coroutine.error_type, coroutine.error_message) == ("ZeroDivisionError",
+                                                                "division by zero")
+    path = task_root / "failing.py"
+    # Only the frame lines: Python 3.11+ may add a line of carets under each.
+    expected = {
+        plain: [
+            f'  File "{path}", line 11, in handler\n    return helper(event["n"])\n',
+            f'  File "{path}", line 4, in helper\n    return 1 / n\n',
+        ],
+        coroutine: [
+            f'  File "{path}", line 14, in async_handler\n    return await ahelper(event["n"])\n',
+            f'  File "{path}", line 8, in ahelper\n    return 1 / n\n',
+        ],
+    }
+    for error, lines in expected.items():
+        assert len(error.stack_trace) == len(lines)
+        for line, start in zip(error.stack_trace, lines, strict=True):
+            assert line.startswith(start), (line, start)
+
+
+# -- through a real runtime --------------------------------------------------------------------
+
+
+class _CountingServer(ThreadingHTTPServer):
+    """A loopback HTTP/1.1 keep-alive server counting the connections it accepts."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Hello)
+        self.accepted = 0
+
+    def get_request(self) -> Any:
+        request = super().get_request()
+        self.accepted += 1  # only the serving thread accepts
+        return request
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def do_GET(self) -> None:
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_CountingServer]:
+    """A started :class:`_CountingServer`."""
+    srv = _CountingServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join()
+
+
+SESSION_APP = """
+import asyncio
+import os
+
+import httpx
+
+client = None  # made on first use, inside the loop, as aiohttp/aioboto3 sessions are
+
+
+async def handler(event, context):
+    global client
+    if client is None:
+        client = httpx.AsyncClient()
+    response = await client.get(event["url"])
+    return {"pid": os.getpid(), "body": response.text, "loop": id(asyncio.get_running_loop())}
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_session_keeps_its_connection_between_invocations(
+    runtime: StartRuntime, server: _CountingServer, isolation: str
+) -> None:
+    """An httpx.AsyncClient made on the first invocation reuses one connection for all."""
+    rt = runtime(modules={"app.py": SESSION_APP}, isolation=isolation)
+    answers = []
+    for _ in range(3):
+        result = invoke(rt, {"url": server.url})
+        assert result.kind == "response", (result.body, rt.describe())
+        answers.append(json.loads(result.body))
+    assert [a["body"] for a in answers] == ["hello"] * 3
+    assert len({(a["pid"], a["loop"]) for a in answers}) == 1
+    assert server.accepted == 1
+
+
+DEADLINE_APP = """
+import asyncio
+import ctypes
+
+
+async def wait_forever():
+    await asyncio.sleep(60)
+
+
+async def handler(event, context):
+    if event["action"] == "await":
+        await wait_forever()
+    if event["action"] == "c_sleep":
+        ctypes.CDLL(None).sleep(10)  # blocks the loop itself, in libc
+    return "done"
+"""
+
+
+@pytest.fixture
+def deadline_rt(runtime: StartRuntime, make_emulator: MakeEmulator) -> RuntimeProcess:
+    """A supervised runtime serving DEADLINE_APP, stopping it 250 ms before a 2 s deadline."""
+    emu = make_emulator(timeout_s=2.0)
+    return start_supervised(
+        runtime, emu, DEADLINE_APP, env={"BULKHEAD_TIMEOUT_MARGIN_MS": "250"}
+    )
+
+
+def _timed_out_stack(rt: RuntimeProcess, action: str) -> str:
+    result = invoke(rt, {"action": action})
+    error = error_body(result)
+    assert error["errorType"] == "Sandbox.Timedout", (error, rt.describe())
+    assert report(rt, result.request_id)["outcome"] == "timeout"
+    return "".join(error["stackTrace"])
+
+
+def test_a_timeout_inside_an_await_reports_the_coroutines_stack(
+    deadline_rt: RuntimeProcess,
+) -> None:
+    """Stopped in `await asyncio.sleep`: the stack shows where the handler awaits."""
+    stack = _timed_out_stack(deadline_rt, "await")
+    assert "Task 'handler' (most recent call first):\n" in stack, stack
+    task_part = stack.split("Task 'handler'", 1)[1]
+    assert task_part.index(" in sleep\n") < task_part.index(" in wait_forever\n") \
+        < task_part.index(" in handler\n"), stack
+    assert "lambda_bulkhead" not in stack, stack
+    after = invoke(deadline_rt, {"action": "ok"})
+    assert after.kind == "response", after.body
+    assert deadline_rt.poll() is None
+
+
+def test_a_loop_blocked_in_c_still_has_its_stack_dumped(deadline_rt: RuntimeProcess) -> None:
+    """faulthandler's own dump still comes first, for a coroutine that blocks the loop in C."""
+    stack = _timed_out_stack(deadline_rt, "c_sleep")
+    thread_part = stack.split("Task 'handler'", 1)[0]
+    assert " in handler\n" in thread_part, stack
+
+
+ERROR_APP = """
+import asyncio
+
+
+async def inner(key):
+    await asyncio.sleep(0)
+    raise KeyError(key)
+
+
+async def handler(event, context):
+    try:
+        await inner("k")
+    except KeyError as exc:
+        raise ValueError("boom") from exc
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_coroutine_exception_through_the_runtime(
+    runtime: StartRuntime, task_root: Path, isolation: str
+) -> None:
+    """The official error body, stack from the handler's frame; the loop serves the next one."""
+    rt = runtime(modules={"app.py": ERROR_APP}, isolation=isolation)
+    for _ in range(2):
+        error = error_body(invoke(rt, {}))
+        assert list(error)[:4] == ["errorMessage", "errorType", "requestId", "stackTrace"]
+        assert (error["errorType"], error["errorMessage"]) == ("ValueError", "boom")
+        app = task_root / "app.py"
+        (line,) = error["stackTrace"]
+        assert line.startswith(
+            f'  File "{app}", line 14, in handler\n    raise ValueError("boom") from exc\n'
+        )
+        (cause,) = error["causes"]
+        assert cause["errorType"] == "KeyError"
+        assert [line.split(",")[1:3] for line in cause["stackTrace"]] == [
+            [" line 12", " in handler\n    await inner(\"k\")\n"],
+            [" line 7", " in inner\n    raise KeyError(key)\n"],
+        ], cause
+    assert rt.poll() is None
+
+
+# -- start / start_json ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def script(emulator: Emulator, task_root: Path) -> Iterator[Callable[[str], RuntimeProcess]]:
+    """Run a Python script (dedented) with the emulator's function environment."""
+    started: list[RuntimeProcess] = []
+
+    def start(source: str) -> RuntimeProcess:
+        path = task_root / "main.py"
+        path.write_text(textwrap.dedent(source))
+        proc = RuntimeProcess(
+            [sys.executable, str(path)], runtime_env(emulator, task_root), task_root, emulator
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_start_json_with_a_coroutine_handler(
+    script: Callable[[str], RuntimeProcess], isolation: str
+) -> None:
+    """start_json(decoder, async handler, encoder): decoded, awaited on one loop, encoded."""
+    proc = script(f"""
+        import asyncio, os
+        os.environ["BULKHEAD_ISOLATION"] = {isolation!r}
+        from lambda_bulkhead import start_json
+
+        async def handler(name, context):
+            await asyncio.sleep(0)
+            return {{"greeting": "hello " + name, "loop": id(asyncio.get_running_loop()),
+                    "pid": os.getpid()}}
+
+        start_json(lambda data: data["name"], handler, lambda result: result)
+    """)
+    answers = []
+    for name in ("Ada", "Grace"):
+        result = proc.invoke(json.dumps({"name": name}))
+        assert result.kind == "response", proc.describe()
+        answers.append(json.loads(result.body))
+    assert [a["greeting"] for a in answers] == ["hello Ada", "hello Grace"]
+    assert answers[0]["loop"] == answers[1]["loop"]
+    assert answers[0]["pid"] == answers[1]["pid"]
+    rejected = proc.invoke(b'{"nom": 1}')
+    assert json.loads(rejected.body)["errorType"] == "Runtime.InvalidEvent"
+
+
+def test_start_with_a_coroutine_handler(script: Callable[[str], RuntimeProcess]) -> None:
+    """start(async handler): bytes in, awaited, bytes out."""
+    proc = script("""
+        import asyncio
+        from lambda_bulkhead import start
+
+        async def handler(payload, context):
+            await asyncio.sleep(0)
+            return payload[::-1]
+
+        start(handler)
+    """)
+    result = proc.invoke(b"abc", content_type="application/octet-stream")
+    assert result.kind == "response", proc.describe()
+    assert result.body == b"cba"
+
+
+# -- beside the official runtime -------------------------------------------------------------
+
+
+def test_the_official_runtime_cannot_run_a_coroutine_handler(
+    make_emulator: MakeEmulator, runtime: StartRuntime, task_root: Path
+) -> None:
+    """awslambdaric answers Runtime.MarshalError for the handler lambda-bulkhead runs."""
+    pytest.importorskip("awslambdaric")
+    app = "import asyncio\n\nasync def handler(event, context):\n" \
+          "    await asyncio.sleep(0)\n    return {'ok': True}\n"
+    write_module_files(task_root, {"app.py": app})
+    emulator = make_emulator(timeout_s=3.0)
+    official = RuntimeProcess(
+        [sys.executable, "-m", "awslambdaric", "app.handler"],
+        runtime_env(emulator, task_root, {"_HANDLER": "app.handler"}), task_root, emulator,
+    )
+    try:
+        error = error_body(official.invoke(b"{}"))
+    finally:
+        official.cleanup()
+    assert error["errorType"] == "Runtime.MarshalError"
+    assert error["errorMessage"] == (
+        "Unable to marshal response: Object of type coroutine is not JSON serializable"
+    )
+    ours = runtime(modules={"app.py": app}, isolation="process")
+    result = ours.invoke(b"{}")
+    assert (result.kind, result.body) == ("response", b'{"ok":true}')
