@@ -27,6 +27,7 @@ import threading
 from collections.abc import Awaitable
 
 from lambda_bulkhead import _signals
+from lambda_bulkhead._errors import HandlerCrash
 from lambda_bulkhead._pipes import write_parts
 
 TYPE_CHECKING = False
@@ -58,7 +59,13 @@ class EventLoops(threading.local):
             # As asyncio.Runner does: code that asks for "the" loop gets this one.
             asyncio.set_event_loop(loop)
         task = loop.create_task(_awaited(awaitable), name=HANDLER_TASK)
-        return loop.run_until_complete(task)
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError as exc:
+            # A BaseException only so that `except Exception` lets cancellation
+            # through: the invocation's task ending cancelled is that
+            # invocation's failure, not a request to end the process.
+            raise HandlerCrash.from_exception(exc) from exc
 
 
 def task_stacks(loop: asyncio.AbstractEventLoop) -> str:

@@ -483,6 +483,35 @@ def test_a_coroutine_exception_through_the_runtime(
     assert rt.poll() is None
 
 
+CANCEL_APP = """
+import asyncio
+import os
+
+
+async def handler(event, context):
+    if event.get("cancel"):
+        asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+    return {"pid": os.getpid(), "loop": id(asyncio.get_running_loop())}
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_cancelled_invocation_is_a_handler_error(
+    runtime: StartRuntime, isolation: str
+) -> None:
+    """CancelledError (a BaseException) out of the handler fails only its invocation:
+    the worker, or the in-process runtime, and its loop serve the next one."""
+    rt = runtime(modules={"app.py": CANCEL_APP}, isolation=isolation)
+    before = json.loads(invoke(rt, {}).body)
+    error = error_body(invoke(rt, {"cancel": True}))
+    assert (error["errorType"], error["errorMessage"]) == ("CancelledError", "")
+    assert " in handler\n" in error["stackTrace"][0]
+    after = json.loads(invoke(rt, {}).body)
+    assert after == before
+    assert rt.poll() is None
+
+
 # -- start / start_json ---------------------------------------------------------------------
 
 
