@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from lambda_bulkhead._coroutines import EventLoops
 
     E = TypeVar("E")
-    R = TypeVar("R")
 
 __all__ = [
     "Answer",
@@ -251,13 +250,14 @@ def raw_handler(
 
 def json_handler(
     decoder: Callable[[Any], E],
-    function: Callable[[E, Context], R],
-    encoder: Callable[[R], Any],
+    function: Callable[[E, Context], Any],
+    encoder: Callable[[Any], Any],
 ) -> CoreHandler:
     """A typed handler: the payload is parsed as JSON and given to ``decoder``;
     a payload that is not JSON or that the decoder rejects is reported as
     ``Runtime.InvalidEvent`` without calling ``function``; its result is given
-    to ``encoder`` and posted as JSON.  ``function`` may be a coroutine function.
+    to ``encoder`` and posted as JSON.  ``function`` may be a coroutine function
+    (``start_json``'s overloads tie its result to ``encoder``'s argument).
     """
     if is_coroutine_handler(function):
         return _on_event_loop(function, lambda run: json_handler(decoder, run, encoder))
