@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
@@ -214,6 +215,39 @@ def test_a_decorated_coroutine_handler_runs_on_the_loop(
         return handler(event, context)
 
     assert run(wrap(official_handler(decorated)), b'{"n": 1}').body == b'{"n":2}'
+
+
+def test_a_decorator_may_return_the_value_itself(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """A functools.wraps decorator around an async def that returns a plain value: posted."""
+
+    async def handler(event: Any, context: Context) -> Any:
+        return event
+
+    @functools.wraps(handler)
+    def already_ran(event: Any, context: Context) -> Any:
+        return {"from": "decorator"}
+
+    assert run(wrap(official_handler(already_ran))).body == b'{"from":"decorator"}'
+
+
+def test_the_loop_is_current_and_context_variables_do_not_leak(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """asyncio.get_event_loop() is the running loop; a contextvar set in one invocation
+    is unset in the next (each task runs in a copy of the thread's context)."""
+    seen = contextvars.ContextVar[str]("seen")
+
+    async def handler(event: Any, context: Context) -> Any:
+        before = seen.get("unset")
+        seen.set("set")
+        current = asyncio.get_event_loop_policy().get_event_loop()
+        return {"before": before, "current": current is asyncio.get_running_loop()}
+
+    core = wrap(official_handler(handler))
+    answers = [json.loads(run(core).body) for _ in range(2)]
+    assert answers == [{"before": "unset", "current": True}] * 2
 
 
 def test_an_unmarked_function_returning_an_awaitable_is_a_marshal_error() -> None:
@@ -510,6 +544,21 @@ def test_a_cancelled_invocation_is_a_handler_error(
     after = json.loads(invoke(rt, {}).body)
     assert after == before
     assert rt.poll() is None
+
+
+def test_sys_exit_in_a_coroutine_is_an_exit_error(runtime: StartRuntime) -> None:
+    """sys.exit in an async handler: Runtime.ExitError, as for a plain handler; the worker
+    (and so its loop) is replaced."""
+    rt = runtime(modules={"app.py": CANCEL_APP.replace(
+        '    if event.get("cancel"):',
+        '    if event.get("exit"):\n        import sys\n        sys.exit(3)\n'
+        '    if event.get("cancel"):',
+    )}, isolation="process")
+    before = json.loads(invoke(rt, {}).body)
+    error = error_body(invoke(rt, {"exit": True}))
+    assert error["errorType"] == "Runtime.ExitError"
+    assert error["errorMessage"].endswith("Runtime exited with error: exit status 3")
+    assert json.loads(invoke(rt, {}).body)["pid"] != before["pid"]
 
 
 # -- start / start_json ---------------------------------------------------------------------
