@@ -250,6 +250,28 @@ def test_the_loop_is_current_and_context_variables_do_not_leak(
     assert answers == [{"before": "unset", "current": True}] * 2
 
 
+def test_the_loop_comes_from_the_event_loop_policy(
+    wrap: Callable[[CoreHandler], CoroutineHandler],
+) -> None:
+    """A policy installed at import (as `uvloop.install()` does) makes the loop."""
+
+    class CustomLoop(asyncio.SelectorEventLoop):
+        pass
+
+    class CustomPolicy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return CustomLoop()
+
+    async def handler(event: Any, context: Context) -> str:
+        return type(asyncio.get_running_loop()).__name__
+
+    asyncio.set_event_loop_policy(CustomPolicy())
+    try:
+        assert run(wrap(official_handler(handler))).body == b'"CustomLoop"'
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
 def test_an_unmarked_function_returning_an_awaitable_is_a_marshal_error() -> None:
     """As in the official runtime: only a function that is (or wraps) an async def is awaited."""
 
