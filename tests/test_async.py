@@ -38,7 +38,7 @@ from lambda_bulkhead._handler import (
     official_handler,
     raw_handler,
 )
-from lambda_bulkhead.emulator import Emulator
+from lambda_bulkhead.emulator import Emulator, InvokeResult
 
 META = FunctionMeta(function_name="f")
 ISOLATIONS = ["process", "none"]
@@ -581,6 +581,32 @@ def test_sys_exit_in_a_coroutine_is_an_exit_error(runtime: StartRuntime) -> None
     assert error["errorType"] == "Runtime.ExitError"
     assert error["errorMessage"].endswith("Runtime exited with error: exit status 3")
     assert json.loads(invoke(rt, {}).body)["pid"] != before["pid"]
+
+
+def test_the_async_client_example_reuses_its_connection(
+    runtime: StartRuntime, server: _CountingServer, emulator: Emulator, task_root: Path
+) -> None:
+    """examples/async_client.py, as a handler and through start_json: one connection each."""
+    rt = runtime("examples.async_client.handler", modules={})
+    as_handler = [body_of(invoke(rt, {"url": server.url})) for _ in range(2)]
+    assert as_handler == [{"url": server.url, "status": 200, "bytes": 5}] * 2
+    assert server.accepted == 1
+    rt.stop()
+    proc = RuntimeProcess([sys.executable, "-m", "examples.async_client"],
+                          runtime_env(emulator, task_root), task_root, emulator)
+    try:
+        via_start_json = [body_of(invoke(proc, {"url": server.url})) for _ in range(2)]
+    finally:
+        proc.cleanup()
+    assert via_start_json == [{"url": server.url, "status": 200, "bytes": 5,
+                               "via": "start_json"}] * 2
+    assert server.accepted == 2
+
+
+def body_of(result: InvokeResult) -> Any:
+    """A response's JSON body (fails on an error)."""
+    assert result.kind == "response", result.body
+    return json.loads(result.body)
 
 
 # -- start / start_json ---------------------------------------------------------------------
