@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import json
+import subprocess
 import sys
 import textwrap
 import threading
@@ -23,7 +24,14 @@ from typing import Any
 
 import pytest
 from _limits_helpers import error_body, invoke, report, start_supervised
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime, runtime_env, write_module_files
+from conftest import (
+    REPO_ROOT,
+    MakeEmulator,
+    RuntimeProcess,
+    StartRuntime,
+    runtime_env,
+    write_module_files,
+)
 
 from lambda_bulkhead import Context, HandlerCrash, Invocation, InvocationError
 from lambda_bulkhead._context import FunctionMeta
@@ -105,6 +113,32 @@ def test_plain_handlers_are_wrapped_as_before() -> None:
     assert not isinstance(official_handler(_sync_function), CoroutineHandler)
     assert not isinstance(raw_handler(lambda payload, context: payload), CoroutineHandler)
     assert not isinstance(json_handler(dict, _sync_function, dict), CoroutineHandler)
+
+
+def test_loading_a_plain_handler_imports_no_asyncio(task_root: Path) -> None:
+    """Only a coroutine handler brings in asyncio (and the loop machinery) at load."""
+    write_module_files(task_root, {
+        "plain.py": "def handler(event, context):\n    return event\n",
+        "coro.py": "async def handler(event, context):\n    return event\n",
+    })
+    code = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(REPO_ROOT)!r}, {str(task_root)!r}]\n"
+        "from lambda_bulkhead._handler import load_handler, official_handler\n"
+        "official_handler(load_handler(sys.argv[1], sys.argv[2]))\n"
+        "print(sorted(m for m in ('asyncio', 'lambda_bulkhead._coroutines') if m in sys.modules))\n"
+    )
+    imported = {
+        spec: subprocess.run(
+            [sys.executable, "-S", "-c", code, spec, str(task_root)],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()
+        for spec in ("plain.handler", "coro.handler")
+    }
+    assert imported == {
+        "plain.handler": "[]",
+        "coro.handler": "['asyncio', 'lambda_bulkhead._coroutines']",
+    }
 
 
 # -- in this process ------------------------------------------------------------------------
