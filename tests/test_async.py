@@ -167,6 +167,19 @@ def run(handler: CoreHandler, payload: bytes = b"{}", content_type: str = "appli
     return execute(handler, Invocation("req-1", payload, content_type=content_type), META)
 
 
+def test_wrapping_makes_no_loop(wrap: Callable[[CoreHandler], CoroutineHandler]) -> None:
+    """The template only wraps the handler: no loop exists until the first invocation, so
+    each worker makes its own after the fork (none shares the template's selector)."""
+
+    async def handler(event: Any, context: Context) -> Any:
+        return event
+
+    core = wrap(official_handler(handler))
+    assert core.loops.loop is None
+    run(core)
+    assert core.loops.loop is not None
+
+
 def test_one_loop_persists_between_invocations(
     wrap: Callable[[CoreHandler], CoroutineHandler],
 ) -> None:
@@ -454,6 +467,7 @@ async def handler(event, context):
     global client
     if client is None:
         client = httpx.AsyncClient()
+    await asyncio.sleep(event.get("pause", 0))
     response = await client.get(event["url"])
     return {"pid": os.getpid(), "body": response.text, "loop": id(asyncio.get_running_loop())}
 """
@@ -473,6 +487,27 @@ def test_a_session_keeps_its_connection_between_invocations(
     assert [a["body"] for a in answers] == ["hello"] * 3
     assert len({(a["pid"], a["loop"]) for a in answers}) == 1
     assert server.accepted == 1
+
+
+def test_concurrent_workers_each_keep_their_own_loop_and_connection(
+    runtime: StartRuntime, make_emulator: MakeEmulator, server: _CountingServer
+) -> None:
+    """BULKHEAD_WORKERS=2: invocations overlapping in pairs run on two workers, each with
+    its own persistent loop and its own one connection."""
+    emu = make_emulator(timeout_s=20.0)
+    rt = start_supervised(runtime, emu, SESSION_APP, env={"BULKHEAD_WORKERS": "2"})
+    assert emu.wait_for_next_poll(timeout=20, polls=2), rt.describe()
+    answers = []
+    for _ in range(3):
+        futures = [emu.submit(json.dumps({"url": server.url, "pause": 0.3}).encode())
+                   for _ in range(2)]
+        answers += [body_of(future.result(timeout=30)) for future in futures]
+    loops_by_pid: dict[int, set[int]] = {}
+    for answer in answers:
+        loops_by_pid.setdefault(answer["pid"], set()).add(answer["loop"])
+    assert len(loops_by_pid) == 2, answers
+    assert all(len(loops) == 1 for loops in loops_by_pid.values()), answers
+    assert server.accepted == 2
 
 
 DEADLINE_APP = """
