@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import Any
 
-__all__ = ["HANDLER_TASK", "EventLoops", "report_tasks_on", "task_stacks"]
+__all__ = ["HANDLER_TASK", "MAX_DEPTH", "MAX_TASKS", "EventLoops", "report_tasks_on", "task_stacks"]
 
 #: The name of the task an invocation runs in, as its stack is headed.
 HANDLER_TASK = "handler"
@@ -68,18 +68,30 @@ class EventLoops(threading.local):
             raise HandlerCrash.from_exception(exc) from exc
 
 
+#: At most this many tasks' stacks are written (a handler gathering thousands of
+#: requests would otherwise fill the error body), each at most this deep
+#: (faulthandler's own limit per thread).
+MAX_TASKS = 20
+MAX_DEPTH = 100
+
+
 def task_stacks(loop: asyncio.AbstractEventLoop) -> str:
-    """Every pending task's stack, the invocation's task first, most recent call first,
+    """The pending tasks' stacks, the invocation's task first, most recent call first,
     in faulthandler's format (``File "path", line N in name``)."""
     tasks = sorted(asyncio.all_tasks(loop), key=lambda task: task.get_name() != HANDLER_TASK)
     parts = []
-    for task in tasks:
+    for task in tasks[:MAX_TASKS]:
         parts.append(f"Task {task.get_name()!r} (most recent call first):\n")
+        frames = _await_chain(task.get_coro())
         parts.extend(
             f'  File "{frame.f_code.co_filename}", line {frame.f_lineno} in '
             f"{frame.f_code.co_name}\n"
-            for frame in reversed(_await_chain(task.get_coro()))
+            for frame in reversed(frames[-MAX_DEPTH:])
         )
+        if len(frames) > MAX_DEPTH:
+            parts.append("  ...\n")
+    if len(tasks) > MAX_TASKS:
+        parts.append(f"... and {len(tasks) - MAX_TASKS} more tasks\n")
     return "".join(parts)
 
 
@@ -93,15 +105,18 @@ def _await_chain(awaitable: object) -> list[FrameType]:
     """
     frames: list[FrameType] = []
     current: object = awaitable
-    while current is not None:
-        frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None) \
-            or getattr(current, "ag_frame", None)
-        if frame is None:
-            break
+    while (frame := _first_attribute(current, ("cr_frame", "gi_frame", "ag_frame"))) is not None:
         frames.append(frame)
-        current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None) \
-            or getattr(current, "ag_await", None)
+        current = _first_attribute(current, ("cr_await", "gi_yieldfrom", "ag_await"))
     return frames
+
+
+def _first_attribute(value: object, names: tuple[str, ...]) -> Any:
+    for name in names:
+        attribute = getattr(value, name, None)
+        if attribute is not None:
+            return attribute
+    return None
 
 
 def report_tasks_on(signum: int, fd: int, loops: EventLoops) -> None:

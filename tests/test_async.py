@@ -35,6 +35,7 @@ from conftest import (
 
 from lambda_bulkhead import Context, HandlerCrash, Invocation, InvocationError
 from lambda_bulkhead._context import FunctionMeta
+from lambda_bulkhead._coroutines import HANDLER_TASK, MAX_DEPTH, MAX_TASKS, task_stacks
 from lambda_bulkhead._handler import (
     _CO_COROUTINE,
     Answer,
@@ -404,6 +405,43 @@ def test_a_coroutine_exception_is_reported_as_a_plain_handlers(
         assert len(error.stack_trace) == len(lines)
         for line, start in zip(error.stack_trace, lines, strict=True):
             assert line.startswith(start), (line, start)
+
+
+def test_task_stacks_put_the_invocation_first_and_stop_at_a_limit() -> None:
+    """The invocation's task comes first, innermost frame first; past MAX_TASKS the rest
+    are counted; past MAX_DEPTH a chain is cut (innermost frames kept)."""
+
+    async def deep(n: int) -> None:
+        if n:
+            await deep(n - 1)
+        else:
+            await asyncio.sleep(60)
+
+    async def invocation() -> None:
+        await deep(MAX_DEPTH + 10)
+
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(asyncio.sleep(60)) for _ in range(MAX_TASKS + 5)]
+    tasks.append(loop.create_task(invocation(), name=HANDLER_TASK))
+    try:
+        loop.run_until_complete(asyncio.sleep(0.01))
+        lines = task_stacks(loop).splitlines()
+    finally:
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+    headers = [line for line in lines if line.startswith("Task ")]
+    assert headers[0] == "Task 'handler' (most recent call first):"
+    assert len(headers) == MAX_TASKS
+    assert lines[-1] == "... and 6 more tasks"
+    first = lines[1:lines.index(headers[1])]
+    assert len(first) == MAX_DEPTH + 1
+    assert first[0].endswith(" in sleep")
+    assert first[1].endswith(" in deep")  # awaiting asyncio.sleep
+    assert first[2].endswith(" in deep")  # awaiting deep(n - 1)
+    assert first[2:MAX_DEPTH] == [first[2]] * (MAX_DEPTH - 2)
+    assert first[-1] == "  ..."
 
 
 # -- through a real runtime --------------------------------------------------------------------
