@@ -787,27 +787,66 @@ def test_start_with_a_coroutine_handler(script: Callable[[str], RuntimeProcess])
 # -- beside the official runtime -------------------------------------------------------------
 
 
-def test_the_official_runtime_cannot_run_a_coroutine_handler(
-    make_emulator: MakeEmulator, runtime: StartRuntime, task_root: Path
+SIDE_BY_SIDE_APP = """
+import asyncio
+import functools
+
+
+async def handler(event, context):
+    await asyncio.sleep(0)
+    return {"ok": True}
+
+
+@functools.wraps(handler)
+def decorated(event, context):
+    return handler(event, context)
+
+
+def unmarked(event, context):
+    return handler(event, context)
+
+
+def runs_its_own_loop(event, context):
+    return asyncio.run(handler(event, context))
+"""
+MARSHAL_ERROR = ("Runtime.MarshalError",
+                 "Unable to marshal response: Object of type coroutine is not JSON serializable")
+
+
+@pytest.mark.parametrize(
+    ("function", "official", "ours"),
+    [
+        ("handler", MARSHAL_ERROR, b'{"ok":true}'),
+        ("decorated", MARSHAL_ERROR, b'{"ok":true}'),
+        ("unmarked", MARSHAL_ERROR, MARSHAL_ERROR),
+        ("runs_its_own_loop", b'{"ok": true}', b'{"ok":true}'),
+    ],
+)
+def test_beside_the_official_runtime(
+    make_emulator: MakeEmulator, runtime: StartRuntime, task_root: Path, function: str,
+    official: bytes | tuple[str, str], ours: bytes | tuple[str, str],
 ) -> None:
-    """awslambdaric answers Runtime.MarshalError for the handler lambda-bulkhead runs."""
+    """awslambdaric cannot run a coroutine handler (Runtime.MarshalError) that lambda-bulkhead
+    runs; both agree on unmarked awaitables and on handlers running asyncio.run."""
     pytest.importorskip("awslambdaric")
-    app = "import asyncio\n\nasync def handler(event, context):\n" \
-          "    await asyncio.sleep(0)\n    return {'ok': True}\n"
-    write_module_files(task_root, {"app.py": app})
+    write_module_files(task_root, {"app.py": SIDE_BY_SIDE_APP})
+    spec = f"app.{function}"
     emulator = make_emulator(timeout_s=3.0)
-    official = RuntimeProcess(
-        [sys.executable, "-m", "awslambdaric", "app.handler"],
-        runtime_env(emulator, task_root, {"_HANDLER": "app.handler"}), task_root, emulator,
+    proc = RuntimeProcess(
+        [sys.executable, "-m", "awslambdaric", spec],
+        runtime_env(emulator, task_root, {"_HANDLER": spec}), task_root, emulator,
     )
     try:
-        error = error_body(official.invoke(b"{}"))
+        answers = {"official": _outcome(proc.invoke(b"{}"))}
     finally:
-        official.cleanup()
-    assert error["errorType"] == "Runtime.MarshalError"
-    assert error["errorMessage"] == (
-        "Unable to marshal response: Object of type coroutine is not JSON serializable"
-    )
-    ours = runtime(modules={"app.py": app}, isolation="process")
-    result = ours.invoke(b"{}")
-    assert (result.kind, result.body) == ("response", b'{"ok":true}')
+        proc.cleanup()
+    answers["ours"] = _outcome(runtime(spec, isolation="process").invoke(b"{}"))
+    assert answers == {"official": official, "ours": ours}
+
+
+def _outcome(result: InvokeResult) -> bytes | tuple[str, str]:
+    """A response's body, or an error's (errorType, errorMessage)."""
+    if result.kind == "response":
+        return result.body
+    error = error_body(result)
+    return error["errorType"], error["errorMessage"]
