@@ -175,22 +175,26 @@ class HandlerCrash(InvocationError):
 
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-# The import machinery between the runtime and a module failing at import time.
-_IMPORT_FRAMES = (
-    os.path.dirname(os.path.abspath(os.__file__)) + os.sep + "importlib" + os.sep,
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
+# The machinery between the runtime and the handler's first frame: the import
+# system's for a module failing at import time, asyncio's for a coroutine handler.
+_MACHINERY_FRAMES = (
+    _STDLIB_DIR + "importlib" + os.sep,
     "<frozen importlib.",
+    _STDLIB_DIR + "asyncio" + os.sep,
 )
 
 
 def handler_stack(exc: BaseException) -> list[str]:
     """``exc``'s stack as ``traceback.format_list`` lines, less the runtime's leading
-    frames (and, for an import-time failure, the import machinery's)."""
+    frames (and the import machinery's for an import-time failure, asyncio's for a
+    coroutine handler)."""
     import traceback  # noqa: PLC0415 - only failures pay for it, not the cold start
 
     frames = traceback.extract_tb(exc.__traceback__)
     first = 0
     while first < len(frames) and frames[first].filename.startswith(
-        (_RUNTIME_DIR, *_IMPORT_FRAMES)
+        (_RUNTIME_DIR, *_MACHINERY_FRAMES)
     ):
         first += 1
     return traceback.format_list(frames[first:])

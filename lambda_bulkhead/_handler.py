@@ -12,6 +12,13 @@ Answer``, raising :class:`InvocationError` for a reportable failure:
 
 :func:`execute` runs one invocation through a core handler in the current
 process; the in-process loop and the isolated worker both use it.
+
+Each wrapper also takes a coroutine function (``async def``), or a function
+that wraps one (``functools.wraps``): which it is, is decided once, when the
+handler is wrapped, so a plain function pays nothing per invocation.  The
+coroutine is run to completion on the thread's persistent event loop (see
+:mod:`lambda_bulkhead._coroutines`) and the result treated as a plain
+function's; the core handler is then a :class:`CoroutineHandler`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation, build_context
 from lambda_bulkhead._errors import (
@@ -36,16 +43,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
+    from lambda_bulkhead._coroutines import EventLoops
+
     E = TypeVar("E")
-    R = TypeVar("R")
 
 __all__ = [
     "Answer",
     "CoreHandler",
+    "CoroutineHandler",
     "CurrentInvocation",
     "HandlerSource",
     "execute",
     "exit_error",
+    "is_coroutine_handler",
     "json_handler",
     "load_handler",
     "official_handler",
@@ -131,8 +141,75 @@ def encode_json(value: object) -> bytes:
         ) from exc
 
 
+#: The code flag of an ``async def`` function (``inspect.CO_COROUTINE``: inspect
+#: itself costs about 8 ms of a cold start, so it is not imported for this).
+_CO_COROUTINE = 0x80
+
+
+def is_coroutine_handler(function: object) -> bool:
+    """Whether ``function`` is a coroutine function, or wraps one.
+
+    As ``inspect.iscoroutinefunction``, bound methods and ``functools.partial``
+    are seen through; so is a callable object whose ``__call__`` is one; and
+    so is a decorator made with ``functools.wraps`` (``__wrapped__``) around
+    one, as handler decorators are: calling it gives the inner coroutine.
+    """
+    import functools  # noqa: PLC0415 - imported long before a handler is loaded
+
+    seen: set[int] = set()
+    candidate: object = function
+    while candidate is not None and id(candidate) not in seen:
+        seen.add(id(candidate))
+        target = getattr(candidate, "__func__", candidate)
+        while isinstance(target, functools.partial):
+            target = target.func
+        code = getattr(target, "__code__", None)
+        if code is None and callable(target):
+            code = getattr(type(target).__call__, "__code__", None)
+        flags = getattr(code, "co_flags", 0)
+        if isinstance(flags, int) and flags & _CO_COROUTINE:
+            return True
+        candidate = getattr(candidate, "__wrapped__", None)
+    return False
+
+
+class CoroutineHandler:
+    """A core handler whose user function is a coroutine function, run on
+    :attr:`loops` (the worker also reads its tasks' stacks at a deadline)."""
+
+    __slots__ = ("_call", "loops")
+
+    def __init__(self, call: CoreHandler, loops: EventLoops) -> None:
+        self._call = call
+        self.loops = loops
+
+    def __call__(self, invocation: Invocation, context: Context) -> Answer:
+        return self._call(invocation, context)
+
+
+def _on_event_loop(
+    function: Callable[..., Any], wrap: Callable[[Callable[..., Any]], CoreHandler]
+) -> CoroutineHandler:
+    """``wrap`` (a plain-function wrapper) around ``function`` run to completion on
+    the thread's event loop."""
+    from lambda_bulkhead._coroutines import EventLoops  # noqa: PLC0415 - asyncio: async only
+
+    loops = EventLoops()
+
+    def run_to_completion(*args: Any) -> Any:
+        result = function(*args)
+        # A plain decorator around an async def may also give a plain value.
+        return loops.run(result) if isinstance(result, Awaitable) else result
+
+    return CoroutineHandler(wrap(run_to_completion), loops)
+
+
 def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
-    """``def handler(event, context)`` with the official runtime's encodings."""
+    """``def handler(event, context)`` with the official runtime's encodings;
+    ``async def handler(event, context)`` too."""
+    if is_coroutine_handler(function):
+        return _on_event_loop(function, official_handler)
+
     def call(invocation: Invocation, context: Context) -> Answer:
         event: Any = invocation.payload
         if _media_type(invocation.content_type) == _JSON:
@@ -150,8 +227,13 @@ def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
     return call
 
 
-def raw_handler(function: Callable[[bytes, Context], bytes]) -> CoreHandler:
-    """``(payload, context) -> bytes``: bytes in, bytes out, no encoding."""
+def raw_handler(
+    function: Callable[[bytes, Context], bytes | Awaitable[bytes]],
+) -> CoreHandler:
+    """``(payload, context) -> bytes``: bytes in, bytes out, no encoding (or a
+    coroutine function giving bytes)."""
+    if is_coroutine_handler(function):
+        return _on_event_loop(function, raw_handler)
 
     def call(invocation: Invocation, context: Context) -> Answer:
         result = function(invocation.payload, context)
@@ -168,14 +250,18 @@ def raw_handler(function: Callable[[bytes, Context], bytes]) -> CoreHandler:
 
 def json_handler(
     decoder: Callable[[Any], E],
-    function: Callable[[E, Context], R],
-    encoder: Callable[[R], Any],
+    function: Callable[[E, Context], Any],
+    encoder: Callable[[Any], Any],
 ) -> CoreHandler:
     """A typed handler: the payload is parsed as JSON and given to ``decoder``;
     a payload that is not JSON or that the decoder rejects is reported as
     ``Runtime.InvalidEvent`` without calling ``function``; its result is given
-    to ``encoder`` and posted as JSON.
+    to ``encoder`` and posted as JSON.  ``function`` may be a coroutine function
+    (``start_json``'s overloads tie its result to ``encoder``'s argument).
     """
+    if is_coroutine_handler(function):
+        return _on_event_loop(function, lambda run: json_handler(decoder, run, encoder))
+
     def call(invocation: Invocation, context: Context) -> Answer:
         try:
             event = decoder(loads(invocation.payload))

@@ -13,7 +13,7 @@ an in-process handler, after its invocation was answered with ``/error``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._context import Context, FunctionMeta, Invocation
@@ -31,10 +31,15 @@ from lambda_bulkhead._handler import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, TypeVar
+    from typing import Any, NoReturn, TypeVar, overload
 
     E = TypeVar("E")
     R = TypeVar("R")
+else:
+    def overload(function):
+        """``typing.overload`` for type checkers; at run time (without importing
+        ``typing``, see ``_record``) the implementation that follows replaces it."""
+        return function
 
 __all__ = [
     "Executor",
@@ -178,9 +183,12 @@ def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
 
 
 def start(
-    handler: Callable[[bytes, Context], bytes], *, environ: Mapping[str, str] | None = None
+    handler: Callable[[bytes, Context], bytes | Awaitable[bytes]],
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> NoReturn:
-    """Run the runtime with a raw handler: bytes in, bytes out.
+    """Run the runtime with a raw handler: bytes in, bytes out (``async def`` too:
+    see ``docs/api.md``, "Async handlers").
 
     As ``lambda-bulkhead run``, the handler runs in isolated workers unless
     ``BULKHEAD_ISOLATION=none`` (the workers are forks of this process, so call
@@ -193,16 +201,36 @@ def start(
     _run(raw_handler(handler), environ)
 
 
+@overload
 def start_json(
+    decoder: Callable[[Any], E],
+    handler: Callable[[E, Context], Awaitable[R]],
+    encoder: Callable[[R], Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> NoReturn: ...
+
+
+@overload
+def start_json(  # noqa: F811 - an overload: ruff does not see typing's here
     decoder: Callable[[Any], E],
     handler: Callable[[E, Context], R],
     encoder: Callable[[R], Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> NoReturn: ...
+
+
+def start_json(  # noqa: F811 - the overloads' implementation
+    decoder: Callable[[Any], E],
+    handler: Callable[[E, Context], Any],
+    encoder: Callable[[Any], Any],
     *,
     environ: Mapping[str, str] | None = None,
 ) -> NoReturn:
     """Run the loop with a typed handler: ``decoder`` turns the parsed JSON event
     into the handler's argument (a payload it rejects is ``Runtime.InvalidEvent``,
     and the handler is not called); ``encoder`` turns the result into JSON data.
-    Otherwise as :func:`start`.
+    The handler may be an ``async def``.  Otherwise as :func:`start`.
     """
     _run(json_handler(decoder, handler, encoder), environ)

@@ -10,7 +10,8 @@ Rules (the supervisor relies on each):
    a process it started may hold the pipe open, hiding the end from the
    supervisor, and every later line would be lost.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
-   ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
+   ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe; for a
+   coroutine handler, the stacks of its event loop's tasks follow.
 4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
    :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
    ``MemoryError``) it exits and is replaced.
@@ -51,7 +52,13 @@ from lambda_bulkhead._errors import (
     InvocationError,
     too_large_error,
 )
-from lambda_bulkhead._handler import CoreHandler, CurrentInvocation, exit_code, exit_error
+from lambda_bulkhead._handler import (
+    CoreHandler,
+    CoroutineHandler,
+    CurrentInvocation,
+    exit_code,
+    exit_error,
+)
 from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._hooks import run_worker_start_hooks
 from lambda_bulkhead._native import (
@@ -266,6 +273,10 @@ def run_worker(
     except Exception as exc:  # the hook's failure is the worker's: say why, then exit
         send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True))
         return EXIT_START_HOOK_FAILED
+    if isinstance(handler, CoroutineHandler):
+        from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
+
+        report_tasks_on(_signals.SIGUSR1, fds.fault, handler.loops)
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
