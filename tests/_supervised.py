@@ -126,6 +126,10 @@ def handler(event, context):
         return {"size": len(data), "sha256": hashlib.sha256(data.encode()).hexdigest()}
     if action == "big":
         return pattern(event["seed"], event["size"])
+    if action == "kill_template":
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(5)
+        return "outlived its template"
     if action == "garbage":
         os.write(result_fd(), b"Traceback (most recent call last):\n")
         return "after garbage"

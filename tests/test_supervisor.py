@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from _supervised import (
+    APP,
     Runtimes,
     act,
     body,
@@ -394,14 +395,51 @@ def test_a_worker_killed_while_idle_is_replaced_before_the_next_invocation(
     assert new_pid != pid
 
 
-def test_the_template_dying_ends_the_runtime(rt: RuntimeProcess) -> None:
-    """Without its template the runtime cannot replace workers: it exits 1, workers follow."""
+def test_a_template_killed_from_outside_is_re_created(rt: RuntimeProcess) -> None:
+    """Its workers follow it; the runtime imports the handler again in a new
+    template, logs it, and serves on."""
     template_pid, _ = first_pid(rt)
     processes = wait_for_descendants(rt, 3)
     os.kill(template_pid, signal.SIGKILL)
-    assert rt.wait(timeout=10) == 1
-    assert records(rt, "template process died; exiting so Lambda re-initialises")
+    rt.wait_for(lambda r: r.get("message") == "template process re-created")
     assert wait_until_gone(processes, timeout=3.0) == []
+    result = act(rt, "ok")
+    assert result.kind == "response", rt.describe()
+    assert rt.poll() is None
+    assert records(rt, "template process died; re-creating it (the handler is imported again)")
+
+
+def test_a_handler_killing_its_template_gets_an_answer_and_the_runtime_serves_on(
+    rt: RuntimeProcess,
+) -> None:
+    """The handler SIGKILLs its parent: that invocation is answered Runtime.ExitError
+    (its worker went with the template), the template is re-created, and the next
+    invocation is answered: no exit, no cold start for Lambda."""
+    result = act(rt, "kill_template")
+    assert result.kind == "error", rt.describe()
+    assert body(result)["errorType"] == "Runtime.ExitError"
+    following = act(rt, "ok")
+    assert following.kind == "response", rt.describe()
+    assert rt.poll() is None
+
+
+def test_a_template_that_cannot_be_re_created_ends_the_runtime(
+    runtimes: Runtimes,
+) -> None:
+    """The handler's module dies when imported a second time: the runtime says so
+    and exits 1 so that Lambda re-initialises the environment."""
+    module = APP + (
+        "\nimport pathlib as _pathlib\n"
+        "_marker = _pathlib.Path(__file__).with_name('imported-once')\n"
+        "if _marker.exists():\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "_marker.touch()\n"
+    )
+    rt = runtimes.start(modules={"app.py": module})
+    template_pid, _ = first_pid(rt)
+    os.kill(template_pid, signal.SIGKILL)
+    assert rt.wait(timeout=15) == 1
+    assert records(rt, "template process cannot be re-created; exiting so Lambda re-initialises")
 
 
 # -- payloads -------------------------------------------------------------------------

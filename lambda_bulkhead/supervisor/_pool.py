@@ -86,7 +86,12 @@ TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
 
 
 class ExitRegistry:
-    """Exit statuses reported by the template, waited for by the slots."""
+    """Exit statuses reported by the template (or reaped by the supervisor, for
+    workers that outlived their template), waited for by the slots."""
+
+    #: Statuses nobody waits for (an orphan the supervisor reaped) are dropped,
+    #: oldest first, past this many.
+    KEEP = 256
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -95,6 +100,8 @@ class ExitRegistry:
     def record(self, pid: int, status: int) -> None:
         with self._cond:
             self._statuses[pid] = status
+            if len(self._statuses) > self.KEEP:
+                del self._statuses[next(iter(self._statuses))]
             self._cond.notify_all()
 
     def wait(self, pid: int, timeout: float) -> int | None:
@@ -186,10 +193,27 @@ class TemplateClient:
     """
 
     def __init__(self, ctl: _socket.socket, ready_timeout_s: float = SPAWN_TIMEOUT_S) -> None:
-        self._ctl = ctl
+        self._ctl: _socket.socket | None = ctl
         self._ready_timeout_s = ready_timeout_s
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._decoder = FrameDecoder()
+        #: Whether a dead template is to be waited for (the supervisor re-creates it).
+        self.replaceable = False
+
+    def replace(self, ctl: _socket.socket) -> None:
+        """A new template took the dead one's place: spawn from it."""
+        with self._cond:
+            self._ctl = ctl
+            self._decoder = FrameDecoder()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more templates: spawns fail from now on."""
+        with self._cond:
+            self.replaceable = False
+            if self._ctl is not None:
+                self._ctl.close()
+            self._cond.notify_all()
 
     def spawn(self, memory_limit_bytes: int | None, *, in_place: bool = False) -> WorkerHandle:
         """A new worker, set up and idle (its Ready received).
@@ -227,15 +251,8 @@ class TemplateClient:
         return worker
 
     def _request(self, spawn: Spawn | BecomeWorker, fds: list[int]) -> int:
-        with self._lock:
-            try:
-                send_with_fds(self._ctl, b"".join(encode(spawn)), fds)
-                self._ctl.settimeout(SPAWN_TIMEOUT_S)
-                data = self._ctl.recv(4096)
-            except OSError as exc:
-                raise SpawnError(f"template unreachable: {exc}") from exc
-            if not data:
-                raise SpawnError("template exited")
+        with self._cond:
+            data = self._exchange(b"".join(encode(spawn)), fds)
             try:
                 replies = self._decoder.feed(data)
             except WireError as exc:
@@ -243,6 +260,31 @@ class TemplateClient:
         if len(replies) != 1 or not isinstance(replies[0], Spawned):
             raise SpawnError(f"template answered {replies!r:.200}")
         return replies[0].pid
+
+    def _exchange(self, request: bytes, fds: list[int]) -> bytes:
+        """Send ``request`` and take the answer, waiting for a re-created template
+        when this one died (the caller holds the condition)."""
+        end = time.monotonic() + IMPORT_TIMEOUT_S
+        while True:
+            ctl = self._ctl
+            if ctl is None or ctl.fileno() < 0:
+                if not self.replaceable:
+                    raise SpawnError("template exited")
+                if not self._cond.wait(end - time.monotonic()):
+                    raise SpawnError("template exited and was not re-created in time")
+                continue
+            try:
+                send_with_fds(ctl, request, fds)
+                ctl.settimeout(SPAWN_TIMEOUT_S)
+                data = ctl.recv(4096)
+            except OSError as exc:
+                if not self.replaceable:
+                    raise SpawnError(f"template unreachable: {exc}") from exc
+                data = b""
+            if data:
+                return data
+            if self._ctl is ctl:
+                self._ctl = None  # dead: the supervisor's main thread re-creates it
 
     @staticmethod
     def _await_ready(worker: WorkerHandle, timeout_s: float) -> None:

@@ -88,6 +88,8 @@ __all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "supervise"]
 EXIT_INIT_FAILED = 1
 EXIT_FATAL = 1
 SHUTDOWN_GRACE_S = 0.2
+#: How long a stopping runtime waits for its template to take its workers down.
+TEMPLATE_EXIT_S = 0.2
 #: While log records are held (a full stdout pipe), the main thread retries when
 #: the pipe has room, and at least this often.
 LOG_RETRY_S = 0.05
@@ -134,6 +136,15 @@ class _Control:
     def spawn_failed(self, exc: SpawnError) -> None:
         self.spawn_error = exc
         self._wake(b"s")
+
+
+class _Template:
+    """The process workers are asked of now: the template, or the zygote."""
+
+    def __init__(self, pid: int, ctl: _socket.socket, events_r: int) -> None:
+        self.pid = pid
+        self.ctl = ctl
+        self.events_r = events_r
 
 
 class _Refiller:
@@ -339,6 +350,30 @@ def supervise(
         cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         client = TemplateClient(ctl)
+    current = _Template(template_pid, ctl, events_r)
+    crashes = CrashCounter(RestartPolicy())
+
+    def recreate() -> _Template | None:
+        """A new template (or zygote) in place of one that died: the handler is
+        imported again.  None: it could not be, or templates keep dying."""
+        crashes.crashed()
+        if crashes.delay() is None:
+            return None
+        handles = fork_template(source, config.task_root, config.function, environ,
+                                telemetry_fd, load=start.mode == "fork")
+        output = PipeOutput(handles.stdout_r, handles.stderr_r,
+                            OutputSink(settings, writer.write))
+        template_outputs.append(output)
+        ready = _first_messages(handles.ctl, output)
+        os.close(handles.fault_r)
+        if not ready or not isinstance(ready[0], TemplateReady):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handles.pid, _signals.SIGKILL)
+            return None
+        client.replace(handles.ctl)
+        return _Template(handles.pid, handles.ctl, handles.events_r)
+
+    client.replaceable = True
     pool = WorkerPool(
         client,
         limit,
@@ -351,7 +386,6 @@ def supervise(
         first=adopted,
     )
     shutdown = Shutdown()
-    crashes = CrashCounter(RestartPolicy())
 
     def report(summary: InvocationReport) -> None:
         line = format_report(summary, settings, time.time())
@@ -403,7 +437,7 @@ def supervise(
             maxInvocationsPerWorker=config.max_invocations or None,
             transport=config.transport,
             slotCpus=_slot_cpus(slots),
-            templatePid=template_pid,
+            templatePid=current.pid,
             workerStart=start.mode,
             initMs=init_ms,
         )
@@ -414,11 +448,11 @@ def supervise(
 
     init_ms = round((time.monotonic() - started) * 1000, 1)
     status = _serve_main(
-        pool, exits, control, log, writer, events_r, wake_r, received, template_outputs,
-        announce, template_pid, None if adopted is None else adopted.pid,
+        pool, exits, control, log, writer, current, wake_r, received, template_outputs,
+        announce, recreate, None if adopted is None else adopted.pid,
     )
     log.release()  # events held by a runtime stopped before its first answer
-    _stop(slots, pool, shutdown, template_pid, ctl, log, reason=status[1])
+    _stop(slots, pool, shutdown, current.pid, client, log, reason=status[1])
     for output in template_outputs:
         output.drain()
         output.close()
@@ -476,12 +510,12 @@ def _serve_main(
     control: _Control,
     log: _LazyLog,
     writer: LogWriter,
-    events_r: int,
+    template: _Template,
     wake_r: int,
     received: list[int],
     template_outputs: list[PipeOutput],
     announce: Callable[[], None],
-    template_pid: int,
+    recreate: Callable[[], _Template | None],
     adopted_pid: int | None,
 ) -> tuple[int, str]:
     """The main thread's loop; returns (exit status, why it ended).
@@ -490,22 +524,24 @@ def _serve_main(
     the main thread stays off the first invocation's path: the start-up record
     (which imports structlog) and the spare worker's fork wait until then.
     ``adopted_pid``: the template serving as a worker, a child of this process
-    (not of the zygote), whose exit status is read here.  Any other child than
-    it and the template is an orphan a handler left (this process is the
-    subreaper of its tree): it is killed, with its process group.
+    (not of the zygote), whose exit status is read here, as are those of
+    workers that outlived their template.  Any other child than it and the
+    template is an orphan a handler left (this process is the subreaper of its
+    tree): it is killed, with its process group.  A template that dies is
+    re-created (``recreate``), and ``template`` updated.
     """
     decoder = FrameDecoder()
     log_pending = False
     quiet_until: float | None = time.monotonic() + QUIET_START_S
     refiller = _Refiller(pool, control)
-    own_children = {template_pid} if adopted_pid is None else {template_pid, adopted_pid}
+    own_children = {template.pid} if adopted_pid is None else {template.pid, adopted_pid}
     while True:
         if quiet_until is not None:
             timeout: float | None = max(0.0, quiet_until - time.monotonic())
         else:
             timeout = LOG_RETRY_S if log_pending else None
         outputs = {fd: output for output in template_outputs for fd in output.fds}
-        watched = [wake_r, events_r, control.read_fd, *outputs]
+        watched = [wake_r, template.events_r, control.read_fd, *outputs]
         # While log records are held (a full stdout pipe), wake when it has room.
         readable, _, _ = select.select(
             watched, [writer.fd] if log_pending else [], [], timeout,
@@ -517,18 +553,32 @@ def _serve_main(
             while read_available(wake_r, 4096):
                 pass
             for pid, status in reap_children():
-                if pid == adopted_pid:
+                if pid != template.pid:  # a worker whose template died, or the adopted one
                     exits.record(pid, status)
                 own_children.discard(pid)
             kill_orphans(own_children)
         if received:
             names = ", ".join(name_of_signal(s) for s in received)
             return 0, f"received {names}"
-        if events_r in readable:
-            data = os.read(events_r, 65536)
+        if template.events_r in readable:
+            data = os.read(template.events_r, 65536)
             if not data:
-                log.get().error("template process died; exiting so Lambda re-initialises")
-                return EXIT_FATAL, "template died"
+                log.get().warning(
+                    "template process died; re-creating it (the handler is imported again)",
+                    pid=template.pid,
+                )
+                os.close(template.events_r)
+                replacement = recreate()
+                if replacement is None:
+                    log.get().error("template process cannot be re-created; exiting so "
+                                    "Lambda re-initialises")
+                    return EXIT_FATAL, "template died"
+                own_children = (own_children - {template.pid}) | {replacement.pid}
+                template.pid, template.ctl = replacement.pid, replacement.ctl
+                template.events_r = replacement.events_r
+                decoder = FrameDecoder()
+                log.get().info("template process re-created", pid=template.pid)
+                continue
             for message in decoder.feed(data):
                 if isinstance(message, WorkerExited):
                     exits.record(message.pid, message.status)
@@ -559,7 +609,7 @@ def _stop(
     pool: WorkerPool,
     shutdown: Shutdown,
     template_pid: int,
-    ctl: _socket.socket,
+    client: TemplateClient,
     log: _LazyLog,
     *,
     reason: str,
@@ -574,10 +624,14 @@ def _stop(
     for spare in pool.drain():
         spare.kill()
         spare.close()
-    ctl.close()
-    try:
+    # The template takes down whatever its workers left when its socket closes;
+    # anything that reached this process (its subreaper) goes after it.
+    client.close()
+    end = time.monotonic() + TEMPLATE_EXIT_S
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(template_pid, os.WNOHANG) == (0, 0) and time.monotonic() < end:
+            time.sleep(0.002)
+    with contextlib.suppress(ProcessLookupError):
         os.kill(template_pid, _signals.SIGKILL)
-        os.waitpid(template_pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    kill_orphans(set())
     log.event("runtime stopped", reason=reason)
