@@ -114,6 +114,8 @@ class WorkerHandle:
         self.closed = False
         #: The worker's fd 1 or 2 reached end of file: replace it after this invocation.
         self.output_closed = False
+        #: It wrote a frame out of turn: replace it after this invocation.
+        self.out_of_turn = False
         self.poller = select.poll()
         for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):
             self.poller.register(fd, select.POLLIN)

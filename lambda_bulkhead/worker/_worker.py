@@ -11,9 +11,10 @@ Rules (the supervisor relies on each):
    supervisor, and every later line would be lost.
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
    ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe.
-4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
-   :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
-   ``MemoryError``) it exits and is replaced.
+4. It answers every :class:`Invoke` with exactly one :class:`Result` or
+   :class:`Failure` carrying the Invoke's turn; after a fatal one
+   (``SystemExit``, ``KeyboardInterrupt``, ``MemoryError``) it exits and is
+   replaced.
 5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
    makes it exit 0; so does the death of its parent (``PR_SET_PDEATHSIG``).
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
@@ -43,7 +44,7 @@ from lambda_bulkhead._handler import execute as execute_in_process
 from lambda_bulkhead._pipes import read_message, send_message
 from lambda_bulkhead._procfs import current_data_size, current_rss
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import Failure, FrameDecoder, Ready, Result, WaitOn
+from lambda_bulkhead._wire import Failure, FrameDecoder, Invoke, Ready, Result, WaitOn
 from lambda_bulkhead.worker._native import flush_c_stdio, keep_heap, set_parent_death_signal
 
 TYPE_CHECKING = False
@@ -97,27 +98,28 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
 
 
 def _answer(
-    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta
+    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int
 ) -> Result | Failure:
     request_id = invocation.request_id
     try:
         answer = execute_in_process(handler, invocation, meta)
     except MemoryError as exc:
-        return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True)
+        return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True, turn=turn)
     except InvocationError as error:
         fatal = isinstance(error.__cause__, MemoryError)
-        return _failure(request_id, error, fatal=fatal)
+        return _failure(request_id, error, fatal=fatal, turn=turn)
     if len(answer.body) > MAX_RESPONSE_BYTES:
-        return _failure(request_id, too_large_error(len(answer.body)), fatal=False)
+        return _failure(request_id, too_large_error(len(answer.body)), fatal=False, turn=turn)
     return Result(
         request_id=request_id,
         content_type=answer.content_type,
         body=answer.body,
         peak_rss=_peak_rss(),
+        turn=turn,
     )
 
 
-def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure:
+def _failure(request_id: str, error: InvocationError, *, fatal: bool, turn: int) -> Failure:
     return Failure(
         request_id=request_id,
         error_type=error.error_type,
@@ -126,6 +128,7 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure
         causes=tuple(_cause_dict(cause) for cause in error.causes),
         fatal=fatal,
         peak_rss=_peak_rss(),
+        turn=turn,
     )
 
 
@@ -202,17 +205,18 @@ def run_worker(
         if type(message) is WaitOn:
             waiting_on = {message.cpu} if pin_thread({message.cpu}) else None
             continue
-        if not isinstance(message, Invocation):
+        if type(message) is not Invoke:
             return 70  # EX_SOFTWARE: the supervisor spoke out of turn
+        turn, invocation = message
         if waiting_on is not None:
             pin_thread(everywhere)
-        state.request_id, state.tenant_id = message.request_id, message.tenant_id
+        state.request_id, state.tenant_id = invocation.request_id, invocation.tenant_id
         status = None
         try:
-            reply = _answer(handler, message, meta)
+            reply = _answer(handler, invocation, meta, turn)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit...
-            error = exit_error(message.request_id, exc)
-            reply = _failure(message.request_id, error, fatal=True)
+            error = exit_error(invocation.request_id, exc)
+            reply = _failure(invocation.request_id, error, fatal=True, turn=turn)
             status = exit_code(exc) if isinstance(exc, SystemExit) else 1
         _flush_output()
         if outputs.lost():
