@@ -99,14 +99,13 @@ def _invocation_headers(invocation_id: str | None) -> tuple[tuple[str, str], ...
 #: The bytes a request id keeps in its URL path segment as they are (RFC 3986's
 #: unreserved characters but ``.``: an id of ``..`` must not be a dot segment).
 _SEGMENT_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
-_SEGMENT_SAFE_TEXT = "".join(map(chr, sorted(_SEGMENT_SAFE)))
 
 
 def path_segment(request_id: str) -> str:
     """``request_id`` as one URL path segment: every byte of its UTF-8 form but
     letters, digits, ``-``, ``_`` and ``~`` percent-encoded, so ``a?b#c``,
     ``x y`` or ``../../runtime/init/error`` name that invocation and no other path."""
-    if not request_id.strip(_SEGMENT_SAFE_TEXT):
+    if request_id.isascii() and request_id.replace("-", "").isalnum():
         return request_id  # a UUID, as Lambda's are: nothing to encode
     return "".join(
         chr(byte) if byte in _SEGMENT_SAFE else f"%{byte:02X}"
@@ -187,6 +186,8 @@ def parse_deadline(text: str | None) -> int:
     """
     if not text or not (text.isascii() and text.isdigit()):
         return 0
+    if len(text) < 19:  # below 10**18: an i64 (every deadline Lambda sends)
+        return int(text)
     digits = text.lstrip("0")
     if len(digits) > 19:  # more digits than MAX_DEADLINE_MS (and than int() will read)
         return MAX_DEADLINE_MS

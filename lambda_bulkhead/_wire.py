@@ -67,6 +67,7 @@ __all__ = [
     "WireError",
     "WorkerExited",
     "encode",
+    "encode_invoke",
 ]
 
 VERSION = 2
@@ -209,8 +210,9 @@ _JSON_KINDS: dict[int, type[Message]] = {
 _NO_LIMIT = -1
 
 
-def _encode_invoke(invoke: Invoke) -> list[bytes]:
-    turn, invocation = invoke
+def encode_invoke(turn: int, invocation: Invocation) -> list[bytes]:
+    """``encode(Invoke(turn, invocation))``, without building the :class:`Invoke`
+    (the supervisor's per-invocation path)."""
     texts = [
         None if text is None else text.encode("utf-8", "surrogatepass")
         for text in (
@@ -256,7 +258,7 @@ def encode(message: Message) -> list[bytes]:
     payload is its own part, never copied to frame it)."""
     cls = type(message)
     if cls is Invoke:
-        return _encode_invoke(message)  # type: ignore[arg-type]
+        return encode_invoke(*message)
     if cls is Result:
         return _encode_result(message)  # type: ignore[arg-type]
     layout = _INT_LAYOUTS.get(cls)
@@ -290,6 +292,11 @@ def _decode_text(frame: memoryview, start: int, length: int, end: int) -> tuple[
         raise WireError(f"text field is not UTF-8: {exc}") from None
 
 
+#: Builds a record from a tuple of all its fields in C (a record's own
+#: constructor is Python code, run per invocation here).
+_new_record = tuple.__new__
+
+
 def _decode_invoke(frame: memoryview, end: int) -> Invoke:
     if end < _INVOKE_HEAD.size:
         raise WireError("Invoke body ends inside its fixed part")
@@ -302,10 +309,10 @@ def _decode_invoke(frame: memoryview, end: int) -> Invoke:
     request_id, arn, trace_id, client_context, cognito, tenant_id, invocation_id, ctype = texts
     if request_id is None:
         raise WireError("request_id missing")
-    return Invoke(turn, Invocation(
+    return _new_record(Invoke, (turn, _new_record(Invocation, (
         request_id, bytes(frame[offset:end]), deadline, arn or "", trace_id, client_context,
         cognito, tenant_id, invocation_id, ctype,
-    ))
+    ))))
 
 
 def _decode_result(frame: memoryview, end: int) -> Result:

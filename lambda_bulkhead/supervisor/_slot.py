@@ -51,7 +51,7 @@ from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
 from lambda_bulkhead._pipes import read_available, read_size, send_message, write_parts
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import TURN_MASK, Failure, Invoke, Result, WaitOn, WireError, encode
+from lambda_bulkhead._wire import TURN_MASK, Failure, Result, WaitOn, WireError, encode_invoke
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
@@ -336,7 +336,7 @@ class Slot:
             raise self._not_run(worker, invocation, "timeout", timeout_error(0.0, []))
         turn = self._turn = (self._turn + 1) & TURN_MASK
         try:
-            frame = encode(Invoke(turn, invocation))
+            frame = encode_invoke(turn, invocation)
         except WireError as exc:  # an event no frame can carry (over MAX_FRAME)
             unframed = InvocationError(
                 "Runtime.UnmarshalError", f"Unable to hand the event to a worker: {exc}"
