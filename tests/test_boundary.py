@@ -179,6 +179,20 @@ def test_a_request_id_that_is_not_url_safe_is_answered_under_that_id(
     assert rt.poll() is None
 
 
+@pytest.mark.parametrize("isolation", ["process", "none"])
+@pytest.mark.parametrize("request_id", ["a?b#c", "../../runtime/init/error"])
+def test_the_httpx_transport_and_the_in_process_runtime_encode_the_id_too(
+    runtimes: Runtimes, emulator: Emulator, request_id: str, isolation: str
+) -> None:
+    """The id is encoded by the protocol core, so the httpx transport and the
+    in-process runtime send it the same way."""
+    rt = runtimes.start(env={"BULKHEAD_TRANSPORT": "httpx"}, isolation=isolation)
+    emulator.inject(NextRequestId(request_id=request_id))
+    result = act(rt, "ok")
+    assert (result.request_id, result.kind) == (request_id, "response"), rt.describe()
+    assert act(rt, "ok").kind == "response"
+
+
 @pytest.mark.parametrize(
     ("deadline", "remaining"),
     [
