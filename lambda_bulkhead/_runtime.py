@@ -29,10 +29,10 @@ def run(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> in
     """Serve invocations with ``source`` (a ``module.function`` name or a core handler)."""
     if config.single_poller_for:
         _warn(
-            f"BULKHEAD_WORKERS={config.single_poller_for} ignored: without "
-            "AWS_LAMBDA_MAX_CONCURRENCY, Lambda takes one /next poll at a time; running 1 "
-            "worker (set BULKHEAD_CONCURRENT_POLLS=1 where the Runtime API serves concurrent "
-            "polls)"
+            f"{config.single_poller_for} workers asked for, but the Runtime API is not known "
+            "to serve concurrent /next polls (AWS_LAMBDA_MAX_CONCURRENCY unset or "
+            "BULKHEAD_CONCURRENT_POLLS off; Lambda's classic mode takes one poll at a time): "
+            "running 1 worker"
         )
     if config.isolation == "none":
         from lambda_bulkhead._inprocess import run_in_process  # noqa: PLC0415

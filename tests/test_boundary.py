@@ -18,6 +18,7 @@ import pytest
 from _supervised import Runtimes, act, body, records, report, started_record
 from conftest import RuntimeProcess
 
+from lambda_bulkhead._config import Config
 from lambda_bulkhead._wire import MAX_FRAME
 from lambda_bulkhead.emulator import (
     Emulator,
@@ -259,7 +260,8 @@ def test_several_workers_without_concurrency_fall_back_to_one_poller(
     rt = runtimes.start(env={"BULKHEAD_WORKERS": "2", "BULKHEAD_CONCURRENT_POLLS": None})
     assert started_record(rt)["workers"] == 1
     assert not emulator.wait_for_next_poll(0.5, polls=2)
-    assert any("BULKHEAD_WORKERS=2 ignored" in line for line in rt.stderr_lines)
+    assert any("2 workers asked for" in line and "running 1 worker" in line
+               for line in rt.stderr_lines), rt.describe()
     assert serving_pid(rt) > 0
 
 
@@ -277,4 +279,28 @@ def test_several_workers_poll_concurrently_where_the_environment_says_so(
     rt = runtimes.start(env={"BULKHEAD_WORKERS": "2", **env})
     assert started_record(rt)["workers"] == 2
     assert emulator.wait_for_next_poll(10, polls=2)
-    assert not any("ignored" in line for line in rt.stderr_lines)
+    assert not any("workers asked for" in line for line in rt.stderr_lines)
+
+
+@pytest.mark.parametrize(
+    ("env", "workers", "single_poller_for"),
+    [
+        ({}, 1, 0),
+        ({"BULKHEAD_WORKERS": "1"}, 1, 0),
+        ({"BULKHEAD_WORKERS": "4"}, 1, 4),
+        ({"BULKHEAD_WORKERS": "4", "BULKHEAD_CONCURRENT_POLLS": "0"}, 1, 4),
+        ({"BULKHEAD_WORKERS": "4", "BULKHEAD_CONCURRENT_POLLS": "on"}, 4, 0),
+        ({"AWS_LAMBDA_MAX_CONCURRENCY": "3"}, 3, 0),
+        ({"BULKHEAD_WORKERS": "4", "AWS_LAMBDA_MAX_CONCURRENCY": "3"}, 4, 0),
+        # An explicit "no" wins over the platform's variable.
+        ({"AWS_LAMBDA_MAX_CONCURRENCY": "3", "BULKHEAD_CONCURRENT_POLLS": "no"}, 1, 3),
+    ],
+)
+def test_the_number_of_pollers_the_config_allows(
+    env: dict[str, str], workers: int, single_poller_for: int
+) -> None:
+    """Several workers only where concurrent polls are served; otherwise one, and
+    the number asked for is kept for the warning."""
+    config = Config.from_environ(env)
+    assert (config.workers, config.single_poller_for) == (workers, single_poller_for)
+
