@@ -426,7 +426,8 @@ class Slot:
         readable: what it wrote since its last answer is forwarded as that
         invocation's output (a fresh worker's as no invocation's); a worker that
         wrote on its result pipe, closed its output or died is replaced."""
-        ready = [fd for fd, _ in worker.poller.poll(0)]
+        polled = worker.poller.poll(0)
+        ready = [fd for fd, _ in polled]
         if not worker.invocations:
             self._output.begin(None, None)
         # Bounded: a thread printing without pause must not hold the event back
@@ -444,8 +445,10 @@ class Slot:
         for _ in range(IDLE_READS):
             if not read_available(worker.fault_fd):
                 break  # (a stack written as it died: the death is what is reported)
-        spoke = worker.result_fd in ready
-        if not (spoke or worker.pidfd in ready or worker.output_closed):
+        # Bytes, not the hang-up a dead worker's pipe reports.
+        spoke = any(fd == worker.result_fd and mask & select.POLLIN for fd, mask in polled)
+        died = worker.pidfd in ready
+        if not (spoke or died or worker.output_closed):
             return worker
         if spoke:
             self._event(
@@ -453,8 +456,8 @@ class Slot:
                 reason="wrote on its result pipe with no invocation in flight",
             )
         self._discard(worker, reason=(
-            "wrote out of turn" if spoke
-            else "closed its stdout/stderr" if worker.output_closed else "died while idle"
+            "died while idle" if died
+            else "wrote out of turn" if spoke else "closed its stdout/stderr"
         ))
         self.prepare()
         assert self._worker is not None
