@@ -77,9 +77,9 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         )
 
     def invoke_frame() -> Callable[[], object]:
-        from lambda_bulkhead._wire import FrameDecoder, Invocation, encode
+        from lambda_bulkhead._wire import FrameDecoder, Invocation, Invoke, encode
 
-        message = Invocation(
+        invocation = Invocation(
             request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd", deadline_ms=1542409706888,
             invoked_function_arn="arn:aws:lambda:us-east-1:1:function:f",
             trace_id="Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
@@ -88,7 +88,8 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
             content_type="application/json", payload=b"x" * 100,
         )
         decoder = FrameDecoder()
-        return lambda: decoder.feed(b"".join(encode(message)))
+        # The turn's wrapper is built per invocation by the slot: measured with it.
+        return lambda: decoder.feed(b"".join(encode(Invoke(1, invocation))))
 
     def result_frame() -> Callable[[], object]:
         from lambda_bulkhead._wire import FrameDecoder, Result, encode

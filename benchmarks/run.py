@@ -201,6 +201,7 @@ def command(setup: Setup, contender: str, handler: str, workers: int = 1
     env["PYTHONPATH"] = checkout or str(ROOT)
     if workers > 1:
         env["BULKHEAD_WORKERS"] = str(workers)
+        env["BULKHEAD_CONCURRENT_POLLS"] = "1"  # the stand-in serves concurrent polls
     if contender == "in-process":
         env["BULKHEAD_ISOLATION"] = "none"  # as a function would set it (bootstrap.sh has no flags)
     return [str(setup.bulkhead_python), "-m", "lambda_bulkhead", "run", handler], env

@@ -273,5 +273,5 @@ class RuntimeApi:
                              call=request.call, requestId=request_id, status=410)
         elif outcome is PostOutcome.REFUSED:
             self.log.warning("answer refused by the Runtime API",
-                             call=request.call, requestId=request_id)
+                             call=request.call, requestId=request_id, status=answer.status)
         return outcome

@@ -162,6 +162,9 @@ class Config(NamedTuple):
     #: importing it themselves, or ``auto``: fork unless the import left threads.
     worker_start: WorkerStart = "auto"
     function: FunctionMeta = FunctionMeta()
+    #: The workers asked for, when more than one but the Runtime API takes one
+    #: ``/next`` poll at a time (``workers`` is then 1); 0 otherwise.
+    single_poller_for: int = 0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -178,8 +181,15 @@ class Config(NamedTuple):
                 f"BULKHEAD_WORKER_START={worker_start!r}: expected 'auto', 'fork' or 'import'"
             )
         workers = _int(env, "BULKHEAD_WORKERS", minimum=1)
+        max_concurrency = _int(env, "AWS_LAMBDA_MAX_CONCURRENCY", minimum=1)
         if workers is None:
-            workers = _int(env, "AWS_LAMBDA_MAX_CONCURRENCY", minimum=1) or 1
+            workers = max_concurrency or 1
+        # Lambda's classic mode serves one /next poll at a time (a second one
+        # can be given the same event): several pollers only where it says so.
+        concurrent = parse_flag(
+            env, "BULKHEAD_CONCURRENT_POLLS", default=max_concurrency is not None
+        )
+        single_poller_for = 0 if concurrent or workers == 1 else workers
         memory_limit = _int(env, "BULKHEAD_MEMORY_LIMIT_MB", minimum=0)
         margin = _int(env, "BULKHEAD_TIMEOUT_MARGIN_MS", minimum=0)
         poll = _int(env, "BULKHEAD_MEMORY_POLL_MS", minimum=1)
@@ -188,7 +198,8 @@ class Config(NamedTuple):
             handler=env.get("_HANDLER") or None,
             task_root=env.get("LAMBDA_TASK_ROOT") or os.getcwd(),
             isolation="none" if isolation == "none" else "process",
-            workers=workers,
+            workers=1 if single_poller_for else workers,
+            single_poller_for=single_poller_for,
             memory_limit_mb=memory_limit,
             memory_poll_ms=DEFAULT_MEMORY_POLL_MS if poll is None else poll,
             timeout_margin_ms=DEFAULT_TIMEOUT_MARGIN_MS if margin is None else margin,

@@ -44,6 +44,8 @@ READ_BYTES = 64 * 1024
 #: crosses in one write and one read instead of sixteen.
 FRAME_PIPE_BYTES = 1024 * 1024
 _F_SETPIPE_SZ = 1031
+#: The longest wait ``poll`` takes (a C int of milliseconds, about 24 days).
+_MAX_POLL_MS = 2**31 - 1
 #: Up to this, a frame's parts are joined and written with one os.write.
 _JOIN_BYTES = 4096
 
@@ -88,7 +90,8 @@ def _wait_writable(fd: int, deadline: float | None) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("peer stopped reading")
-        timeout_ms = max(1, int(remaining * 1000))
+        # At most poll's int: a deadline centuries away is a deadline all the same.
+        timeout_ms = min(max(1, int(remaining * 1000)), _MAX_POLL_MS)
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     poller.poll(timeout_ms)

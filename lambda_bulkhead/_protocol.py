@@ -26,6 +26,7 @@ from lambda_bulkhead._errors import (
 from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
+    "MAX_DEADLINE_MS",
     "MAX_RESPONSE_BYTES",
     "NEXT_REQUEST",
     "PostOutcome",
@@ -35,8 +36,10 @@ __all__ = [
     "error_request",
     "init_error_request",
     "next_request",
+    "parse_deadline",
     "parse_endpoint",
     "parse_next",
+    "path_segment",
     "post_outcome",
     "response_request",
     "too_large_error",
@@ -77,7 +80,8 @@ class PostOutcome(enum.Enum):
     LATE = "late"
     #: 413: the response was too large; report it to ``/error`` instead.
     TOO_LARGE = "too_large"
-    #: 400/403: the platform refused this answer (already answered, bad id). Not fatal.
+    #: Another 4xx: the platform refused this answer (already answered, an id it
+    #: cannot use). Not fatal.
     REFUSED = "refused"
 
 
@@ -92,15 +96,31 @@ def _invocation_headers(invocation_id: str | None) -> tuple[tuple[str, str], ...
     return ((INVOCATION_ID_HEADER, invocation_id),) if invocation_id else ()
 
 
+#: The bytes a request id keeps in its URL path segment as they are (RFC 3986's
+#: unreserved characters but ``.``: an id of ``..`` must not be a dot segment).
+_SEGMENT_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
+
+
+def path_segment(request_id: str) -> str:
+    """``request_id`` as one URL path segment: every byte of its UTF-8 form but
+    letters, digits, ``-``, ``_`` and ``~`` percent-encoded, so ``a?b#c``,
+    ``x y`` or ``../../runtime/init/error`` name that invocation and no other path."""
+    if request_id.isascii() and request_id.replace("-", "").isalnum():
+        return request_id  # a UUID, as Lambda's are: nothing to encode
+    return "".join(
+        chr(byte) if byte in _SEGMENT_SAFE else f"%{byte:02X}"
+        for byte in request_id.encode("utf-8", "surrogatepass")
+    )
+
+
 def response_request(
     request_id: str, body: bytes, *, invocation_id: str | None = None, content_type: str = ""
 ) -> Request:
     headers = _invocation_headers(invocation_id)
     if content_type:
         headers += (("Content-Type", content_type),)
-    return Request(
-        "response", "POST", f"{API_PREFIX}/invocation/{request_id}/response", headers, body
-    )
+    path = f"{API_PREFIX}/invocation/{path_segment(request_id)}/response"
+    return Request("response", "POST", path, headers, body)
 
 
 def error_request(
@@ -114,7 +134,7 @@ def error_request(
     return Request(
         "error",
         "POST",
-        f"{API_PREFIX}/invocation/{request_id}/error",
+        f"{API_PREFIX}/invocation/{path_segment(request_id)}/error",
         headers,
         error_body(error, request_id),
     )
@@ -152,14 +172,26 @@ def error_body(error: InvocationError, request_id: str | None) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
-def _deadline(text: str | None) -> int:
-    """The deadline in epoch ms; 0 when absent or not a number (no deadline known)."""
-    if not text:
+#: The latest deadline an invocation can have (the Invoke frame's ``i64``): a
+#: later one, 292 million years away, is read as this.
+MAX_DEADLINE_MS = 2**63 - 1
+
+
+def parse_deadline(text: str | None) -> int:
+    """``Lambda-Runtime-Deadline-Ms`` in epoch ms.
+
+    A plain decimal number is the deadline, clamped to :data:`MAX_DEADLINE_MS`;
+    a missing or empty header, or anything else (a sign, blanks inside, a
+    fraction, ``_``, letters), is 0: no deadline known, so none is enforced.
+    """
+    if not text or not (text.isascii() and text.isdigit()):
         return 0
-    try:
+    if len(text) < 19:  # below 10**18: an i64 (every deadline Lambda sends)
         return int(text)
-    except ValueError:
-        return 0
+    digits = text.lstrip("0")
+    if len(digits) > 19:  # more digits than MAX_DEADLINE_MS (and than int() will read)
+        return MAX_DEADLINE_MS
+    return min(int(text), MAX_DEADLINE_MS)
 
 
 def parse_next(response: Response) -> Invocation:
@@ -177,7 +209,7 @@ def parse_next(response: Response) -> Invocation:
     return Invocation(
         request_id=request_id,
         payload=response.body,
-        deadline_ms=_deadline(headers.get("lambda-runtime-deadline-ms")),
+        deadline_ms=parse_deadline(headers.get("lambda-runtime-deadline-ms")),
         invoked_function_arn=headers.get("lambda-runtime-invoked-function-arn", ""),
         trace_id=headers.get("lambda-runtime-trace-id") or None,
         client_context=headers.get("lambda-runtime-client-context") or None,
@@ -192,8 +224,9 @@ def post_outcome(call: str, response: Response) -> PostOutcome:
     """What the answer to a post means; raises :class:`UnexpectedStatus` when fatal.
 
     2xx is accepted; 410 is a late answer (logged, survived); 413 on ``/response``
-    is a too-large body; 400 and 403 refuse this one answer (logged, survived);
-    500 and anything else are fatal, as the Runtime API asks.
+    is a too-large body; any other 4xx refuses this one answer (a 400 or 403, a
+    404 for a request id the platform cannot route: logged, survived); 5xx and
+    anything else are fatal, as the Runtime API asks.
     """
     status = response.status
     if 200 <= status < 300:
@@ -202,6 +235,6 @@ def post_outcome(call: str, response: Response) -> PostOutcome:
         return PostOutcome.LATE
     if status == 413 and call == "response":
         return PostOutcome.TOO_LARGE
-    if status in (400, 403, 413):
+    if 400 <= status < 500:
         return PostOutcome.REFUSED
     raise UnexpectedStatus(call, status, response.body)

@@ -8,6 +8,7 @@ supervisor can fork its template before importing the rest of itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 TYPE_CHECKING = False
@@ -18,8 +19,21 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
+def _warn(message: str) -> None:
+    # One line on stderr, as the CLI's errors: the runtime's log is not set up
+    # yet, and setting it up here would put its writer's thread before the fork.
+    os.write(2, f"lambda-bulkhead: warning: {message}\n".encode())
+
+
 def run(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
     """Serve invocations with ``source`` (a ``module.function`` name or a core handler)."""
+    if config.single_poller_for:
+        _warn(
+            f"{config.single_poller_for} workers asked for, but the Runtime API is not known "
+            "to serve concurrent /next polls (AWS_LAMBDA_MAX_CONCURRENCY unset or "
+            "BULKHEAD_CONCURRENT_POLLS off; Lambda's classic mode takes one poll at a time): "
+            "running 1 worker"
+        )
     if config.isolation == "none":
         from lambda_bulkhead._inprocess import run_in_process  # noqa: PLC0415
 

@@ -10,14 +10,23 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
 * ``length``: big-endian byte count of the body, at most :data:`MAX_FRAME`
   (above Lambda's 6 MB payload limit, so any event or result fits in one frame).
 * ``ver``: :data:`VERSION`; ``kind``: which message the body holds (:data:`KINDS`).
-* Bodies: the hot messages, Invoke (an :class:`Invocation`, supervisor to
-  worker) and :class:`Result`, start with one fixed ``struct``: Invoke's
-  deadline (``i64``) and the byte length of each of its eight text fields
-  (``u32``, ``0xFFFFFFFF`` for None), Result's peak RSS (``u64``), its two
-  text lengths and its retire code (``u8``, :data:`RETIRE_REASONS`); then the texts (UTF-8),
-  then the raw payload.  The messages of whole numbers only are one
-  ``struct`` of ``i64`` each (``Spawn``'s absent limit is -1); the two
-  failures are one UTF-8 JSON object each.
+* Bodies: the hot messages, :class:`Invoke` (supervisor to worker) and
+  :class:`Result`, start with one fixed ``struct``: Invoke's turn (``u64``),
+  its invocation's deadline (``i64``) and the byte length of each of its eight
+  text fields (``u32``, ``0xFFFFFFFF`` for None), Result's turn (``u64``),
+  peak RSS (``u64``), its two text lengths and its retire code (``u8``,
+  :data:`RETIRE_REASONS`);
+  then the texts (UTF-8), then the raw payload.  The messages of whole
+  numbers only are one ``struct`` of ``i64`` each (``Spawn``'s absent limit is
+  -1); the two failures are one UTF-8 JSON object each.
+
+The turn: every Invoke carries a number the worker has no other way to know
+(each slot counts them from a random 64-bit start), and the one
+:class:`Result` or :class:`Failure` that answers it carries the same number.
+Any other frame on a worker's result pipe (a second answer, one written by a
+thread the handler left running, one the handler forged) is out of turn: it
+answers nothing and is blamed on the worker that wrote it, never on the
+invocation in flight (see :mod:`lambda_bulkhead.supervisor._slot`).
 
 :func:`encode` turns a message into the byte strings to write (header and body
 parts separately, so a multi-megabyte payload is never copied to frame it) and
@@ -46,11 +55,13 @@ __all__ = [
     "RETIRE_OUTPUT_LOST",
     "RETIRE_REASONS",
     "RETIRE_STATE_CHANGED",
+    "TURN_MASK",
     "VERSION",
     "BecomeWorker",
     "Failure",
     "FrameDecoder",
     "Invocation",
+    "Invoke",
     "Ready",
     "Result",
     "Spawn",
@@ -62,20 +73,23 @@ __all__ = [
     "WireError",
     "WorkerExited",
     "encode",
+    "encode_invoke",
 ]
 
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">IBBH")
 _LEN = struct.Struct(">I")
 _NONE = 0xFFFFFFFF
-#: An Invoke frame's header and fixed part: the deadline, then the byte length
-#: of each of the invocation's eight text fields, in its field order (``_NONE``
-#: for None).
-_INVOKE_HEAD = struct.Struct(">IBBHq8I")
-#: A Result frame's header and fixed part: peak RSS, request id and content
-#: type lengths, retire code.
-_RESULT_HEAD = struct.Struct(">IBBHQIIB")
+#: An Invoke frame's header and fixed part: the turn, the deadline, then the
+#: byte length of each of the invocation's eight text fields, in its field
+#: order (``_NONE`` for None).
+_INVOKE_HEAD = struct.Struct(">IBBHQq8I")
+#: A Result frame's header and fixed part: turn, peak RSS, request id and
+#: content type lengths, retire code.
+_RESULT_HEAD = struct.Struct(">IBBHQQIIB")
+#: Turns are ``u64``: a slot's count wraps at this.
+TURN_MASK = 2**64 - 1
 _INVOKE_KIND = 1
 _RESULT_KIND = 2
 
@@ -97,6 +111,13 @@ class WireError(Exception):
     """Bytes from a peer that are not a valid frame: the peer is not to be trusted."""
 
 
+class Invoke(NamedTuple):
+    """Supervisor → worker: run ``invocation``; answer it with ``turn``."""
+
+    turn: int
+    invocation: Invocation
+
+
 class Result(NamedTuple):
     """Worker → supervisor: the handler returned; post ``body`` to ``/response``."""
 
@@ -107,6 +128,8 @@ class Result(NamedTuple):
     peak_rss: int = 0
     #: Non-zero: replace the worker after this answer (:data:`RETIRE_REASONS`).
     retire: int = 0
+    #: The turn of the Invoke this answers.
+    turn: int = 0
 
 
 class Failure(NamedTuple):
@@ -124,6 +147,7 @@ class Failure(NamedTuple):
     fatal: bool = False
     peak_rss: int = 0
     retire: int = 0
+    turn: int = 0
 
 
 class Ready(NamedTuple):
@@ -193,14 +217,13 @@ class WorkerExited(NamedTuple):
 
 if TYPE_CHECKING:
     Message: TypeAlias = (
-        Invocation | Result | Failure | Ready | Spawn | Spawned | TemplateReady
+        Invoke | Result | Failure | Ready | Spawn | Spawned | TemplateReady
         | TemplateFailed | WorkerExited | WaitOn | BecomeWorker | TemplateNotes
     )
 
-#: Every message class and its frame kind.  Supervisor → worker, the message is
-#: the :class:`~lambda_bulkhead._context.Invocation` itself (an "Invoke" frame).
+#: Every message class and its frame kind.
 KINDS: dict[type[Message], int] = {
-    Invocation: _INVOKE_KIND,
+    Invoke: _INVOKE_KIND,
     Result: _RESULT_KIND,
     Failure: 3,
     Ready: 4,
@@ -229,7 +252,9 @@ _NO_LIMIT = -1
 _LIMITED = (Spawn, BecomeWorker)
 
 
-def _encode_invocation(invocation: Invocation) -> list[bytes]:
+def encode_invoke(turn: int, invocation: Invocation) -> list[bytes]:
+    """``encode(Invoke(turn, invocation))``, without building the :class:`Invoke`
+    (the supervisor's per-invocation path)."""
     texts = [
         None if text is None else text.encode("utf-8", "surrogatepass")
         for text in (
@@ -242,9 +267,12 @@ def _encode_invocation(invocation: Invocation) -> list[bytes]:
     joined = b"".join([text for text in texts if text])
     length = _INVOKE_HEAD.size - HEADER.size + len(joined) + len(invocation.payload)
     _check_length(length)
-    head = _INVOKE_HEAD.pack(
-        length, VERSION, _INVOKE_KIND, 0, invocation.deadline_ms, *lengths
-    )
+    try:
+        head = _INVOKE_HEAD.pack(
+            length, VERSION, _INVOKE_KIND, 0, turn, invocation.deadline_ms, *lengths
+        )
+    except struct.error as exc:  # a deadline or turn out of its range
+        raise WireError(f"Invoke: {exc}") from None
     return [head + joined, invocation.payload]
 
 
@@ -256,8 +284,8 @@ def _encode_result(result: Result) -> list[bytes]:
     )
     _check_length(length)
     head = _RESULT_HEAD.pack(
-        length, VERSION, _RESULT_KIND, 0, result.peak_rss, len(request_id), len(content_type),
-        result.retire,
+        length, VERSION, _RESULT_KIND, 0, result.turn, result.peak_rss, len(request_id),
+        len(content_type), result.retire,
     )
     return [head + request_id + content_type, result.body]
 
@@ -271,8 +299,8 @@ def encode(message: Message) -> list[bytes]:
     """The byte strings of ``message``'s frame, to be written in order (a large
     payload is its own part, never copied to frame it)."""
     cls = type(message)
-    if cls is Invocation:
-        return _encode_invocation(message)  # type: ignore[arg-type]
+    if cls is Invoke:
+        return encode_invoke(*message)
     if cls is Result:
         return _encode_result(message)  # type: ignore[arg-type]
     layout = _INT_LAYOUTS.get(cls)
@@ -306,10 +334,15 @@ def _decode_text(frame: memoryview, start: int, length: int, end: int) -> tuple[
         raise WireError(f"text field is not UTF-8: {exc}") from None
 
 
-def _decode_invocation(frame: memoryview, end: int) -> Invocation:
+#: Builds a record from a tuple of all its fields in C (a record's own
+#: constructor is Python code, run per invocation here).
+_new_record = tuple.__new__
+
+
+def _decode_invoke(frame: memoryview, end: int) -> Invoke:
     if end < _INVOKE_HEAD.size:
         raise WireError("Invoke body ends inside its fixed part")
-    _, _, _, _, deadline, *lengths = _INVOKE_HEAD.unpack_from(frame)
+    _, _, _, _, turn, deadline, *lengths = _INVOKE_HEAD.unpack_from(frame)
     offset = _INVOKE_HEAD.size
     texts = []
     for length in lengths:
@@ -318,16 +351,16 @@ def _decode_invocation(frame: memoryview, end: int) -> Invocation:
     request_id, arn, trace_id, client_context, cognito, tenant_id, invocation_id, ctype = texts
     if request_id is None:
         raise WireError("request_id missing")
-    return Invocation(
+    return _new_record(Invoke, (turn, _new_record(Invocation, (
         request_id, bytes(frame[offset:end]), deadline, arn or "", trace_id, client_context,
         cognito, tenant_id, invocation_id, ctype,
-    )
+    ))))
 
 
 def _decode_result(frame: memoryview, end: int) -> Result:
     if end < _RESULT_HEAD.size:
         raise WireError("Result body ends inside its fixed part")
-    _, _, _, _, peak_rss, id_length, type_length, retire = _RESULT_HEAD.unpack_from(frame)
+    _, _, _, _, turn, peak_rss, id_length, type_length, retire = _RESULT_HEAD.unpack_from(frame)
     if retire and retire not in RETIRE_REASONS:
         raise WireError(f"Result retire code is {retire}, not one of {sorted(RETIRE_REASONS)}")
     request_id, offset = _decode_text(frame, _RESULT_HEAD.size, id_length, end)
@@ -335,14 +368,14 @@ def _decode_result(frame: memoryview, end: int) -> Result:
     if request_id is None:
         raise WireError("request_id missing")
     return Result(request_id, content_type or "application/json", bytes(frame[offset:end]),
-                  peak_rss, retire)
+                  peak_rss, retire, turn)
 
 
 def decode_frame(kind: int, frame: memoryview) -> Message:
     """The message of ``kind`` held in ``frame`` (header included); :class:`WireError`
     if malformed."""
     if kind == _INVOKE_KIND:
-        return _decode_invocation(frame, len(frame))
+        return _decode_invoke(frame, len(frame))
     if kind == _RESULT_KIND:
         return _decode_result(frame, len(frame))
     int_cls = _INT_KINDS.get(kind)

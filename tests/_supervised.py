@@ -49,16 +49,40 @@ def inner(key):
     raise KeyError(key)
 
 
-def result_fd():
-    # The worker's result pipe, as the worker loop holds it: what a handler
-    # that scribbles on the wrong fd would hit.
+def worker_local(name, default=LookupError):
+    # A local of the worker loop, found by walking the stack: what a handler
+    # that scribbles on the wrong fd, or forges an answer, would do.
     frame = sys._getframe()
     while frame is not None:
-        fds = frame.f_locals.get("fds")
-        if frame.f_code.co_name == "run_worker" and fds is not None:
-            return fds.result
+        if frame.f_code.co_name == "run_worker" and name in frame.f_locals:
+            return frame.f_locals[name]
         frame = frame.f_back
-    raise LookupError("no run_worker frame on the stack")
+    if default is LookupError:
+        raise LookupError(f"no {name} in a run_worker frame on the stack")
+    return default
+
+
+def result_fd():
+    return worker_local("fds").result
+
+
+def forged_result(request_id, turn, body):
+    from lambda_bulkhead._wire import Result, encode
+    fields = {"request_id": request_id, "content_type": "application/json", "body": body}
+    if "turn" in Result._fields:  # (a runtime without turns: the frame as it was)
+        fields["turn"] = turn
+    return b"".join(encode(Result(**fields)))
+
+
+def write_later(fd, data, trigger, done):
+    # A thread left running: it writes once the test says so, then says it did.
+    def run():
+        end = time.monotonic() + 30
+        while not os.path.exists(trigger) and time.monotonic() < end:
+            time.sleep(0.001)
+        os.write(fd, data)
+        open(done, "w").close()
+    threading.Thread(target=run, daemon=True).start()
 
 
 def pattern(seed, size):
@@ -69,6 +93,8 @@ def handler(event, context):
     action = event.get("action", "ok")
     if action == "ok":
         return {"pid": os.getpid(), "n": event.get("n"), "requestId": context.aws_request_id}
+    if action == "remaining":
+        return context.get_remaining_time_in_millis()
     if action == "const":
         return {"answer": 42}
     if action == "raise":
@@ -134,19 +160,43 @@ def handler(event, context):
         os.write(result_fd(), b"Traceback (most recent call last):\n")
         return "after garbage"
     if action == "huge_prefix":
-        os.write(result_fd(), struct.pack(">IBBH", 0xFFFFFFF0, 1, 2, 0))
+        from lambda_bulkhead._wire import VERSION
+        os.write(result_fd(), struct.pack(">IBBH", 0xFFFFFFF0, VERSION, 2, 0))
         time.sleep(1)
         return "after huge prefix"
     if action == "endless_frame":
-        os.write(result_fd(), struct.pack(">IBBH", 10_000_000, 1, 2, 0))
+        from lambda_bulkhead._wire import VERSION
+        os.write(result_fd(), struct.pack(">IBBH", 10_000_000, VERSION, 2, 0))
         return "after endless frame"
     if action == "other_id":
-        from lambda_bulkhead._wire import Result, encode
-        frame = Result(request_id="not-" + context.aws_request_id,
-                       content_type="application/json", body=b"{}")
-        os.write(result_fd(), b"".join(encode(frame)))
+        # In turn (the turn read from the worker loop), for another request id.
+        turn = worker_local("turn", 0)
+        os.write(result_fd(), forged_result("not-" + context.aws_request_id, turn, b"{}"))
         time.sleep(1)
         return "after other id"
+    if action == "forge":
+        # A valid Result for its own request id, then its own return value: the
+        # turn either read from the worker loop or not known (0).
+        turn = worker_local("turn", 0) if event["in_turn"] else 0
+        os.write(result_fd(), forged_result(context.aws_request_id, turn, b'"forged"'))
+        return "returned"
+    if action == "forge_later":
+        # A thread left running writes a Result frame (for this request id, in
+        # this invocation's turn) once the test creates event["trigger"].
+        data = forged_result(context.aws_request_id, worker_local("turn", 0), b'"stale"')
+        write_later(result_fd(), data, event["trigger"], event["done"])
+        return "returned"
+    if action == "print_later":
+        # A thread left running prints event["lines"] lines after the answer.
+        def chatter():
+            time.sleep(0.05)
+            for index in range(event["lines"]):
+                print(f"late {index}", flush=True)
+            sys.stdout.write("late partial")
+            sys.stdout.flush()
+            open(event["done"], "w").close()
+        threading.Thread(target=chatter, daemon=True).start()
+        return "returned"
     raise AssertionError(f"unknown action {action!r}")
 '''
 

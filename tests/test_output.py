@@ -39,7 +39,8 @@ def _pipes() -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def test_sink_tags_lines_with_the_invocation_and_flushes_partial_lines_at_end() -> None:
-    """Lines carry the request id of the invocation in progress; end() flushes the rest."""
+    """Lines carry the request id of the invocation in progress; end() flushes the rest;
+    output after end() is still that invocation's until the next begin()."""
     written = Written()
     sink = OutputSink(LogSettings(), written, clock=lambda: T)
     sink.begin("req-1", "tenant-1")
@@ -48,12 +49,15 @@ def test_sink_tags_lines_with_the_invocation_and_flushes_partial_lines_at_end() 
     sink.feed("stdout", b"o\n")
     sink.end()
     sink.feed("stdout", b"later\n")
+    sink.begin(None, None)
+    sink.feed("stdout", b"nobody's\n")
     records = written.records()
     assert [(r["message"], r["requestId"], r.get("tenantId"), r["stream"]) for r in records] == [
         ("one", "req-1", "tenant-1", "stdout"),
         ("two", "req-1", "tenant-1", "stdout"),
         ("warn", "req-1", "tenant-1", "stderr"),
-        ("later", "", None, "stdout"),
+        ("later", "req-1", "tenant-1", "stdout"),
+        ("nobody's", "", None, "stdout"),
     ]
 
 

@@ -18,6 +18,7 @@ from lambda_bulkhead import (
 )
 from lambda_bulkhead._errors import error_type_header
 from lambda_bulkhead._protocol import (
+    MAX_DEADLINE_MS,
     MAX_RESPONSE_BYTES,
     PostOutcome,
     Response,
@@ -25,8 +26,10 @@ from lambda_bulkhead._protocol import (
     error_request,
     init_error_request,
     next_request,
+    parse_deadline,
     parse_endpoint,
     parse_next,
+    path_segment,
     post_outcome,
     response_request,
     too_large_error,
@@ -263,10 +266,64 @@ def test_parse_next_without_a_request_id_is_fatal(request_id: str | None) -> Non
         parse_next(next_answer(lambda_runtime_aws_request_id=request_id))
 
 
-@pytest.mark.parametrize("deadline", ["soon", "", "12.5", "0x10"])
+@pytest.mark.parametrize(
+    "deadline", ["soon", "", "12.5", "0x10", "-5", "+5", "1_000", " 5", "\u0661", "1e12"]
+)
 def test_parse_next_non_numeric_deadline_is_zero(deadline: str) -> None:
-    """A deadline that is not a whole number means no deadline known (0)."""
+    """A deadline that is not a plain decimal means no deadline known (0)."""
     assert parse_next(next_answer(lambda_runtime_deadline_ms=deadline)).deadline_ms == 0
+
+
+@pytest.mark.parametrize(
+    ("deadline", "expected"),
+    [
+        ("9223372036854775807", MAX_DEADLINE_MS),
+        ("9223372036854775808", MAX_DEADLINE_MS),
+        ("99999999999999999999", MAX_DEADLINE_MS),
+        ("9" * 5000, MAX_DEADLINE_MS),  # past int()'s digit limit
+        ("0000000000000000000000001", 1),
+        ("0", 0),
+    ],
+)
+def test_parse_deadline_clamps_to_the_latest_an_invoke_frame_holds(
+    deadline: str, expected: int
+) -> None:
+    """A decimal past the i64 is the latest deadline; leading zeros do not count."""
+    assert parse_deadline(deadline) == expected
+
+
+@given(st.text(max_size=30))
+def test_parse_deadline_never_raises_and_stays_in_the_i64(text: str) -> None:
+    """Any header text gives a deadline the Invoke frame can hold."""
+    assert 0 <= parse_deadline(text) <= MAX_DEADLINE_MS
+
+
+@pytest.mark.parametrize(
+    ("request_id", "segment"),
+    [
+        ("8476a536-e9f4-11e8-9739-2dfe598c3fcd", "8476a536-e9f4-11e8-9739-2dfe598c3fcd"),
+        ("a?b#c", "a%3Fb%23c"),
+        ("x y", "x%20y"),
+        ("../../runtime/init/error", "%2E%2E%2F%2E%2E%2Fruntime%2Finit%2Ferror"),
+        ("..", "%2E%2E"),
+        ("%41", "%2541"),
+        ("caf\u00e9", "caf%C3%A9"),
+    ],
+)
+def test_a_request_id_is_one_percent_encoded_path_segment(request_id: str, segment: str) -> None:
+    """The id goes into /response and /error paths as one segment, encoded."""
+    assert path_segment(request_id) == segment
+    assert response_request(request_id, b"").path == f"{RUNTIME}/invocation/{segment}/response"
+    error = error_request(request_id, InvocationError("E", "m"))
+    assert error.path == f"{RUNTIME}/invocation/{segment}/error"
+    assert json.loads(error.body)["requestId"] == request_id
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_any_request_id_gives_a_path_of_url_safe_characters(request_id: str) -> None:
+    """Whatever the id, the segment holds no character a URL would read as structure."""
+    segment = path_segment(request_id)
+    assert re.fullmatch(r"(?:[A-Za-z0-9_~-]|%[0-9A-F]{2})+", segment)
 
 
 def test_parse_next_empty_trace_id_is_none() -> None:
@@ -299,15 +356,19 @@ def test_parse_next_other_status_is_unexpected(status: int) -> None:
         ("error", 413, PostOutcome.REFUSED),
         ("response", 400, PostOutcome.REFUSED),
         ("error", 403, PostOutcome.REFUSED),
+        ("response", 404, PostOutcome.REFUSED),
+        ("error", 404, PostOutcome.REFUSED),
+        ("init/error", 404, PostOutcome.REFUSED),
+        ("response", 429, PostOutcome.REFUSED),
     ],
 )
 def test_post_outcome_table(call: str, status: int, outcome: PostOutcome) -> None:
-    """2xx accepted, 410 late, 413 on /response too large, 400/403/413 refused."""
+    """2xx accepted, 410 late, 413 on /response too large, any other 4xx refused."""
     assert post_outcome(call, answer(status)) is outcome
 
 
 @pytest.mark.parametrize("call", ["response", "error", "init/error"])
-@pytest.mark.parametrize("status", [500, 502, 404, 301])
+@pytest.mark.parametrize("status", [500, 502, 301, 600])
 def test_post_outcome_fatal_statuses_name_the_call(call: str, status: int) -> None:
     """500 (and any status with no rule) is UnexpectedStatus naming the call."""
     with pytest.raises(UnexpectedStatus) as caught:

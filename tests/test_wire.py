@@ -24,6 +24,7 @@ from lambda_bulkhead._wire import (
     Failure,
     FrameDecoder,
     Invocation,
+    Invoke,
     Ready,
     Result,
     Spawn,
@@ -55,7 +56,8 @@ causes = st.lists(
     st.dictionaries(texts, json_scalars | st.lists(texts, max_size=3), max_size=4), max_size=3
 ).map(tuple)
 
-invokes = st.builds(
+u64 = st.integers(min_value=0, max_value=2**64 - 1)
+invocations = st.builds(
     Invocation,
     request_id=texts,
     deadline_ms=i64,
@@ -68,10 +70,11 @@ invokes = st.builds(
     content_type=optional_texts,
     payload=st.binary(max_size=300),
 )
+invokes = st.builds(Invoke, turn=u64, invocation=invocations)
 # An empty content type is read as application/json (workers always send one).
 results = st.builds(
     Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300),
-    peak_rss=st.integers(0, 2**64 - 1), retire=st.sampled_from([0, 1, 2]),
+    peak_rss=u64, retire=st.sampled_from([0, 1, 2]), turn=u64,
 )
 failures = st.builds(
     Failure,
@@ -83,6 +86,7 @@ failures = st.builds(
     fatal=st.booleans(),
     peak_rss=st.integers(0, 2**63 - 1),
     retire=st.sampled_from([0, 1, 2]),
+    turn=u64,
 )
 readies = st.builds(Ready, pid=u32, baseline_rss=i64)
 spawns = st.builds(Spawn, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
@@ -104,7 +108,7 @@ messages = st.one_of(
 )
 
 ALL_KINDS = (
-    Invocation, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
+    Invoke, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
     WorkerExited, WaitOn, BecomeWorker, TemplateNotes,
 )
 
@@ -133,10 +137,11 @@ def test_every_message_round_trips(message: Message) -> None:
 def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
     """The message kinds are all distinct and each round-trips with sample values."""
     samples: list[Message] = [
-        Invocation(request_id="r", deadline_ms=1, invoked_function_arn="arn", trace_id=None,
-                   client_context="{}", cognito_identity=None, tenant_id="t",
-                   invocation_id="i", content_type="application/json", payload=b'{"a": 1}'),
-        Result(request_id="r", content_type="text/plain", body=b"ok"),
+        Invoke(turn=7, invocation=Invocation(
+            request_id="r", deadline_ms=1, invoked_function_arn="arn", trace_id=None,
+            client_context="{}", cognito_identity=None, tenant_id="t",
+            invocation_id="i", content_type="application/json", payload=b'{"a": 1}')),
+        Result(request_id="r", content_type="text/plain", body=b"ok", turn=7),
         Failure(request_id="r", error_type="ValueError", error_message="boom",
                 stack_trace=("  File x\n",), causes=({"errorType": "KeyError"},), fatal=True),
         Ready(pid=12, baseline_rss=4096),
@@ -170,7 +175,7 @@ def test_encode_keeps_the_payload_a_separate_part() -> None:
 
 def test_result_without_content_type_decodes_as_json() -> None:
     """A Result whose content type field is None decodes with application/json."""
-    body = struct.pack(">QIIB", 42 << 20, 1, 0xFFFFFFFF, 0) + b"r" + b"payload"
+    body = struct.pack(">QQIIB", 0, 42 << 20, 1, 0xFFFFFFFF, 0) + b"r" + b"payload"
     (message,) = FrameDecoder().feed(raw_frame(KINDS[Result], body))
     assert message == Result(
         request_id="r", content_type="application/json", body=b"payload", peak_rss=42 << 20
@@ -180,7 +185,7 @@ def test_result_without_content_type_decodes_as_json() -> None:
 def test_a_retire_code_no_reason_has_is_refused() -> None:
     """The retire code is one byte, 0 or a known reason: anything else is a WireError,
     in a Result as in a Failure."""
-    body = struct.pack(">QIIB", 0, 1, 0, 3) + b"r"
+    body = struct.pack(">QQIIB", 0, 0, 1, 0, 3) + b"r"
     with pytest.raises(WireError, match="retire code is 3"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
     failure = Failure(request_id="r", error_type="E", error_message="m", stack_trace=())
@@ -191,7 +196,7 @@ def test_a_retire_code_no_reason_has_is_refused() -> None:
 
 def test_result_ending_inside_its_fixed_part_is_rejected() -> None:
     """A Result body cut inside its peak RSS and lengths is a WireError, not a short read."""
-    body = struct.pack(">QIIB", 0, 1, 0xFFFFFFFF, 0)[:-3]
+    body = struct.pack(">QQIIB", 0, 0, 1, 0xFFFFFFFF, 0)[:-3]
     with pytest.raises(WireError, match="fixed part"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
@@ -381,17 +386,26 @@ def test_a_truncated_frame_is_pending_not_decoded() -> None:
 
 def test_invoke_bodies_that_end_early_are_refused() -> None:
     """An Invoke body cut inside its fixed part or inside a text field is refused."""
-    whole = b"".join(encode(Invocation(request_id="r", deadline_ms=5, payload=b"",
-                                       invoked_function_arn="a")))
+    whole = b"".join(encode(Invoke(turn=1, invocation=Invocation(
+        request_id="r", deadline_ms=5, payload=b"", invoked_function_arn="a"))))
     body = whole[HEADER.size :]
-    for cut in (2, 6, 8 + 4 * 8 - 1, len(body) - 1):
+    for cut in (2, 6, 8 + 8 + 4 * 8 - 1, len(body) - 1):
         with pytest.raises(WireError):
-            FrameDecoder().feed(raw_frame(KINDS[Invocation], body[:cut]))
+            FrameDecoder().feed(raw_frame(KINDS[Invoke], body[:cut]))
+
+
+@pytest.mark.parametrize("deadline_ms", [2**63, -(2**63) - 1, 10**20])
+def test_an_invoke_whose_deadline_no_frame_holds_is_a_wire_error(deadline_ms: int) -> None:
+    """A deadline outside the i64 is refused as a WireError (the slot answers that
+    invocation), never a struct.error."""
+    invocation = Invocation(request_id="r", payload=b"", deadline_ms=deadline_ms)
+    with pytest.raises(WireError, match="Invoke"):
+        encode(Invoke(turn=1, invocation=invocation))
 
 
 def test_a_text_field_running_past_the_body_is_refused() -> None:
     """A text length larger than what follows is refused."""
-    body = struct.pack(">QIIB", 0, 100, 0, 0) + b"short"
+    body = struct.pack(">QQIIB", 0, 0, 100, 0, 0) + b"short"
     with pytest.raises(WireError, match="past the end"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 
@@ -399,16 +413,16 @@ def test_a_text_field_running_past_the_body_is_refused() -> None:
 def test_a_missing_request_id_is_refused() -> None:
     """An Invoke or Result whose request id is None is refused."""
     none = 0xFFFFFFFF
-    body = struct.pack(">QIIB", 0, none, none, 0) + b"body"
+    body = struct.pack(">QQIIB", 0, 0, none, none, 0) + b"body"
     with pytest.raises(WireError, match="request_id"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
     with pytest.raises(WireError, match="request_id"):
-        FrameDecoder().feed(raw_frame(KINDS[Invocation], struct.pack(">q8I", 0, *[none] * 8)))
+        FrameDecoder().feed(raw_frame(KINDS[Invoke], struct.pack(">Qq8I", 0, 0, *[none] * 8)))
 
 
 def test_invalid_utf8_in_a_text_field_is_refused() -> None:
     """A text field that is not UTF-8 is refused."""
-    body = struct.pack(">QIIB", 0, 2, 0, 0) + b"\xc3\x28"
+    body = struct.pack(">QQIIB", 0, 0, 2, 0, 0) + b"\xc3\x28"
     with pytest.raises(WireError, match="UTF-8"):
         FrameDecoder().feed(raw_frame(KINDS[Result], body))
 

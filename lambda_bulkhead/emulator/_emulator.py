@@ -221,6 +221,9 @@ class Emulator:
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
+            # Unlike Lambda's classic mode, the emulator gives each queued
+            # invoke to one of several waiting /next polls (docs/emulator.md).
+            "BULKHEAD_CONCURRENT_POLLS": "1",
         }
 
     # -- invoking ----------------------------------------------------------------

@@ -16,6 +16,8 @@ fault                              uses event  what the runtime sees
                                                ``Content-Length``, then a clean close
 ``NextHeaders(headers={...})``     yes         the event with headers replaced or removed
 ``NextPastDeadline(by_ms=1000)``   yes         the event with a ``Deadline-Ms`` passed
+``NextRequestId(request_id="a?b")``  yes       the event under this request id (posts
+                                               find it by its percent-decoded path)
 ``NextBody(body=b"")``             yes         the event with another body
 ``PostStatus(status=410)``         n/a         ``/response`` or ``/error`` answers
                                                ``status`` and does not take the answer
@@ -48,6 +50,7 @@ __all__ = [
     "NextFault",
     "NextHeaders",
     "NextPastDeadline",
+    "NextRequestId",
     "NextReset",
     "NextShortBody",
     "NextStatus",
@@ -157,6 +160,20 @@ class NextPastDeadline(NextFault):
     def __post_init__(self) -> None:
         if self.by_ms < 1:
             raise ValueError(f"by_ms must be at least 1, got {self.by_ms}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NextRequestId(NextFault):
+    """Deliver the event under ``request_id`` instead of a UUID, e.g. ``"a?b#c"``,
+    ``"x y"``, ``"../../runtime/init/error"``: its ``/response`` and ``/error``
+    are found by the percent-decoded path segment, as a server routes them."""
+
+    request_id: str
+
+    def __post_init__(self) -> None:
+        text = self.request_id
+        if not text or not text.isascii() or "\r" in text or "\n" in text:
+            raise ValueError("request_id must be non-empty ASCII, without CR or LF")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,6 +41,7 @@ import secrets
 import socket
 import struct
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +53,7 @@ from lambda_bulkhead.emulator._faults import (
     NextFault,
     NextHeaders,
     NextPastDeadline,
+    NextRequestId,
     NextReset,
     NextShortBody,
     NextStatus,
@@ -426,7 +428,9 @@ class Core:
             else:
                 _wrong_method(connection, method, "GET")
         elif path.startswith(INVOCATION_PREFIX):
-            request_id, _, call = path[len(INVOCATION_PREFIX) :].partition("/")
+            segment, _, call = path[len(INVOCATION_PREFIX) :].partition("/")
+            # One path segment, percent-decoded: the runtime encodes the id so.
+            request_id = urllib.parse.unquote(segment, errors="surrogateescape")
             if not request_id or call not in ("response", "error"):
                 _not_found(connection, path)
             elif method != "POST":
@@ -520,6 +524,8 @@ class Core:
         self, connection: Connection, invocation: Invocation, fault: NextFault | None
     ) -> None:
         invocation.state = "delivered"  # 1
+        if isinstance(fault, NextRequestId):
+            invocation.request_id = fault.request_id
         self._in_flight[invocation.request_id] = invocation
         invocation.expires_at = self._loop.time() + self._config.timeout_s
         if self._expiry_timer is None:
@@ -538,6 +544,9 @@ class Core:
             case NextPastDeadline(by_ms=by_ms):
                 past = str(int(time.time() * 1000) - by_ms)
                 headers = _override(headers, {"Lambda-Runtime-Deadline-Ms": past})
+                self._record_delivery(request_id, 200, headers, len(body), fault)
+                connection.answer(200, headers, body)
+            case NextRequestId():
                 self._record_delivery(request_id, 200, headers, len(body), fault)
                 connection.answer(200, headers, body)
             case NextBody(body=replacement):

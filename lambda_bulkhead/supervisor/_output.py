@@ -49,17 +49,20 @@ class OutputSink:
         self._tenant_id: str | None = None
 
     def begin(self, request_id: str | None, tenant_id: str | None) -> None:
-        """Output from now on belongs to this invocation."""
+        """Output from now on belongs to this invocation (None: to none)."""
         self._request_id, self._tenant_id = request_id, tenant_id
 
     def feed(self, stream: Stream, data: bytes) -> None:
         self._emit(stream, self._assemblers[stream].feed(data))
 
     def end(self) -> None:
-        """The invocation is over (answered, or its worker died): flush partial lines."""
+        """The invocation is over (answered, or its worker died): flush partial lines.
+
+        Output fed after this, until the next :meth:`begin`, is still that
+        invocation's: what its worker wrote after its answer (see docs/logging.md).
+        """
         for stream, assembler in self._assemblers.items():
             self._emit(stream, assembler.flush())
-        self._request_id = self._tenant_id = None
 
     def _emit(self, stream: Stream, chunks: list[LineChunk]) -> None:
         if not chunks:

@@ -135,7 +135,8 @@ class WorkerHandle:
         self.recycle_at: int | None = None
         self.closed = False
         #: Why to replace it after this invocation though it answered (None: keep
-        #: it): it closed its fd 1 or 2, or changed its process for good.
+        #: it): it closed its fd 1 or 2, changed its process for good, or wrote a
+        #: frame out of turn.
         self.retire_reason: str | None = None
         self.poller = select.poll()
         for fd in (self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd):

@@ -14,8 +14,17 @@ with one ``poll`` over the worker's pipes and its pidfd, for the first of:
 * shutdown grace running out: ``Runtime.ExitError``;
 
 while forwarding the worker's stdout/stderr to the log as it arrives.  The
-worker's bytes are untrusted: a malformed frame, or an answer for another
-request id, gets the worker killed and the invocation a ``Runtime.ExitError``.
+worker's bytes are untrusted: a malformed frame, or an answer in turn for
+another request id, gets the worker killed and the invocation a
+``Runtime.ExitError``.  A frame out of turn (not carrying the turn of the
+Invoke in flight, see :mod:`lambda_bulkhead._wire`) answers nothing: it is
+logged against the worker, which is replaced once the invocation in flight
+has its own answer.
+
+Before each Invoke one ``poll`` checks the idle worker: what it wrote since its
+last answer is forwarded with that answer's request id (a thread the handler
+left running), and a worker that wrote on its result pipe, closed its output
+or died meanwhile is replaced before it is given the invocation.
 
 An event that arrives at or past its kill time is answered ``Sandbox.Timedout``
 without being run (the worker is kept).  A worker killed for its deadline or
@@ -40,15 +49,17 @@ from lambda_bulkhead._affinity import pin_thread
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
 from lambda_bulkhead._handler import Answer
-from lambda_bulkhead._pipes import read_available, read_size, send_message
+from lambda_bulkhead._pipes import read_available, read_size, send_message, write_parts
 from lambda_bulkhead._record import NamedTuple
 from lambda_bulkhead._wire import (
     RETIRE_OUTPUT_LOST,
     RETIRE_REASONS,
+    TURN_MASK,
     Failure,
     Result,
     WaitOn,
     WireError,
+    encode_invoke,
 )
 from lambda_bulkhead.supervisor._memory import oom_kills
 from lambda_bulkhead.supervisor._output import OutputSink
@@ -73,6 +84,9 @@ _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK_GRACE_S = 0.01
 #: How long to wait for a killed worker's exit to be reported.
 REAP_TIMEOUT_S = 2.0
+#: At most this many reads (of up to 64 KiB) per pipe of an idle worker before
+#: an Invoke: what it wrote since its answer, logged as that answer's output.
+IDLE_READS = 16
 #: How often a slot with no memory cap wakes during an invocation (shutdown
 #: noticed within this, well inside the supervisor's shutdown grace).
 UNCAPPED_TICK_S = 0.05
@@ -80,6 +94,8 @@ _MB = 1024 * 1024
 #: The worker's two kinds of answer (a tuple: ``Result | Failure`` would build
 #: a union object at each check, once per invocation).
 _ANSWERS = (Result, Failure)
+#: The ``worker replaced`` reason of a worker that wrote a frame out of turn.
+WROTE_OUT_OF_TURN = "wrote out of turn"
 
 
 class InvocationReport(NamedTuple):
@@ -203,6 +219,9 @@ class Slot:
         #: the next one's: off the path of an answer and of the next dispatch.
         self._unreported: InvocationReport | None = None
         self._report_lock = threading.Lock()  # the main thread flushes at shutdown
+        #: The last Invoke's turn: counted from a random start, so that no frame
+        #: a worker writes without reading the count carries the next one.
+        self._turn = int.from_bytes(os.urandom(8))
 
     # -- the worker this slot runs on ------------------------------------------
 
@@ -321,33 +340,35 @@ class Slot:
         self.prepare()
         worker = self._worker
         assert worker is not None
+        if worker.poller.poll(0):  # it wrote, or died, with no invocation in flight
+            worker = self._settle(worker)
         started = time.monotonic()
         kill_at = kill_time(invocation.deadline_ms, self._margin_ms, time.time(), started)
         if kill_at is not None and kill_at <= started:
             # Delivered at (or past) its kill time: answer without running it,
             # and keep the worker, which was never touched.
-            late = timeout_error(0.0, [])
-            self.flush_report()
-            self._unreported = InvocationReport(
-                request_id=invocation.request_id, tenant_id=invocation.tenant_id,
-                outcome="timeout", duration_ms=0.0, max_memory_mb=worker.baseline_rss / _MB,
-                worker_pid=worker.pid, worker_replaced=False,
-                error_type=late.error_type, error_message=late.error_message,
+            raise self._not_run(worker, invocation, "timeout", timeout_error(0.0, []))
+        turn = self._turn = (self._turn + 1) & TURN_MASK
+        try:
+            frame = encode_invoke(turn, invocation)
+        except WireError as exc:  # an event no frame can carry (over MAX_FRAME)
+            unframed = InvocationError(
+                "Runtime.UnmarshalError", f"Unable to hand the event to a worker: {exc}"
             )
-            raise late
+            raise self._not_run(worker, invocation, "error", unframed) from None
         worker.move("invoke")
         worker.memory.start(started)
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
-            send_message(worker.invoke_fd, invocation, kill_at)
+            write_parts(worker.invoke_fd, frame, kill_at)
         except TimeoutError:  # still full at the kill time: it stopped reading
             outcome = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
         except BrokenPipeError:
-            outcome = self._died(worker, invocation, b"")
+            outcome = self._died(worker, invocation, turn, b"")
             peak = worker.baseline_rss
         else:
-            outcome, peak = self._wait(worker, invocation, started, kill_at)
+            outcome, peak = self._wait(worker, invocation, turn, started, kill_at)
             peak = max(peak, outcome.peak)
         self._output.end()
         replaced = outcome.replace
@@ -361,8 +382,9 @@ class Slot:
             worker.invocations += 1
             if worker.recycle_at is not None and worker.invocations >= worker.recycle_at:
                 replaced = True
-            # It closed its fd 1 or 2 (every later line would be lost), or changed
-            # its process in a way the next invocation would inherit.
+            # It closed its fd 1 or 2 (every later line would be lost), changed its
+            # process in a way the next invocation would inherit, or wrote out of
+            # turn (not trusted with another event).
             replaced = replaced or worker.retire_reason is not None
         if replaced:
             if worker.state is not WorkerState.DEAD:
@@ -400,8 +422,69 @@ class Slot:
         assert outcome.answer is not None
         return outcome.answer
 
+    def _not_run(
+        self, worker: WorkerHandle, invocation: Invocation, outcome: str, error: InvocationError
+    ) -> InvocationError:
+        """``error``, for an invocation answered without being run (the worker,
+        never touched, is kept), with its summary."""
+        self.flush_report()
+        self._unreported = InvocationReport(
+            request_id=invocation.request_id, tenant_id=invocation.tenant_id,
+            outcome=outcome, duration_ms=0.0, max_memory_mb=worker.baseline_rss / _MB,
+            worker_pid=worker.pid, worker_replaced=False,
+            error_type=error.error_type, error_message=error.error_message,
+        )
+        return error
+
+    def _settle(self, worker: WorkerHandle) -> WorkerHandle:
+        """The worker to give the next Invoke, once ``worker``, idle, was found
+        readable: what it wrote since its last answer is forwarded as that
+        invocation's output (a fresh worker's as no invocation's); a worker that
+        wrote on its result pipe, closed its output or died is replaced."""
+        polled = worker.poller.poll(0)
+        ready = [fd for fd, _ in polled]
+        if not worker.invocations:
+            self._output.begin(None, None)
+        # Bounded: a thread printing without pause must not hold the event back
+        # (what it writes past this goes with the invocation).
+        for fd in (worker.stdout_fd, worker.stderr_fd):
+            if fd in ready:
+                for _ in range(IDLE_READS):
+                    data = read_available(fd)
+                    if not data:
+                        if data == b"":
+                            self._output_ended(worker, fd)
+                        break
+                    self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+        self._output.end()
+        for _ in range(IDLE_READS):
+            if not read_available(worker.fault_fd):
+                break  # (a stack written as it died: the death is what is reported)
+        # Bytes, not the hang-up a dead worker's pipe reports.
+        spoke = any(fd == worker.result_fd and mask & select.POLLIN for fd, mask in polled)
+        died = worker.pidfd in ready
+        if not (spoke or died or worker.retire_reason is not None):
+            return worker
+        if spoke:
+            self._event(
+                "worker protocol violation", level="error", pid=worker.pid,
+                reason="wrote on its result pipe with no invocation in flight",
+            )
+        self._discard(worker, reason=(
+            "died while idle" if died
+            else WROTE_OUT_OF_TURN if spoke else worker.retire_reason or WROTE_OUT_OF_TURN
+        ))
+        self.prepare()
+        assert self._worker is not None
+        return self._worker
+
     def _wait(
-        self, worker: WorkerHandle, invocation: Invocation, started: float, kill_at: float | None
+        self,
+        worker: WorkerHandle,
+        invocation: Invocation,
+        turn: int,
+        started: float,
+        kill_at: float | None,
     ) -> tuple[_Outcome, int]:
         peak: int = worker.baseline_rss
         fault = bytearray()
@@ -429,7 +512,7 @@ class Slot:
             died = False
             for fd, _ in events:
                 if fd == worker.result_fd:
-                    outcome = self._read_answer(worker, invocation)
+                    outcome = self._read_answer(worker, invocation, turn)
                     if outcome is not None:
                         # Output written before the answer is already in its pipe,
                         # so poll reported that pipe in this same call.
@@ -442,10 +525,12 @@ class Slot:
                 else:
                     self._forward(worker, fd)
             if died:
-                return self._died(worker, invocation, bytes(fault)), peak
+                return self._died(worker, invocation, turn, bytes(fault)), peak
 
-    def _read_answer(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome | None:
-        """The outcome if a whole answer frame is in, None to keep waiting."""
+    def _read_answer(
+        self, worker: WorkerHandle, invocation: Invocation, turn: int
+    ) -> _Outcome | None:
+        """The outcome if the answer of ``turn`` is in, None to keep waiting."""
         data = read_available(worker.result_fd, read_size(worker.decoder))
         if data is None:
             return None
@@ -458,26 +543,42 @@ class Slot:
             messages = worker.decoder.feed(data)
         except WireError as exc:
             return self._violation(worker, invocation, str(exc))
-        if not messages:
+        message: Result | Failure | None = None
+        for frame in messages:
+            if message is None and isinstance(frame, _ANSWERS) and frame.turn == turn:
+                message = frame
+            else:
+                self._out_of_turn(worker, frame)
+        if message is None:
             return None
-        message = messages[0]
-        if len(messages) > 1 or getattr(message, "request_id", None) != invocation.request_id:
-            return self._violation(worker, invocation, f"unexpected answer {message!r:.120}")
-        if isinstance(message, _ANSWERS) and message.retire:
+        if message.request_id != invocation.request_id:
+            # In turn, so written by this invocation's own code.
+            return self._violation(
+                worker, invocation, f"unexpected answer for request id {message.request_id!r:.80}"
+            )
+        if message.retire:
             worker.retire_reason = RETIRE_REASONS[message.retire]
         if isinstance(message, Result):
             return _Outcome(answer=Answer(message.body, message.content_type),
                             peak=message.peak_rss)
-        if isinstance(message, Failure):
-            causes = tuple(_cause(c) for c in message.causes)
-            error = InvocationError(
-                message.error_type, message.error_message, message.stack_trace, causes
+        causes = tuple(_cause(c) for c in message.causes)
+        error = InvocationError(
+            message.error_type, message.error_message, message.stack_trace, causes
+        )
+        # A native allocation failure is reported as out of memory.
+        kind = "oom" if message.error_type == "Runtime.OutOfMemory" else "error"
+        return _Outcome(error=error, kind=kind, replace=message.fatal, peak=message.peak_rss)
+
+    def _out_of_turn(self, worker: WorkerHandle, frame: object) -> None:
+        """A frame that answers no invocation in flight: blamed on ``worker``
+        (logged once), which is replaced after the invocation in flight."""
+        if worker.retire_reason != WROTE_OUT_OF_TURN:
+            worker.retire_reason = WROTE_OUT_OF_TURN
+            request_id = getattr(frame, "request_id", None)
+            self._event(
+                "worker protocol violation", level="error", pid=worker.pid,
+                reason=f"out of turn: {type(frame).__name__} for request id {request_id!r:.80}",
             )
-            # A native allocation failure is reported as out of memory.
-            kind = "oom" if message.error_type == "Runtime.OutOfMemory" else "error"
-            return _Outcome(error=error, kind=kind, replace=message.fatal,
-                            peak=message.peak_rss)
-        return self._violation(worker, invocation, f"unexpected {type(message).__name__}")
 
     def _violation(self, worker: WorkerHandle, invocation: Invocation, why: str) -> _Outcome:
         self._event("worker protocol violation", level="error", pid=worker.pid, reason=why)
@@ -541,9 +642,11 @@ class Slot:
             fault += chunk
         return fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
 
-    def _died(self, worker: WorkerHandle, invocation: Invocation, fault: bytes) -> _Outcome:
+    def _died(
+        self, worker: WorkerHandle, invocation: Invocation, turn: int, fault: bytes
+    ) -> _Outcome:
         # An answer may have been written just before the exit (a fatal Failure).
-        outcome = self._read_answer(worker, invocation)
+        outcome = self._read_answer(worker, invocation, turn)
         status, stack = self._collect_death(worker, fault)
         if outcome is not None:
             outcome.replace = True

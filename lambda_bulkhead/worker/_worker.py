@@ -12,9 +12,10 @@ Rules (the supervisor relies on each):
 3. ``faulthandler`` writes the Python stack of a fatal signal, and of
    ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe; for a
    coroutine handler, the stacks of its event loop's tasks follow.
-4. It answers every Invoke (an :class:`Invocation`) with exactly one :class:`Result` or
-   :class:`Failure`; after a fatal one (``SystemExit``, ``KeyboardInterrupt``,
-   ``MemoryError``) it exits and is replaced.
+4. It answers every :class:`Invoke` with exactly one :class:`Result` or
+   :class:`Failure` carrying the Invoke's turn; after a fatal one
+   (``SystemExit``, ``KeyboardInterrupt``, ``MemoryError``) it exits and is
+   replaced.
 5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
    makes it exit 0.  It is the subreaper of everything it starts; at its
    parent's death (``PR_SET_PDEATHSIG``) it kills all of that and its group.
@@ -77,6 +78,7 @@ from lambda_bulkhead._wire import (
     RETIRE_STATE_CHANGED,
     Failure,
     FrameDecoder,
+    Invoke,
     Ready,
     Result,
     WaitOn,
@@ -156,25 +158,26 @@ def _be_first_to_go() -> None:
 
 
 def _answer(
-    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta
+    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int
 ) -> Result | Failure:
     request_id = invocation.request_id
     try:
         answer = execute_in_process(handler, invocation, meta)
     except MemoryError as exc:
-        return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True)
+        return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True, turn=turn)
     except InvocationError as error:
         cause = error.__cause__
         if cause is not None and _is_allocation_failure(cause):
-            return _failure(request_id, _out_of_memory(request_id, error), fatal=True)
-        return _failure(request_id, error, fatal=isinstance(cause, MemoryError))
+            return _failure(request_id, _out_of_memory(request_id, error), fatal=True, turn=turn)
+        return _failure(request_id, error, fatal=isinstance(cause, MemoryError), turn=turn)
     if len(answer.body) > MAX_RESPONSE_BYTES:
-        return _failure(request_id, too_large_error(len(answer.body)), fatal=False)
+        return _failure(request_id, too_large_error(len(answer.body)), fatal=False, turn=turn)
     return Result(
         request_id=request_id,
         content_type=answer.content_type,
         body=answer.body,
         peak_rss=_peak_rss(),
+        turn=turn,
     )
 
 
@@ -199,7 +202,7 @@ def _out_of_memory(request_id: str, error: InvocationError) -> InvocationError:
     )
 
 
-def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure:
+def _failure(request_id: str, error: InvocationError, *, fatal: bool, turn: int) -> Failure:
     return Failure(
         request_id=request_id,
         error_type=error.error_type,
@@ -208,6 +211,7 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool) -> Failure
         causes=tuple(_cause_dict(cause) for cause in error.causes),
         fatal=fatal,
         peak_rss=_peak_rss(),
+        turn=turn,
     )
 
 
@@ -271,7 +275,7 @@ def run_worker(
     try:
         run_worker_start_hooks()
     except Exception as exc:  # the hook's failure is the worker's: say why, then exit
-        send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True))
+        send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True, turn=0))
         return EXIT_START_HOOK_FAILED
     if isinstance(handler, CoroutineHandler):
         from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
@@ -297,18 +301,19 @@ def run_worker(
         if type(message) is WaitOn:
             waiting_on = {message.cpu} if pin_thread({message.cpu}) else None
             continue
-        if not isinstance(message, Invocation):
+        if type(message) is not Invoke:
             return 70  # EX_SOFTWARE: the supervisor spoke out of turn
+        turn, invocation = message
         # Every CPU for the handler, whatever the last one left.
         if waiting_on is not None or os.sched_getaffinity(0) != everywhere:
             pin_thread(everywhere)
-        state.request_id, state.tenant_id = message.request_id, message.tenant_id
+        state.request_id, state.tenant_id = invocation.request_id, invocation.tenant_id
         status = None
         try:
-            reply = _answer(handler, message, meta)
+            reply = _answer(handler, invocation, meta, turn)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit...
-            error = exit_error(message.request_id, exc)
-            reply = _failure(message.request_id, error, fatal=True)
+            error = exit_error(invocation.request_id, exc)
+            reply = _failure(invocation.request_id, error, fatal=True, turn=turn)
             status = exit_code(exc) if isinstance(exc, SystemExit) else 1
         _flush_output()
         if outputs.lost():
