@@ -29,7 +29,6 @@ from lambda_bulkhead._errors import (
     InvocationError,
     handler_stack,
 )
-from lambda_bulkhead._jsoncodec import dumps, loads
 from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
@@ -123,8 +122,12 @@ def _decimal_to_number(value: object) -> object:
 
 def encode_json(value: object) -> bytes:
     """A result as JSON bytes; ``Runtime.MarshalError`` when it is not JSON-able."""
+    import json  # noqa: PLC0415 - imported already when the handler was wrapped
+
     try:
-        return dumps(value, _decimal_to_number).encode()
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
+        ).encode()
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvocationError(
             "Runtime.MarshalError", f"Unable to marshal response: {exc}"
@@ -133,12 +136,17 @@ def encode_json(value: object) -> bytes:
 
 def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
     """``def handler(event, context)`` with the official runtime's encodings."""
+    # json is imported here, when the handler is loaded (the template's or the
+    # in-process runtime's init), not with this module: the supervisor imports
+    # the module too and never decodes an event.
+    import json  # noqa: PLC0415
+
     def call(invocation: Invocation, context: Context) -> Answer:
         event: Any = invocation.payload
         if _media_type(invocation.content_type) == _JSON:
             try:
-                event = loads(invocation.payload)
-            except ValueError as exc:
+                event = json.loads(invocation.payload)
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise InvocationError(
                     "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
                 ) from exc
@@ -176,9 +184,11 @@ def json_handler(
     ``Runtime.InvalidEvent`` without calling ``function``; its result is given
     to ``encoder`` and posted as JSON.
     """
+    import json  # noqa: PLC0415 - at load time, as in official_handler
+
     def call(invocation: Invocation, context: Context) -> Answer:
         try:
-            event = decoder(loads(invocation.payload))
+            event = decoder(json.loads(invocation.payload))
         except InvalidEvent:
             raise
         except Exception as exc:
