@@ -188,7 +188,9 @@ def test_runtime_posts_init_error_and_exits(
     (report,) = emulator.init_errors
     assert report.error_type == header
     body = json.loads(report.body)
-    assert list(body) == ["errorMessage", "errorType", "stackTrace"]
+    # The official runtime's keys; its init errors carry an empty requestId.
+    assert list(body) == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    assert body["requestId"] == ""
     assert body["errorType"] == error_type
     assert body["errorMessage"].startswith(message)
     assert emulator.deliveries == []
