@@ -1,10 +1,12 @@
 """Side by side with the official runtime (awslambdaric 4.2.2, a test dependency):
-the context object a handler gets and the error bodies posted for it, built
-from the same inputs by both and compared name by name, type by type."""
+the context object a handler gets, the error bodies posted for it and the JSON
+log records of ``logging``, built from the same inputs by both and compared
+name by name, type by type."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,6 +18,8 @@ from conftest import StartRuntime
 from lambda_bulkhead._context import FunctionMeta, Invocation, build_context
 from lambda_bulkhead._errors import InvocationError
 from lambda_bulkhead._handler import execute, official_handler
+from lambda_bulkhead._logformat import LogFormat
+from lambda_bulkhead._loghandler import LambdaLogFormatter
 from lambda_bulkhead._protocol import error_request, init_error_request
 from lambda_bulkhead.emulator import Emulator
 
@@ -241,3 +245,29 @@ def test_a_handler_written_for_the_official_context_runs_in_both_modes(
         "memory": "3008", "remainingPositive": True,
     }
     proc.wait_for_line(lambda line: "via context.log" in line)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args"),
+    [('{"event": "json text"}', ()), ({"event": "a dict"}, ()), ("order %s stored", (42,))],
+    ids=["json text", "dict", "format args"],
+)
+def test_logging_records_match_the_official_json_formatter(msg: object, args: tuple[object, ...]
+                                                           ) -> None:
+    """A logging record through awslambdaric's JsonFormatter and through ours: the same
+    keys in the same order and the same values (the timestamp aside, whose clock
+    setting awslambdaric changes process-wide); a JSON text message stays a string."""
+    from awslambdaric.lambda_runtime_log_utils import JsonFormatter  # noqa: PLC0415
+
+    def record() -> logging.LogRecord:
+        made = logging.LogRecord("orders", logging.INFO, __file__, 7, msg, args, None)
+        made.aws_request_id = "req-1"
+        made.tenant_id = None
+        made.orderId = 42  # as extra={"orderId": 42} sets it
+        return made
+
+    official = json.loads(JsonFormatter().format(record()))
+    ours = json.loads(LambdaLogFormatter(LogFormat.JSON).format(record()))
+    official.pop("timestamp")
+    ours.pop("timestamp")
+    assert list(ours.items()) == list(official.items())
