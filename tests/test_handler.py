@@ -324,6 +324,23 @@ def test_invalid_json_event_is_an_unmarshal_error(payload: bytes) -> None:
     assert called == []
 
 
+@pytest.mark.parametrize(
+    "payload",
+    ['{"caf\u00e9": [1, "\u20ac"]}'.encode(encoding)
+     for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32")]
+    + [b'{"s": "\xed\xa0\x80"}', b'  {"a": 1}\n'],
+    ids=["utf-8", "utf-8 BOM", "utf-16", "utf-16-le", "utf-16-be", "utf-32",
+         "encoded surrogate", "whitespace"],
+)
+def test_events_decode_exactly_as_json_loads_decodes_the_bytes(payload: bytes) -> None:
+    """UTF-16/32 (with or without a BOM), a UTF-8 BOM, an encoded surrogate: the
+    event is what json.loads(payload) gives (the official runtime's simplejson
+    refuses UTF-16/32: docs/api.md, differences)."""
+    seen: list[Any] = []
+    run(official_handler(lambda event, context: seen.append(event)), payload)
+    assert seen == [json.loads(payload)]
+
+
 def test_json_nested_too_deep_is_an_unmarshal_error() -> None:
     """An event nested deeper than json can decode (RecursionError) is an UnmarshalError."""
     with pytest.raises(InvocationError) as caught:
