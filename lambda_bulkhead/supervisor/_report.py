@@ -21,6 +21,9 @@ runtime logs a handler's exception at ``ERROR`` too): with
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from lambda_bulkhead._logformat import (
     ERROR,
     INFO,
@@ -89,13 +92,19 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
     return line.encode("utf-8", "backslashreplace") + b"\n"
 
 
-def _quote(text: str) -> str:
-    """``text`` as a JSON string literal.  json (and re, which it imports) is
-    imported by the first report, written after that invocation's answer, so
-    the supervisor's way to its first ``/next`` does not pay for it."""
+@functools.cache
+def _string_encoder() -> Callable[[object], str]:
+    """``json.dumps(text, ensure_ascii=False)``, made once.  json (and re, which it
+    imports) is imported by the first report, written after that invocation's
+    answer, so the supervisor's way to its first ``/next`` does not pay for it."""
     import json  # noqa: PLC0415
 
-    return json.dumps(text, ensure_ascii=False)
+    return json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _quote(text: str) -> str:
+    """``text`` as a JSON string literal."""
+    return _string_encoder()(text)
 
 
 def _success_json(report: InvocationReport, now: float) -> bytes:
