@@ -88,6 +88,9 @@ class FunctionMeta(NamedTuple):
     memory_limit_in_mb: str | None = None
     log_group_name: str | None = None
     log_stream_name: str | None = None
+    #: ``AWS_LAMBDA_FUNCTION_TIMEOUT`` in seconds: set by the RIE and the emulator,
+    #: not by Lambda itself; None when unset or not a positive number.
+    timeout_s: float | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> FunctionMeta:
@@ -97,6 +100,7 @@ class FunctionMeta(NamedTuple):
             memory_limit_in_mb=environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
             log_group_name=environ.get("AWS_LAMBDA_LOG_GROUP_NAME"),
             log_stream_name=environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+            timeout_s=_positive_seconds(environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT")),
         )
 
 
@@ -115,6 +119,14 @@ def native_pool_environ(environ: Mapping[str, str], workers: int, cpus: int) -> 
         return {}
     size = str(max(1, cpus // workers))
     return {name: size for name in NATIVE_POOL_VARIABLES if name not in environ}
+
+
+def _positive_seconds(text: str | None) -> float | None:
+    try:
+        seconds = float(text or "")
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None
 
 
 TELEMETRY_FD_VARIABLE = "_LAMBDA_TELEMETRY_LOG_FD"

@@ -197,7 +197,11 @@ def handler_stack(exc: BaseException) -> list[str]:
         (_RUNTIME_DIR, *_MACHINERY_FRAMES)
     ):
         first += 1
-    return traceback.format_list(frames[first:])
+    # Plain (file, line, function, source) tuples, as the official runtime formats
+    # them: no column carets (``~~~^^^``), which FrameSummary objects would add.
+    return traceback.format_list(
+        [(frame.filename, frame.lineno or 0, frame.name, frame.line) for frame in frames[first:]]
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

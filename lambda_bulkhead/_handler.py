@@ -23,6 +23,7 @@ function's; the core handler is then a :class:`CoroutineHandler`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -36,7 +37,6 @@ from lambda_bulkhead._errors import (
     InvocationError,
     handler_stack,
 )
-from lambda_bulkhead._jsoncodec import dumps, loads
 from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
@@ -131,10 +131,42 @@ def _decimal_to_number(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+@functools.cache
+def _json_codec() -> tuple[Callable[[bytes], Any], Callable[[object], str]]:
+    """``(loads, dumps)`` for events and results: the public :mod:`json` module,
+    ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` with the
+    ``Decimal`` default.  Made when the first handler is wrapped (the template's
+    or the in-process runtime's init), not when this module is imported: the
+    supervisor imports it too and never decodes an event.
+    """
+    import json  # noqa: PLC0415
+
+    # One encoder for every result: json.dumps with options builds a new one each call.
+    dumps = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), default=_decimal_to_number
+    ).encode
+
+    def loads(data: bytes) -> Any:
+        """``json.loads(data)``.  For bytes it first detects the encoding in Python
+        code; nearly every event is UTF-8 with no BOM and no NUL among its first
+        four bytes (which UTF-16 and UTF-32 text would have), and that decodes to
+        the same text here, faster.  Anything else is json's to decode."""
+        if b"\x00" not in data[:4] and not data.startswith(b"\xef\xbb\xbf"):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # json decodes with surrogatepass, or fails with its own message
+            else:
+                return json.loads(text)
+        return json.loads(data)
+
+    return loads, dumps
+
+
 def encode_json(value: object) -> bytes:
     """A result as JSON bytes; ``Runtime.MarshalError`` when it is not JSON-able."""
     try:
-        return dumps(value, _decimal_to_number).encode()
+        return _json_codec()[1](value).encode()
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvocationError(
             "Runtime.MarshalError", f"Unable to marshal response: {exc}"
@@ -209,13 +241,14 @@ def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
     ``async def handler(event, context)`` too."""
     if is_coroutine_handler(function):
         return _on_event_loop(function, official_handler)
+    loads, _ = _json_codec()  # json imported now, at init, not at the first event
 
     def call(invocation: Invocation, context: Context) -> Answer:
         event: Any = invocation.payload
         if _media_type(invocation.content_type) == _JSON:
             try:
                 event = loads(invocation.payload)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise InvocationError(
                     "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
                 ) from exc
@@ -261,6 +294,7 @@ def json_handler(
     """
     if is_coroutine_handler(function):
         return _on_event_loop(function, lambda run: json_handler(decoder, run, encoder))
+    loads, _ = _json_codec()  # at load time, as in official_handler
 
     def call(invocation: Invocation, context: Context) -> Answer:
         try:

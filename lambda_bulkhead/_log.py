@@ -76,8 +76,9 @@ _LEVELS: Mapping[bytes, int] = {
     b"CRITICAL": 50,
     b"FATAL": 50,
 }
-_JSON_LEVEL_KEY = b'"level": "'
-#: Where the level must start in a JSON record: after ``{"timestamp": "…Z", ``.
+_JSON_LEVEL_KEY = b'"level":'
+#: Where the level must start in a JSON record: after ``{"timestamp": "…Z", ``
+#: (or first, as Powertools' Logger writes it).
 _JSON_LEVEL_WITHIN = 64
 
 
@@ -94,8 +95,15 @@ def record_level(line: bytes) -> int | None:
     if start < 0:
         return None
     start += len(_JSON_LEVEL_KEY)
+    # A handler's own JSON line (kept as written) may be compact and lower-case:
+    # {"level":"info",...}.
+    if line.startswith(b" ", start):
+        start += 1
+    if not line.startswith(b'"', start):
+        return None
+    start += 1
     end = line.find(b'"', start, start + 10)
-    return _LEVELS.get(line[start:end]) if end > 0 else None
+    return _LEVELS.get(line[start:end].upper()) if end > 0 else None
 
 
 class LogWriter:

@@ -7,8 +7,10 @@ Who writes what::
     supervisor ──LineAssembler──▶ LineChunk ──format_captured_line──▶ its own stdout
 
 A captured line starting with :data:`RECORD_MARKER` (ASCII record separator) was
-already formatted by the worker and passes through without the marker; any other
-line is wrapped into a record here.  CloudWatch makes each ``\\n``-terminated
+already formatted by the worker and passes through without the marker; a line
+that is a JSON object (Powertools' Logger, ``print(json.dumps(...))``) stays that
+object, with ``requestId`` added in the JSON format; any other line is wrapped
+into a record here.  CloudWatch makes each ``\\n``-terminated
 stdout line one event, so every line leaving this module is one line.
 
 Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py``):
@@ -23,8 +25,8 @@ Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py`
 3. ``level`` is the record level rounded down to a multiple of ten, capped at 50,
    and named by :mod:`logging`: ``DEBUG INFO WARNING ERROR CRITICAL`` (never
    ``WARN``/``FATAL``); ``NOTSET`` below 10.
-4. ``message`` is ``record.getMessage()``; unlike the official runtime, a dict
-   logged on its own (no ``%`` args) stays a JSON object.
+4. ``message`` is ``record.getMessage()``; a dict logged on its own (no ``%``
+   args) stays a JSON object, as the official JSON formatter keeps it.
 5. ``exc_info`` gives ``stackTrace`` (``traceback.format_tb``), ``errorType`` (class
    name), ``errorMessage`` (``str(exc)``) and ``location``
    (``path:function:line``), which appears only with an exception.
@@ -377,6 +379,51 @@ def _is_exception_line(text: str) -> bool:
     )
 
 
+@functools.cache
+def _decode_json() -> Callable[[bytes], object]:
+    # On the first line that starts with "{": json costs the supervisor's cold start.
+    import json  # noqa: PLC0415
+
+    return json.loads
+
+
+def _json_object(line: bytes) -> dict[str, object] | None:
+    """The JSON object ``line`` holds, or None (not JSON, or JSON but not an object)."""
+    try:
+        value = _decode_json()(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+#: Level names a JSON line may carry, any case, as Lambda reads them when it
+#: filters JSON lines by level (TRACE filters as DEBUG, as LOG_LEVELS says).
+_JSON_LINE_LEVELS: Mapping[str, int] = {**LOG_LEVELS, "WARNING": WARNING, "CRITICAL": CRITICAL}
+
+
+def _json_line_level(record: Mapping[str, object]) -> int:
+    """The level of a JSON line: its ``level`` value, or INFO when that is missing
+    or not a level name, as Lambda assigns it."""
+    level = record.get("level")
+    if isinstance(level, str):
+        return _JSON_LINE_LEVELS.get(level.strip().upper(), INFO)
+    return INFO
+
+
+def _with_request_id(line: bytes, request_id: str, max_line_bytes: int) -> bytes:
+    """``line`` (a JSON object) with ``"requestId"`` added as its last key.
+
+    The user's bytes are kept as written (key order, spacing, number spelling):
+    the key is spliced in before the closing brace.  A line that would outgrow
+    ``max_line_bytes`` by it is left as it is.
+    """
+    head = line.rstrip()[:-1].rstrip()  # everything before the closing "}"
+    separator = b"" if head.endswith(b"{") else b", "
+    quoted = _encode_json()(request_id).encode("utf-8", "backslashreplace")
+    spliced = head + separator + b'"requestId": ' + quoted + b"}"
+    return spliced if len(spliced) <= max_line_bytes else line
+
+
 def format_captured_line(
     line: bytes,
     *,
@@ -403,6 +450,12 @@ def format_captured_line(
       ``SomeException``, ``Fatal Python error:``, faulthandler's thread and stack
       headers), ``WARNING`` for everything else.
 
+    A whole line that is a JSON object (what Powertools' Logger and
+    ``print(json.dumps({...}))`` write) is not wrapped: it is emitted as written,
+    in the JSON format with ``"requestId"`` added as its last key unless it has
+    one.  Its level is its own ``level`` value (INFO when missing or unknown), as
+    Lambda reads a JSON line.  Only lines whose first byte is ``{`` are parsed.
+
     Returns ``None`` when that level is below ``min_level``.  JSON records are
     ``timestamp, level, message, requestId, tenantId, stream`` plus
     ``"continued": true`` on a chunk that the next one continues; Text records end
@@ -418,6 +471,15 @@ def format_captured_line(
         and len(line) <= max_line_bytes + len(RECORD_MARKER)
     ):
         return line[len(RECORD_MARKER) :] + b"\n"
+    if line.startswith(b"{") and not continued and not resumed:
+        # The first byte keeps every other line off this path.
+        record = _json_object(line)
+        if record is not None:
+            if _json_line_level(record) < min_level:
+                return None
+            if fmt is LogFormat.TEXT or "requestId" in record:
+                return line + b"\n"
+            return _with_request_id(line, request_id or "", max_line_bytes) + b"\n"
     text = line.decode("utf-8", "replace")
     level = _captured_level(text, stream)
     if level < min_level:

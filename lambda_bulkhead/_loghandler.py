@@ -81,7 +81,7 @@ class LambdaLogFormatter(logging.Formatter):
         error = exception_fields(record.exc_info)
         stack_trace, error_type, error_message = error or (None, None, None)
         # A dict logged on its own stays an object, so Logs Insights can query
-        # its fields (the official runtime flattens it to its str()).
+        # its fields, as the official runtime's JSON formatter keeps it.
         message = record.msg if isinstance(record.msg, dict) and not record.args else None
         return format_json_record(
             timestamp=record.created,

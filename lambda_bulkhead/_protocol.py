@@ -145,7 +145,8 @@ def init_error_request(error: InvocationError) -> Request:
         ("Content-Type", ERROR_CONTENT_TYPE),
         (ERROR_TYPE_HEADER, error_type_header(error.error_type)),
     )
-    return Request("init/error", "POST", INIT_ERROR_PATH, headers, error_body(error, None))
+    # requestId "": the official runtime's init error body has the key, empty.
+    return Request("init/error", "POST", INIT_ERROR_PATH, headers, error_body(error, ""))
 
 
 def _error_dict(error: InvocationError, request_id: str | None) -> dict[str, object]:

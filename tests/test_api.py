@@ -414,7 +414,7 @@ def test_send_init_error_posts_the_header_and_body(api: RuntimeApi, emulator: Em
     assert report.headers["content-type"] == ERROR_CONTENT_TYPE
     assert json.loads(report.body) == {
         "errorMessage": "Unable to import module 'x'", "errorType": "Runtime.ImportModuleError",
-        "stackTrace": [],
+        "requestId": "", "stackTrace": [],
     }
     result = emulator.invoke(b"{}", timeout=WAIT_S)
     assert (result.kind, result.status) == ("init_error", 502)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from conftest import StartRuntime, write_module_files
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lambda_bulkhead
 from lambda_bulkhead import (
@@ -186,7 +188,9 @@ def test_runtime_posts_init_error_and_exits(
     (report,) = emulator.init_errors
     assert report.error_type == header
     body = json.loads(report.body)
-    assert list(body) == ["errorMessage", "errorType", "stackTrace"]
+    # The official runtime's keys; its init errors carry an empty requestId.
+    assert list(body) == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    assert body["requestId"] == ""
     assert body["errorType"] == error_type
     assert body["errorMessage"].startswith(message)
     assert emulator.deliveries == []
@@ -318,6 +322,67 @@ def test_invalid_json_event_is_an_unmarshal_error(payload: bytes) -> None:
     assert caught.value.error_type == "Runtime.UnmarshalError"
     assert caught.value.error_message.startswith("Unable to unmarshal input: ")
     assert called == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['{"caf\u00e9": [1, "\u20ac"]}'.encode(encoding)
+     for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32")]
+    + [b'{"s": "\xed\xa0\x80"}', b'  {"a": 1}\n'],
+    ids=["utf-8", "utf-8 BOM", "utf-16", "utf-16-le", "utf-16-be", "utf-32",
+         "encoded surrogate", "whitespace"],
+)
+def test_events_decode_exactly_as_json_loads_decodes_the_bytes(payload: bytes) -> None:
+    """UTF-16/32 (with or without a BOM), a UTF-8 BOM, an encoded surrogate: the
+    event is what json.loads(payload) gives (the official runtime's simplejson
+    refuses UTF-16/32: docs/api.md, differences)."""
+    seen: list[Any] = []
+    run(official_handler(lambda event, context: seen.append(event)), payload)
+    assert seen == [json.loads(payload)]
+
+
+def test_json_nested_too_deep_is_an_unmarshal_error() -> None:
+    """An event nested deeper than json can decode (RecursionError) is an UnmarshalError."""
+    with pytest.raises(InvocationError) as caught:
+        run(official_handler(lambda event, context: event), b"[" * 100_000)
+    assert caught.value.error_type == "Runtime.UnmarshalError"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=64) | st.builds(
+    lambda text, cut: text.encode()[:cut], st.text(max_size=40), st.integers(0, 60)
+))
+def test_any_bytes_as_a_json_event_give_a_result_or_an_unmarshal_error(payload: bytes) -> None:
+    """Arbitrary bytes (and cut-off JSON-ish text) as an application/json event:
+    the handler's result, or Runtime.UnmarshalError, and never anything else."""
+    handler = official_handler(lambda event, context: event)
+    try:
+        answer: Answer | InvocationError = run(handler, payload)
+    except InvocationError as error:
+        answer = error
+    if isinstance(answer, InvocationError):
+        assert answer.error_type == "Runtime.UnmarshalError", answer
+    else:
+        assert answer == Answer(
+            json.dumps(json.loads(payload), ensure_ascii=False, separators=(",", ":")).encode(),
+            "application/json",
+        )
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+@pytest.mark.parametrize("payload", [b'{"a":1', b"[" * 100_000, b'{"big": "' + b"x" * 70_000])
+def test_the_first_malformed_event_of_a_fresh_runtime_is_an_unmarshal_error(
+    runtime: StartRuntime, emulator: Emulator, isolation: str, payload: bytes
+) -> None:
+    """The first event of a new process, malformed, is Runtime.UnmarshalError (it
+    once was a SystemError from a private decoder), in both isolation modes."""
+    proc = runtime(modules=ENCODINGS, isolation=isolation)
+    result = proc.invoke(payload)
+    assert result.kind == "error", proc.describe()
+    body = json.loads(result.body)
+    assert body["errorType"] == "Runtime.UnmarshalError", proc.describe()
+    assert body["errorMessage"].startswith("Unable to unmarshal input: ")
+    assert proc.invoke(b'{"kind": "decimal"}').body == b'{"price":9.99,"count":3}'
 
 
 def test_raw_handler_is_bytes_in_bytes_out() -> None:

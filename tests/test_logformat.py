@@ -630,3 +630,104 @@ def test_assembler_and_formatter_together_keep_every_byte() -> None:
         assert out is not None
         messages.append(json.loads(out)["message"])
     assert "".join(messages).encode() == line
+
+
+# ---------------------------------------------------------------- lines that are JSON objects
+
+
+POWERTOOLS_LINE = (
+    b'{"level":"INFO","location":"handler:7","message":"order stored",'
+    b'"timestamp":"2026-11-21 05:16:09,123+0000","service":"orders","cold_start":true,'
+    b'"function_request_id":"' + REQUEST_ID.encode() + b'","xray_trace_id":"1-a-b"}'
+)
+
+
+def test_a_json_object_line_stays_that_object_with_the_request_id_added() -> None:
+    """A line that is a JSON object is not wrapped: the same keys, top level, as
+    written, and requestId added last."""
+    out = _capture(POWERTOOLS_LINE, tenant_id="t-9")
+    assert out is not None
+    assert out == POWERTOOLS_LINE[:-1] + f', "requestId": "{REQUEST_ID}"}}\n'.encode()
+    record = json.loads(out)
+    assert record["service"] == "orders"
+    assert record["cold_start"] is True
+    assert list(record)[-1] == "requestId"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"requestId": "mine", "a": 1}', b'{"requestId": "mine", "a": 1}\n'),
+        (b"{}", b'{"requestId": "' + REQUEST_ID.encode() + b'"}\n'),
+        (b'{ "a" : [1, {"b": 2}] }  \r', b'{ "a" : [1, {"b": 2}], "requestId": "'
+         + REQUEST_ID.encode() + b'"}\n'),
+    ],
+    ids=["own requestId kept", "empty object", "spacing and nesting"],
+)
+def test_json_object_lines_keep_the_users_keys_and_bytes(line: bytes, expected: bytes) -> None:
+    """The user's own requestId wins; the rest of the line is kept byte for byte."""
+    assert _capture(line) == expected
+
+
+def test_json_object_line_outside_an_invocation_gets_an_empty_request_id() -> None:
+    """At import time (no invocation) the added requestId is "", as for other lines."""
+    assert _capture(b'{"a": 1}', request_id=None) == b'{"a": 1, "requestId": ""}\n'
+
+
+def test_json_object_line_in_text_format_is_emitted_as_written() -> None:
+    """Text format: a JSON line is written as it is, not put in the Text layout."""
+    assert _capture(POWERTOOLS_LINE, fmt=LogFormat.TEXT) == POWERTOOLS_LINE + b"\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"{not json", b'{"a": 1', b"[1, 2]", b'"text"', b'{"a": 1} trailing', b" {\"a\": 1}",
+     b'{"a": "\xff"}', b"{" * 5000],
+)
+def test_lines_that_only_look_like_json_are_ordinary_lines(line: bytes) -> None:
+    """Not a JSON object (or not valid UTF-8 JSON): wrapped like any other line."""
+    out = _capture(line)
+    assert out is not None
+    record = json.loads(out)
+    assert record["message"] == line.decode("utf-8", "replace")
+    assert record["stream"] == "stdout"
+
+
+@pytest.mark.parametrize(
+    ("level", "kept_at_warn"),
+    [("debug", False), ("INFO", False), ("Warn", True), ("WARNING", True), ("error", True),
+     ("FATAL", True), ("CRITICAL", True), ("nonsense", False), (3, False), (None, False)],
+)
+def test_json_object_lines_are_filtered_by_their_own_level(
+    level: object, kept_at_warn: bool
+) -> None:
+    """As Lambda reads a JSON line: its "level" value, any case, INFO when missing or
+    unknown; from stdout and stderr alike."""
+    line = json.dumps({"level": level, "msg": "m"} if level is not None else {"msg": "m"}).encode()
+    for stream in ("stdout", "stderr"):
+        out = _capture(line, stream=stream, min_level=logging.WARNING)
+        assert (out is not None) is kept_at_warn, (level, stream)
+
+
+def test_a_json_line_that_would_outgrow_the_limit_is_kept_as_written() -> None:
+    """Adding requestId never pushes a line past the line limit."""
+    line = b'{"pad": "' + b"x" * 80 + b'"}'
+    assert _capture(line, max_line_bytes=len(line) + 5) == line + b"\n"
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=4),
+       st.sampled_from([None, ", ", ",", ": ", ":"]))
+def test_any_json_object_line_keeps_its_keys_top_level(
+    value: dict[str, object], separators: object
+) -> None:
+    """Whatever the object and its spacing: the output is that object plus requestId
+    (unless it had one), on one line."""
+    seps = None if separators is None else ((", ", ": ") if separators in (", ", ": ")
+                                            else (",", ":"))
+    line = json.dumps(value, ensure_ascii=False, separators=seps).encode()
+    out = _capture(line)
+    assert out is not None
+    assert out.count(b"\n") == 1
+    expected = dict(value)
+    expected.setdefault("requestId", REQUEST_ID)
+    assert json.loads(out) == expected

@@ -601,3 +601,71 @@ def test_a_stalled_stdout_reader_never_blocks_invocations(
         assert rid in by_id
         width = int(index) * 37 % 3000
         assert record["message"] == f"{rid} line {index} " + "y" * width
+
+
+POWERTOOLS_APP = {"app.py": """\
+    import json
+
+    from aws_lambda_powertools import Logger
+
+    logger = Logger(service="orders")
+
+
+    @logger.inject_lambda_context
+    def handler(event, context):
+        logger.info("order stored", extra={"orderId": 42})
+        print(json.dumps({"event": "printed", "n": 1}))
+        print(json.dumps({"event": "own id", "requestId": "mine"}))
+        print("{not json")
+        return {"ok": True}
+"""}
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_powertools_and_printed_json_lines_stay_json_objects(
+    runtime: StartRuntime, isolation: str
+) -> None:
+    """The real Powertools Logger and print(json.dumps(...)): each line is the same
+    JSON object with every key top level (supervised: plus requestId unless it has
+    one; in-process: untouched, as under the official runtime); "{not json" is an
+    ordinary line."""
+    rt = runtime("app.handler", modules=POWERTOOLS_APP, isolation=isolation)
+    result = rt.invoke(b"{}")
+    assert result.kind == "response", rt.describe()
+    request_id = result.request_id
+    line = rt.wait_for_line(lambda line: '"order stored"' in line)
+    record = json.loads(line)
+    assert record["service"] == "orders"
+    assert record["message"] == "order stored"
+    assert record["cold_start"] is True
+    assert record["function_request_id"] == request_id
+    assert record["orderId"] == 42
+    printed = json.loads(rt.wait_for_line(lambda line: '"printed"' in line))
+    own = json.loads(rt.wait_for_line(lambda line: '"own id"' in line))
+    assert own["requestId"] == "mine"
+    not_json = rt.wait_for_line(lambda line: "{not json" in line)
+    if isolation == "process":
+        assert record["requestId"] == request_id
+        assert printed == {"event": "printed", "n": 1, "requestId": request_id}
+        assert json.loads(not_json) == {**json.loads(not_json), "message": "{not json",
+                                        "stream": "stdout", "requestId": request_id}
+    else:
+        assert "requestId" not in record
+        assert printed == {"event": "printed", "n": 1}
+        assert not_json == "{not json"
+
+
+def test_json_lines_in_text_mode_are_written_as_they_are(runtime: StartRuntime) -> None:
+    """AWS_LAMBDA_LOG_FORMAT=Text: a JSON line is emitted as written; other lines get
+    the Text layout."""
+    rt = runtime("app.handler", modules=POWERTOOLS_APP, isolation="process",
+                 env={"AWS_LAMBDA_LOG_FORMAT": "Text"})
+    result = rt.invoke(b"{}")
+    assert result.kind == "response", rt.describe()
+    assert rt.wait_for_line(lambda line: '"printed"' in line) == '{"event": "printed", "n": 1}'
+    record = json.loads(rt.wait_for_line(lambda line: '"order stored"' in line))
+    assert "requestId" not in record
+    assert record["service"] == "orders"
+    not_json = rt.wait_for_line(lambda line: "{not json" in line)
+    assert not_json.startswith("[INFO]\t")
+    assert not_json.endswith(f"\t{result.request_id}\t{{not json")

@@ -302,10 +302,22 @@ def test_record_level_of_every_producer(fmt: LogFormat) -> None:
 
 
 @pytest.mark.parametrize(
+    ("line", "level"),
+    [(b'{"level":"INFO","location":"handler:7","message":"m"}', 20),
+     (b'{"level": "warning", "msg": "m"}', 30), (b'{"level":"Error"}', 40)],
+)
+def test_record_level_of_a_handlers_own_json_line(line: bytes, level: int) -> None:
+    """A JSON line the handler wrote (Powertools: compact, level first), kept as
+    written, is framed with its level too."""
+    assert record_level(line) == level
+
+
+@pytest.mark.parametrize(
     "line",
     [
         b"",
         b"plain text",
+        b'{"level": 3}',
         b'{"timestamp": "2026-11-21T05:16:09Z", "level": "NOTICE", "message": "x"}',
         b'{"timestamp": "2026-11-21T05:16:09Z", "message": "x", "extra": 1, "level": "ERROR"}',
         b"[NOTICE]\t2026-11-21T05:16:09.123Z\tr\tcustom level",

@@ -21,6 +21,7 @@ from lambda_bulkhead.supervisor._policy import (
     crash_error,
     describe_exit,
     fault_stack,
+    function_timeout,
     kill_time,
     oom_error,
     recycle_after,
@@ -132,13 +133,31 @@ def test_crash_error_is_a_runtime_exit_error_in_lambdas_words() -> None:
 
 def test_timeout_and_oom_errors() -> None:
     """Timeouts read as Lambda's own line; OOM names the cap and the peak."""
-    assert timeout_error(2.951, []) == InvocationError(
-        "Sandbox.Timedout", "Task timed out after 2.95 seconds"
+    assert timeout_error(3.0, []) == InvocationError(
+        "Sandbox.Timedout", "Task timed out after 3.00 seconds"
     )
     oom = oom_error(128.0, 300.4)
     assert oom.error_type == "Runtime.OutOfMemory"
     assert "128 MB" in oom.error_message
     assert "300 MB" in oom.error_message
+
+
+@pytest.mark.parametrize(
+    ("configured", "deadline_ms", "received", "expected"),
+    [
+        (3.0, 1_000_000, 999.9, 3.0),  # AWS_LAMBDA_FUNCTION_TIMEOUT wins (the RIE sets it)
+        (0.5, 1_000_000, 999.9, 0.5),  # the emulator's fractional timeouts too
+        (None, 1_003_000, 1000.004, 3.0),  # Lambda: received a little after the start
+        (None, 903_000, 3.0, 900.0),
+        (None, 1_000_000, 1000.5, 1.0),  # past the deadline already: at least 1 s
+    ],
+)
+def test_function_timeout_is_configured_or_derived_in_whole_seconds(
+    configured: float | None, deadline_ms: int, received: float, expected: float
+) -> None:
+    """The timeout the message names: the configured one, else the whole seconds
+    from receiving the event to its deadline, rounded up."""
+    assert function_timeout(configured, deadline_ms, received) == expected
 
 
 # -- kill_time ------------------------------------------------------------------------

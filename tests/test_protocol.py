@@ -112,15 +112,16 @@ def test_error_request_headers_and_body() -> None:
     assert json.loads(request.body)["requestId"] == "abc"
 
 
-def test_init_error_request_has_the_header_and_no_request_id() -> None:
-    """/init/error carries the error-type header and a body without requestId."""
+def test_init_error_request_has_the_header_and_an_empty_request_id() -> None:
+    """/init/error carries the error-type header and, as the official runtime's,
+    a body whose requestId is empty."""
     error = InvocationError("Runtime.ImportModuleError", "Unable to import module 'app'")
     request = init_error_request(error)
     assert (request.call, request.method, request.path) == (
         "init/error", "POST", f"{RUNTIME}/init/error"
     )
     assert ("Lambda-Runtime-Function-Error-Type", "Runtime.ImportModuleError") in request.headers
-    assert "requestId" not in json.loads(request.body)
+    assert json.loads(request.body)["requestId"] == ""
 
 
 # -- the error-type header ------------------------------------------------------

@@ -2,7 +2,8 @@
 
 * :func:`describe_exit` / :func:`crash_error`: a ``waitpid`` status in Lambda's words.
 * :func:`kill_time`: when a worker is stopped ahead of the invocation's deadline.
-* :func:`timeout_error`, :func:`oom_error`: what is posted when it is.
+* :func:`timeout_error`, :func:`oom_error`: what is posted when it is;
+  :func:`function_timeout`: the configured timeout the first one names.
 * :class:`RestartPolicy`: the restart-storm guard.
 * :func:`recycle_after`: max-invocations recycling with jitter.
 * :func:`fault_stack`: faulthandler's text as ``stackTrace`` lines.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 from lambda_bulkhead._errors import InvocationError
@@ -24,6 +26,7 @@ __all__ = [
     "crash_error",
     "describe_exit",
     "fault_stack",
+    "function_timeout",
     "kill_time",
     "killed_for_memory_error",
     "name_of_signal",
@@ -128,9 +131,26 @@ def kill_time(
     return now_monotonic + max(0.0, remaining)
 
 
-def timeout_error(elapsed_s: float, stack: list[str]) -> InvocationError:
-    """``Sandbox.Timedout``, worded as Lambda's own timeout line."""
-    message = f"Task timed out after {elapsed_s:.2f} seconds"
+def function_timeout(configured_s: float | None, deadline_ms: int, received_wall: float) -> float:
+    """The function's configured timeout in seconds, as Lambda's timeout line names it.
+
+    ``configured_s`` is ``AWS_LAMBDA_FUNCTION_TIMEOUT`` where it is set (the RIE and
+    the project's emulator set it).  Lambda does not tell a runtime its timeout, so
+    otherwise it is the time from receiving the event (``received_wall``, epoch s)
+    to its deadline, rounded up to whole seconds: Lambda timeouts are whole seconds
+    (at least 1) and the event arrives a little after the deadline was set.
+    """
+    if configured_s:
+        return configured_s
+    remaining_s = deadline_ms / 1000.0 - received_wall
+    return float(max(1, math.ceil(remaining_s)))
+
+
+def timeout_error(timeout_s: float, stack: list[str]) -> InvocationError:
+    """``Sandbox.Timedout``, worded as Lambda's own timeout line: the function's
+    timeout (:func:`function_timeout`), not the time the handler had, which the
+    margin shortened."""
+    message = f"Task timed out after {timeout_s:.2f} seconds"
     return InvocationError("Sandbox.Timedout", message, stack)
 
 

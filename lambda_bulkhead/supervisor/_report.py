@@ -21,7 +21,9 @@ runtime logs a handler's exception at ``ERROR`` too): with
 
 from __future__ import annotations
 
-from lambda_bulkhead._jsoncodec import quote
+import functools
+from collections.abc import Callable
+
 from lambda_bulkhead._logformat import (
     ERROR,
     INFO,
@@ -90,15 +92,30 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
     return line.encode("utf-8", "backslashreplace") + b"\n"
 
 
+@functools.cache
+def _string_encoder() -> Callable[[object], str]:
+    """``json.dumps(text, ensure_ascii=False)``, made once.  json (and re, which it
+    imports) is imported by the first report, written after that invocation's
+    answer, so the supervisor's way to its first ``/next`` does not pay for it."""
+    import json  # noqa: PLC0415
+
+    return json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _quote(text: str) -> str:
+    """``text`` as a JSON string literal."""
+    return _string_encoder()(text)
+
+
 def _success_json(report: InvocationReport, now: float) -> bytes:
     """The JSON record of a success, the same keys and order as the general path
     (``format_json_record``), built directly: it is written once per invocation."""
-    tenant = f'"tenantId": {quote(report.tenant_id)}, ' if report.tenant_id else ""
+    tenant = f'"tenantId": {_quote(report.tenant_id)}, ' if report.tenant_id else ""
     replaced = "true" if report.worker_replaced else "false"
     return (
         f'{{"timestamp": "{utc_seconds(now)}", "level": "INFO", '
         f'"message": "invocation report", "logger": "{_LOGGER}", '
-        f'"requestId": {quote(report.request_id)}, {tenant}"type": "bulkhead.report", '
+        f'"requestId": {_quote(report.request_id)}, {tenant}"type": "bulkhead.report", '
         f'"outcome": "success", "durationMs": {round(report.duration_ms, 3)!r}, '
         f'"maxMemoryUsedMB": {round(report.max_memory_mb, 1)!r}, '
         f'"workerPid": {report.worker_pid}, "workerReplaced": {replaced}}}\n'

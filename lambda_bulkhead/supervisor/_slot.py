@@ -67,6 +67,7 @@ from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
     crash_error,
     fault_stack,
+    function_timeout,
     kill_time,
     killed_for_memory_error,
     oom_error,
@@ -190,6 +191,7 @@ class Slot:
         memory_poll_ms: int,
         max_invocations: int,
         cpu: int | None = None,
+        function_timeout_s: float | None = None,
     ) -> None:
         self._pool = pool
         self._exits = exits
@@ -199,6 +201,8 @@ class Slot:
         self._report = report
         self._event = on_worker_event
         self._margin_ms = timeout_margin_ms
+        #: AWS_LAMBDA_FUNCTION_TIMEOUT, for the timeout message (None: derived).
+        self._function_timeout_s = function_timeout_s
         self._poll_s = memory_poll_ms / 1000.0
         self._max_invocations = max_invocations
         #: The CPU this slot's thread and its worker wait on (None: anywhere).
@@ -342,12 +346,15 @@ class Slot:
         assert worker is not None
         if worker.poller.poll(0):  # it wrote, or died, with no invocation in flight
             worker = self._settle(worker)
-        started = time.monotonic()
-        kill_at = kill_time(invocation.deadline_ms, self._margin_ms, time.time(), started)
+        started, received = time.monotonic(), time.time()
+        kill_at = kill_time(invocation.deadline_ms, self._margin_ms, received, started)
         if kill_at is not None and kill_at <= started:
             # Delivered at (or past) its kill time: answer without running it,
             # and keep the worker, which was never touched.
-            raise self._not_run(worker, invocation, "timeout", timeout_error(0.0, []))
+            late = timeout_error(
+                function_timeout(self._function_timeout_s, invocation.deadline_ms, received), []
+            )
+            raise self._not_run(worker, invocation, "timeout", late)
         turn = self._turn = (self._turn + 1) & TURN_MASK
         try:
             frame = encode_invoke(turn, invocation)
@@ -673,12 +680,13 @@ class Slot:
     def _stop_for_deadline(
         self, worker: WorkerHandle, invocation: Invocation, started: float
     ) -> _Outcome:
-        elapsed = time.monotonic() - started
+        received = time.time() - (time.monotonic() - started)  # the wall time at `started`
+        timeout_s = function_timeout(self._function_timeout_s, invocation.deadline_ms, received)
         worker.kill(_signals.SIGUSR1)  # faulthandler: dump every thread's stack
         fault = self._read_fault(worker, STACK_GRACE_S)
         worker.kill()
         stack = self._drain_dead(worker, fault)
-        return _Outcome(error=timeout_error(elapsed, stack), kind="timeout", replace=True)
+        return _Outcome(error=timeout_error(timeout_s, stack), kind="timeout", replace=True)
 
     def _stop_for_memory(self, worker: WorkerHandle, invocation: Invocation, peak: int) -> _Outcome:
         worker.kill()

@@ -402,6 +402,7 @@ def supervise(
             memory_poll_ms=config.memory_poll_ms,
             max_invocations=config.max_invocations,
             cpu=cpu,
+            function_timeout_s=config.function.timeout_s,
         )
         for cpu in cpus
     ]
