@@ -288,3 +288,35 @@ def test_default_cap_is_derived_from_the_function_memory(
     cap = started_record(rt)["memoryLimitMB"]
     # The supervisor and the template each take 10-60 MB at start here.
     assert (512 - 32 - 120) / workers <= cap <= (512 - 32 - 20) / workers, cap
+
+
+TORCH_APP = """
+import os
+
+import torch
+
+torch.ones(8) @ torch.ones(8)  # a warm-up at import, as a model load does
+
+
+def handler(event, context):
+    if event.get("action") == "huge":
+        return float(torch.empty(1 << 45, dtype=torch.uint8).sum())  # 32 TiB
+    return {"pid": os.getpid()}
+"""
+
+
+def test_a_real_torch_allocation_failure_is_out_of_memory(
+    runtime: StartRuntime, emu: Emulator
+) -> None:
+    """Real torch (not a CI dependency: installed by hand, `pip install torch==2.13.0`):
+    an allocation the system refuses is Runtime.OutOfMemory, and the next
+    invocation runs on a new worker."""
+    pytest.importorskip("torch", reason="torch is not a test dependency (a multi-GB wheel)")
+    rt = start_supervised(runtime, emu, TORCH_APP, env={"BULKHEAD_MEMORY_LIMIT_MB": "512"})
+    result = invoke(rt, {"action": "huge"})
+    error = error_body(result)
+    assert error["errorType"] == "Runtime.OutOfMemory", error
+    assert "allocate" in error["errorMessage"]
+    summary = report(rt, result.request_id)
+    assert (summary["outcome"], summary["workerReplaced"]) == ("oom", True)
+    _assert_serves_on_a_new_worker(rt, summary["workerPid"])
