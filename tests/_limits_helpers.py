@@ -33,6 +33,16 @@ def invoke(rt: RuntimeProcess, event: Any, *, timeout: float = 30.0) -> InvokeRe
     return rt.invoke(json.dumps(event), timeout=timeout)
 
 
+def answer(rt: RuntimeProcess, event: Any, *, timeout: float = 30.0) -> dict[str, Any]:
+    """The JSON object ``rt``'s function answered ``event`` with (fails unless it
+    posted a ``/response`` holding an object)."""
+    result = invoke(rt, event, timeout=timeout)
+    assert result.kind == "response", (result.kind, result.body[:500], rt.describe())
+    value = json.loads(result.body)
+    assert isinstance(value, dict)
+    return value
+
+
 def error_body(result: InvokeResult) -> dict[str, Any]:
     """The error JSON of a function error (fails unless the runtime posted ``/error``)."""
     assert result.kind == "error", (result.kind, result.body[:500])

@@ -8,13 +8,13 @@ the handler, as a torch warm-up does; and run real numpy.
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _limits_helpers import error_body, invoke, report, start_supervised, started_record
+from _limits_helpers import answer, error_body, invoke, report, start_supervised, started_record
 from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator
@@ -94,14 +94,6 @@ def _worker_start(rt: RuntimeProcess) -> dict[str, Any]:
     return rt.wait_for(lambda r: r.get("message") == "worker start")
 
 
-def _answer(rt: RuntimeProcess, event: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = invoke(rt, event or {})
-    assert result.kind == "response", (result.kind, result.body[:500], rt.describe())
-    value = json.loads(result.body)
-    assert isinstance(value, dict)
-    return value
-
-
 def test_an_openmp_pool_started_at_import_does_not_hang_the_workers(
     runtime: StartRuntime, emu: Emulator, omp_library: Path
 ) -> None:
@@ -109,7 +101,7 @@ def test_an_openmp_pool_started_at_import_does_not_hang_the_workers(
     from it, every invocation answers, and one record says why."""
     rt = start_supervised(runtime, emu, OMP_APP.format(library=str(omp_library)))
     for _ in range(3):
-        assert _answer(rt)["sum"] == EXPECTED_SUM
+        assert answer(rt, {})["sum"] == EXPECTED_SUM
     record = _worker_start(rt)
     assert record["mode"] == "import"
     assert record["templateThreads"] >= 2
@@ -138,12 +130,12 @@ def test_a_crash_in_import_mode_is_answered_by_a_worker_imported_already(
     """After a segfault the next invocation runs on the spare, which imported the
     handler before the crash (no import between the crash and the answer)."""
     rt = start_supervised(runtime, emu, OMP_APP.format(library=str(omp_library)))
-    first = _answer(rt)
+    first = answer(rt, {})
     spare = rt.wait_for(lambda r: r.get("message") == "worker forked", timeout=60)
     imports_before = (rt.cwd / "imports.log").read_text().split()
     crashed = invoke(rt, {"action": "segv"})
     assert error_body(crashed)["errorType"] == "Runtime.ExitError"
-    after = _answer(rt)
+    after = answer(rt, {})
     assert after["pid"] == spare["pid"] != first["pid"]
     assert str(after["pid"]) in imports_before
     assert after["sum"] == EXPECTED_SUM
@@ -155,7 +147,7 @@ def test_import_mode_can_be_forced_and_each_worker_imports(
     """BULKHEAD_WORKER_START=import on a single-threaded handler: the template serves
     as the first worker, and the spare runs the module's import code itself."""
     rt = start_supervised(runtime, emu, PLAIN_APP, env={"BULKHEAD_WORKER_START": "import"})
-    first = _answer(rt)
+    first = answer(rt, {})
     spare = rt.wait_for(lambda r: r.get("message") == "worker forked", timeout=60)
     assert _worker_start(rt)["reason"] == "BULKHEAD_WORKER_START=import"
     imported_by = {int(pid) for pid in (rt.cwd / "imports.log").read_text().split()}
@@ -166,7 +158,7 @@ def test_a_single_threaded_import_is_forked(runtime: StartRuntime, emu: Emulator
     """The default for a handler whose import starts no thread: workers are forked
     from the template, which alone ran the module's import code."""
     rt = start_supervised(runtime, emu, PLAIN_APP)
-    first = _answer(rt)
+    first = answer(rt, {})
     record = _worker_start(rt)
     assert (record["mode"], record["templateThreads"]) == ("fork", 1)
     imported_by = (rt.cwd / "imports.log").read_text().split()
@@ -181,14 +173,14 @@ def test_native_pools_are_sized_per_worker(
     unless the user set OMP_NUM_THREADS, which is kept."""
     source = OMP_APP.format(library=str(omp_library))
     rt = start_supervised(runtime, emu, source, env={"BULKHEAD_WORKERS": "2"})
-    cpus = len(__import__("os").sched_getaffinity(0))
-    answer = _answer(rt)
-    assert answer["omp"] == str(max(1, cpus // 2))
-    assert answer["maxThreads"] == max(1, cpus // 2)
+    cpus = len(os.sched_getaffinity(0))
+    sized = answer(rt, {})
+    assert sized["omp"] == str(max(1, cpus // 2))
+    assert sized["maxThreads"] == max(1, cpus // 2)
     rt.stop()
     user = start_supervised(runtime, emu, source,
                             env={"BULKHEAD_WORKERS": "2", "OMP_NUM_THREADS": "3"})
-    assert (_answer(user)["omp"], _answer(user)["maxThreads"]) == ("3", 3)
+    assert (answer(user, {})["omp"], answer(user, {})["maxThreads"]) == ("3", 3)
 
 
 def test_one_worker_keeps_the_default_pool_size(
@@ -197,9 +189,9 @@ def test_one_worker_keeps_the_default_pool_size(
     """One worker: nothing is set, the pool has a thread per CPU as usual."""
     rt = start_supervised(runtime, emu, OMP_APP.format(library=str(omp_library)),
                           env={"OMP_NUM_THREADS": None})
-    answer = _answer(rt)
-    assert answer["omp"] is None
-    assert answer["maxThreads"] == len(__import__("os").sched_getaffinity(0))
+    default = answer(rt, {})
+    assert default["omp"] is None
+    assert default["maxThreads"] == len(os.sched_getaffinity(0))
 
 
 NUMPY_APP = """
@@ -229,10 +221,10 @@ def test_numpy_with_a_warm_up_at_import(
     with the right product, with one worker or two (OpenBLAS sized per worker)."""
     pytest.importorskip("numpy", reason="numpy is a test extra: pip install '.[test]'")
     rt = start_supervised(runtime, emu, NUMPY_APP, env={"BULKHEAD_WORKERS": str(workers)})
-    answers = [_answer(rt) for _ in range(3)]
-    assert all(answer["same"] for answer in answers), answers
-    assert len({answer["checksum"] for answer in answers}) == 1
-    cpus = len(__import__("os").sched_getaffinity(0))
+    answers = [answer(rt, {}) for _ in range(3)]
+    assert all(one["same"] for one in answers), answers
+    assert len({one["checksum"] for one in answers}) == 1
+    cpus = len(os.sched_getaffinity(0))
     expected = None if workers == 1 else str(max(1, cpus // workers))
-    assert {answer["blasThreads"] for answer in answers} == {expected}
+    assert {one["blasThreads"] for one in answers} == {expected}
     assert report(rt, invoke(rt, {}).request_id)["outcome"] == "success"

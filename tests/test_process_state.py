@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import pytest
-from _limits_helpers import invoke, report, start_supervised
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime
+from _limits_helpers import answer, invoke, report, start_supervised
+from conftest import MakeEmulator, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator
 
@@ -57,13 +56,6 @@ def emu(make_emulator: MakeEmulator) -> Emulator:
     return make_emulator(timeout_s=20.0)
 
 
-def _state(rt: RuntimeProcess, action: str | None = None) -> dict[str, Any]:
-    result = invoke(rt, {"action": action})
-    assert result.kind == "response", (result.body, rt.describe())
-    value: dict[str, Any] = json.loads(result.body)
-    return value
-
-
 @pytest.mark.parametrize("colocate", ["1", "0"])
 def test_limits_signals_mask_and_affinity_are_put_back(
     runtime: StartRuntime, emu: Emulator, colocate: str
@@ -71,13 +63,13 @@ def test_limits_signals_mask_and_affinity_are_put_back(
     """After an invocation that changed all of them, the next one (same worker)
     finds the limits, dispositions, mask and CPUs its first one had."""
     rt = start_supervised(runtime, emu, APP, env={"BULKHEAD_COLOCATE": colocate})
-    before = _state(rt)
-    meddled = _state(rt, "meddle")
+    before = answer(rt, {})
+    meddled = answer(rt, {"action": "meddle"})
     assert meddled["nofile"][0] == 64
     assert meddled["sigterm"] != before["sigterm"]
     if len(os.sched_getaffinity(0)) > 1:
         assert meddled["cpus"] != before["cpus"]
-    after = _state(rt)
+    after = answer(rt, {})
     assert after == before
 
 
@@ -87,7 +79,7 @@ def test_a_worker_whose_hard_limit_was_lowered_is_replaced(
     """A hard limit lowered cannot be raised again: the worker answers, is replaced,
     and the next invocation runs on a new worker with the original limit."""
     rt = start_supervised(runtime, emu, APP)
-    before = _state(rt)
+    before = answer(rt, {})
     if before["core"][1] == 0:
         pytest.skip("RLIMIT_CORE's hard limit is 0 here already: nothing to lower")
     result = invoke(rt, {"action": "lower_hard"})
@@ -97,6 +89,6 @@ def test_a_worker_whose_hard_limit_was_lowered_is_replaced(
     assert summary["workerReplaced"] is True
     replaced = rt.wait_for(lambda r: r.get("message") == "worker replaced")
     assert replaced["reason"] == "changed its process state for good"
-    after = _state(rt)
+    after = answer(rt, {})
     assert after["pid"] != before["pid"]
     assert after["core"] == before["core"]

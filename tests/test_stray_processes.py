@@ -9,7 +9,6 @@ own process tree is logged and ignored.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _limits_helpers import invoke, start_supervised
+from _limits_helpers import answer, invoke, start_supervised
 from _supervised import is_alive, wait_until_gone
 from conftest import MakeEmulator, RuntimeProcess, StartRuntime, runtime_env, write_module_files
 
@@ -81,13 +80,6 @@ def emu(make_emulator: MakeEmulator) -> Emulator:
     return make_emulator(timeout_s=20.0)
 
 
-def _answer(rt: RuntimeProcess, action: str, **fields: object) -> dict[str, int]:
-    result = invoke(rt, {"action": action, **fields})
-    assert result.kind == "response", (result.body, rt.describe())
-    value: dict[str, int] = json.loads(result.body)
-    return value
-
-
 @pytest.mark.parametrize("ending", ["exit", "segv"])
 def test_a_double_forked_daemon_dies_with_its_worker(
     runtime: StartRuntime, emu: Emulator, ending: str
@@ -95,18 +87,18 @@ def test_a_double_forked_daemon_dies_with_its_worker(
     """A setsid() daemon the handler double-forked dies when its worker is replaced,
     after a sys.exit or a segfault; the runtime serves on."""
     rt = start_supervised(runtime, emu, APP)
-    daemon = _answer(rt, "daemon")
+    daemon = answer(rt, {"action": "daemon"})
     assert is_alive(daemon["pid"])
     assert os.getsid(daemon["pid"]) != os.getsid(daemon["worker"])
     assert invoke(rt, {"action": ending}).kind == "error"
     assert wait_until_gone([daemon["pid"]], timeout=5) == []
-    assert _answer(rt, "ok")["worker"] != daemon["worker"]
+    assert answer(rt, {"action": "ok"})["worker"] != daemon["worker"]
 
 
 def test_a_daemon_does_not_outlive_the_runtime(runtime: StartRuntime, emu: Emulator) -> None:
     """SIGTERM to the runtime: it exits, and the handler's daemon with it."""
     rt = start_supervised(runtime, emu, APP)
-    daemon = _answer(rt, "daemon")
+    daemon = answer(rt, {"action": "daemon"})
     rt.stop(signal.SIGTERM)
     assert wait_until_gone([daemon["pid"]], timeout=1.5) == []
 
@@ -122,8 +114,8 @@ def test_killing_the_runtimes_process_group_takes_the_handlers_children(
                         preexec=os.setpgrp)
     try:
         rt.wait_until_polling()
-        child = _answer(rt, "child")
-        daemon = _answer(rt, "daemon")
+        child = answer(rt, {"action": "child"})
+        daemon = answer(rt, {"action": "daemon"})
         os.killpg(rt.pid, signal.SIGKILL)
         assert wait_until_gone([child["pid"], child["worker"], daemon["pid"]], timeout=1.5) == []
     finally:
@@ -137,11 +129,11 @@ def test_a_handler_cannot_stop_the_runtime_with_a_signal(
     """SIGTERM or SIGINT sent to the supervisor by a worker (or a process it
     started) is logged and ignored: the runtime serves on."""
     rt = start_supervised(runtime, emu, APP)
-    sent = _answer(rt, "signal_supervisor", signal=name, via_child=via_child)
+    sent = answer(rt, {"action": "signal_supervisor", "signal": name, "via_child": via_child})
     assert sent["signalled"] == rt.pid
     time.sleep(0.3)
     assert rt.poll() is None, rt.describe()
-    assert "worker" in _answer(rt, "ok")
+    assert "worker" in answer(rt, {"action": "ok"})
     record = rt.wait_for(
         lambda r: r.get("message") == "stop signal from the runtime's own process tree ignored"
     )
@@ -153,5 +145,5 @@ def test_a_handler_cannot_stop_the_runtime_with_a_signal(
 def test_a_stop_signal_from_outside_still_stops_it(runtime: StartRuntime, emu: Emulator) -> None:
     """SIGTERM from this (outside) process stops the runtime cleanly, exit 0."""
     rt = start_supervised(runtime, emu, APP)
-    assert "worker" in _answer(rt, "ok")
+    assert "worker" in answer(rt, {"action": "ok"})
     assert rt.stop(signal.SIGTERM) == 0

@@ -3,11 +3,9 @@ invocation, for what cannot be shared across fork (a database connection)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from _limits_helpers import invoke, start_supervised
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime
+from _limits_helpers import answer, invoke, start_supervised
+from conftest import MakeEmulator, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator
 
@@ -52,13 +50,6 @@ def emu(make_emulator: MakeEmulator) -> Emulator:
     return make_emulator(timeout_s=20.0)
 
 
-def _answer(rt: RuntimeProcess) -> dict[str, int]:
-    result = invoke(rt, {})
-    assert result.kind == "response", (result.body, rt.describe())
-    value: dict[str, int] = json.loads(result.body)
-    return value
-
-
 @pytest.mark.parametrize("start", ["fork", "import"])
 def test_each_worker_runs_the_start_hook_before_its_first_invocation(
     runtime: StartRuntime, emu: Emulator, start: str
@@ -66,10 +57,10 @@ def test_each_worker_runs_the_start_hook_before_its_first_invocation(
     """Every worker, forked or importing, runs the hook: the handler always uses a
     connection its own process opened, also after a replacement."""
     rt = start_supervised(runtime, emu, APP, env={"BULKHEAD_WORKER_START": start})
-    first = _answer(rt)
+    first = answer(rt, {})
     assert first["connectionOpenedBy"] == first["pid"]
     assert invoke(rt, {"action": "exit"}).kind == "error"
-    second = _answer(rt)
+    second = answer(rt, {})
     assert second["connectionOpenedBy"] == second["pid"] != first["pid"]
     hooked = {int(pid) for pid in (rt.cwd / "hooks.log").read_text().split()}
     assert {first["pid"], second["pid"]} <= hooked
@@ -78,7 +69,7 @@ def test_each_worker_runs_the_start_hook_before_its_first_invocation(
 def test_in_process_runs_the_start_hook_once(runtime: StartRuntime, emu: Emulator) -> None:
     """--isolation none: the runtime's process is the only worker; the hook runs once."""
     rt = runtime("app.handler", modules={"app.py": APP}, emulator=emu, isolation="none")
-    answers = [_answer(rt) for _ in range(2)]
+    answers = [answer(rt, {}) for _ in range(2)]
     assert answers[0] == answers[1]
     assert (rt.cwd / "hooks.log").read_text().split() == [str(answers[0]["pid"])]
 
