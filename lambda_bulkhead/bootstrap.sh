@@ -70,8 +70,10 @@ $task_root/python, or use a layer or the managed Python runtime)"
 PYTHONPATH="$task_root:/opt/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 
-# Runs on any Python 3 (no f-strings), so that a too-old one says so.
-exec "$python" -c 'import sys
+# Runs on any Python 3 (no f-strings), so that a too-old one says so.  Its
+# first line is what `ps` shows of the runtime after the program's path.
+exec "$python" -c '# lambda-bulkhead runtime, started by bootstrap
+import sys
 def fail(why):
     sys.stderr.write("lambda-bulkhead bootstrap: %s\n" % why)
     sys.exit(127)
