@@ -370,6 +370,7 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
         archive.writestr(f"{sdist}/setup.py", "from setuptools import setup\nsetup()\n")
     _wheel(index, f"bulkhead_fixture_arm_only-1.0-cp{HOST.nodot}-cp{HOST.nodot}-"
                   "manylinux_2_17_aarch64.whl")
+    _wheel(index, "lambda_bulkhead-99.0-py3-none-any.whl")
     return index
 
 
@@ -385,13 +386,16 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
          f"cp{HOST.nodot}-cp{HOST.nodot}-manylinux_2_17_aarch64): pick a version or target "
          "it has wheels for"),
         ("bulkhead-fixture-nowhere", "no distribution of bulkhead-fixture-nowhere found for "),
+        ("lambda-bulkhead==99.0", "the requirements install lambda-bulkhead itself: remove it "
+         "from "),
     ],
-    ids=["sdist-only", "no-wheel-for-target", "not-found"],
+    ids=["sdist-only", "no-wheel-for-target", "not-found", "lambda-bulkhead-itself"],
 )
-def test_a_requirement_without_a_wheel_for_the_target_is_one_line(
+def test_a_requirement_that_cannot_go_in_is_one_line(
     tmp_path: Path, local_index: Path, requirement: str, says: str
 ) -> None:
-    """Exit 2, one line on stderr saying which requirement and why, no zip written."""
+    """No wheel for the target (and why), or lambda-bulkhead itself: exit 2, one line
+    on stderr saying which requirement and why, no zip written."""
     source = tmp_path / "src"
     source.mkdir()
     (source / "app.py").write_text("")
@@ -406,6 +410,20 @@ def test_a_requirement_without_a_wheel_for_the_target_is_one_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("lambda-bulkhead: error: " + says), lines[0]
     assert not archive.exists()
+
+
+def test_function_code_that_shadows_a_dependency_is_one_line(tmp_path: Path) -> None:
+    """A copy of a dependency in SRC_DIR would be one file with two owners: exit 2."""
+    source = tmp_path / "src"
+    (source / "httpx").mkdir(parents=True)
+    (source / "httpx" / "__init__.py").write_text("")
+    (source / "app.py").write_text("")
+    result = package(str(source), "--output", str(tmp_path / "f.zip"))
+    assert result.returncode == 2, result
+    assert result.stderr == (
+        f"lambda-bulkhead: error: {source} has files that the package already has "
+        "(httpx/__init__.py): list dependencies in requirements.txt instead of copying "
+        "them in\n")
 
 
 @pytest.mark.parametrize(
