@@ -17,23 +17,15 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _deploy_helpers import WRAPPER_ARGS, bare_python
 from conftest import REPO_ROOT, RuntimeProcess, runtime_env
 
 from lambda_bulkhead.emulator import Emulator
 
 BOOTSTRAP = REPO_ROOT / "lambda_bulkhead" / "bootstrap.sh"
-#: What the managed Python runtime passes to an AWS_LAMBDA_EXEC_WRAPPER.
-WRAPPER_ARGS = ("/var/lang/bin/python3.12", "/var/runtime/bootstrap.py")
 PREFIX = "lambda-bulkhead bootstrap: "
 #: The shells a bootstrap meets: dash (Debian's sh), bash (Amazon Linux's sh).
 SHELLS = [path for path in map(shutil.which, ("sh", "bash")) if path]
-
-
-def bare_python(directory: Path) -> Path:
-    """A fresh venv's Python: no lambda-bulkhead, no dependencies of it."""
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", "--without-pip", str(directory)], check=True)
-    return directory / "bin" / "python"
 
 
 @pytest.fixture(scope="module")

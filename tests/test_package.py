@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _deploy_helpers import WRAPPER_ARGS, bare_python
 from conftest import REPO_ROOT, RuntimeProcess
-from test_bootstrap import WRAPPER_ARGS, bare_python
 
 from lambda_bulkhead._package import (
     UNZIPPED_LIMIT,
