@@ -62,7 +62,7 @@ _LEFT_OUT_DIRS = frozenset({
     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".idea", ".vscode",
     "node_modules",
 })
-_LEFT_OUT_FILES = frozenset({"conftest.py", ".DS_Store", ".coverage"})
+_LEFT_OUT_FILES = frozenset({"conftest.py", ".DS_Store"})
 _LEFT_OUT_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say
 
@@ -93,8 +93,8 @@ def included(parts: Sequence[str], *, is_dir: bool, pyc_tag: str | None = None) 
     """Whether a path (its parts, relative to the zip's root) goes into the zip.
 
     Left out anywhere: test directories (``tests``, ``test``), ``conftest.py``,
-    ``test_*.py``, ``*_test.py``, caches and VCS/editor/venv directories, egg-info,
-    and bytecode, except ``__pycache__/*.<pyc_tag>.pyc`` (the target's own,
+    ``test_*.py``, ``*_test.py``, caches (``.coverage*`` too) and VCS/editor/venv
+    directories, egg-info, and bytecode, except ``__pycache__/*.<pyc_tag>.pyc`` (the target's own,
     compiled by :func:`build` after everything else was left out).
     """
     directories = parts if is_dir else parts[:-1]
@@ -108,7 +108,8 @@ def included(parts: Sequence[str], *, is_dir: bool, pyc_tag: str | None = None) 
     name = parts[-1]
     if len(parts) >= 2 and parts[-2] == "__pycache__":
         return pyc_tag is not None and name.endswith(f".{pyc_tag}.pyc")
-    if name in _LEFT_OUT_FILES or name.endswith(_LEFT_OUT_SUFFIXES):
+    if (name in _LEFT_OUT_FILES or name.endswith(_LEFT_OUT_SUFFIXES)
+            or name.startswith(".coverage")):
         return False
     return not (name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")))
 

@@ -96,6 +96,8 @@ def unzip(archive_path: Path, destination: Path) -> Path:
         ("latest.py", False, True),
         (".pytest_cache", True, False),
         (".git/config", False, False),
+        (".coverage", False, False),
+        (".coverage.host.1234.567", False, False),
         (".venv", True, False),
         ("mypkg.egg-info", True, False),
         ("__pycache__", True, False),
