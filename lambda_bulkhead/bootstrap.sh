@@ -11,8 +11,8 @@
 # It picks a Python (BULKHEAD_PYTHON if set; else the first that exists of a
 # Python bundled in the package, a layer's, the managed runtime's, python3.13 …
 # python3.11 and python3 on PATH) and execs it on a few lines that check the
-# version, import lambda_bulkhead and run `lambda-bulkhead run "$_HANDLER"`,
-# so the runtime is PID-for-PID what Lambda started.
+# version, import lambda_bulkhead and run `python -m lambda_bulkhead run
+# "$_HANDLER"`, so the runtime is PID-for-PID what Lambda started.
 #
 # Every cold start runs this, so it starts no process before its exec: the
 # choice is made by path (shell built-ins only, no `$(...)`), and what only a
@@ -70,8 +70,9 @@ $task_root/python, or use a layer or the managed Python runtime)"
 PYTHONPATH="$task_root:/opt/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 
-# Runs on any Python 3 (no f-strings), so that a too-old one says so.  Its
-# first line is what `ps` shows of the runtime after the program's path.
+# Runs on any Python 3 (no f-strings), so that a too-old one says so; then
+# it is `python -m lambda_bulkhead run "$_HANDLER"` exactly (sys.argv, __main__).
+# Its first line is what `ps` shows of the runtime after the program's path.
 exec "$python" -c '# lambda-bulkhead runtime, started by bootstrap
 import sys
 def fail(why):
@@ -81,11 +82,14 @@ if sys.version_info < (3, 11):
     fail("%s is Python %d.%d; lambda-bulkhead needs 3.11 or newer (set BULKHEAD_PYTHON, \
 or use a python3.11+ runtime or layer)" % ((sys.executable,) + sys.version_info[:2]))
 try:
-    from lambda_bulkhead._cli import main
+    import lambda_bulkhead
 except ModuleNotFoundError as exc:
     if exc.name != "lambda_bulkhead":
         raise
     fail("lambda_bulkhead is not importable by %s (build the package with: \
 lambda-bulkhead package SRC_DIR, or pip install --target %s lambda-bulkhead)" \
 % (sys.executable, sys.argv[2]))
-sys.exit(main(["run", sys.argv[1]]))' "$_HANDLER" "$task_root"
+import os, runpy
+sys.argv[1:] = ["run", sys.argv[1]]
+sys.path[0] = os.getcwd()
+runpy.run_module("lambda_bulkhead", run_name="__main__", alter_sys=True)' "$_HANDLER" "$task_root"

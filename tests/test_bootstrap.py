@@ -8,6 +8,7 @@ The zip built by ``lambda-bulkhead package`` runs this same file as its
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -160,14 +161,23 @@ def test_one_python_is_started_and_it_is_the_runtime(
 ) -> None:
     """As the provided bootstrap and as the exec wrapper (its arguments ignored): the
     bootstrap starts its Python exactly once, by exec (the process Lambda started
-    is the runtime), and the function answers."""
-    (task_root / "app.py").write_text("def handler(event, context):\n    return {'ok': 1}\n")
+    is the runtime), and the function answers, seeing the runtime started as
+    ``python -m lambda_bulkhead run HANDLER``."""
+    (task_root / "app.py").write_text(
+        "import sys\n"
+        "def handler(event, context):\n"
+        "    main = sys.modules['__main__']\n"
+        "    return {'argv': sys.argv, 'main': main.__spec__.name, 'path0': sys.path[0]}\n")
     python, calls = counting_python(task_root.parent)
     env = runtime_env(emulator, task_root, {"_HANDLER": "app.handler",
                                             "BULKHEAD_PYTHON": str(python)})
     runtime = RuntimeProcess([str(BOOTSTRAP), *args], env, task_root, emulator)
     started.append(runtime)
     runtime.wait_until_polling()
-    assert runtime.invoke(b"{}").body == b'{"ok":1}'
+    # What `python -m lambda_bulkhead run app.handler` shows a handler, as before.
+    seen = json.loads(runtime.invoke(b"{}").body)
+    assert seen["argv"] == [str(BOOTSTRAP.parent / "__main__.py"), "run", "app.handler"]
+    assert seen["main"] == "lambda_bulkhead.__main__"
+    assert seen["path0"] == str(task_root)
     assert calls.read_text().splitlines() == ["started"]
     assert Path(psutil.Process(runtime.pid).exe()).resolve() == Path(sys.executable).resolve()
