@@ -293,7 +293,9 @@ def _write_zip(stage: Path, output: Path, pyc_tag: str) -> tuple[int, int]:
                 info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10
                 archive.writestr(info, b"")
                 continue
-            mode = zip_mode(path.stat().st_mode)
+            # bootstrap is executable whatever the build machine's file system
+            # keeps of modes (Windows keeps none).
+            mode = 0o755 if parts == ("bootstrap",) else zip_mode(path.stat().st_mode)
             info.external_attr = (stat.S_IFREG | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             data = path.read_bytes()
