@@ -18,7 +18,8 @@ Modes:
   events alternate crash/ok (``"crash": true``).  ``"respawn": true`` restarts
   a runtime that died (what Lambda does after a crash, minus the sandbox reset).
 * ``cold``: ``reps`` times: one event queued, start the runtime, time the first
-  ``GET /next`` and the first answer from just before ``Popen``.
+  ``GET /next`` and the first answer from just before ``Popen``, and the CPU
+  time its live processes had used by the first answer (``schedstat``).
 * ``serve``: stand-in only, ``n`` events queued; prints the port, serves until
   stdin closes (``transports.py`` drives it).
 """
@@ -385,12 +386,18 @@ async def run_cold(spec: dict[str, Any]) -> dict[str, Any]:
     payload = sized_event(int(spec.get("size", 100)))
     first_next: list[float] = []
     first_answer: list[float] = []
+    cpu_ms: list[float] = []
     errors: list[str] = []
     for _ in range(int(spec.get("reps", 1))):
         finished: asyncio.Future[None] = loop.create_future()
+        started_runtime: list[Runtime] = []
 
-        def on_done(_index: int, finished: asyncio.Future[None] = finished) -> None:
+        def on_done(_index: int, finished: asyncio.Future[None] = finished,
+                    started_runtime: list[Runtime] = started_runtime) -> None:
             if not finished.done():
+                # CPU of every live process of the tree (exited ones not counted).
+                if started_runtime:
+                    cpu_ms.append(cpu_ns(tree_pids(started_runtime[0].pid)) / 1e6)
                 finished.set_result(None)
 
         server = StandIn([payload], on_done=on_done)
@@ -398,6 +405,7 @@ async def run_cold(spec: dict[str, Any]) -> dict[str, Any]:
         server.enqueue([0])
         runtime = Runtime(spec, f"127.0.0.1:{port}")
         started = runtime.start()
+        started_runtime.append(runtime)
         try:
             await asyncio.wait_for(finished, float(spec.get("timeout_s", 30)))
         except TimeoutError:
@@ -408,7 +416,8 @@ async def run_cold(spec: dict[str, Any]) -> dict[str, Any]:
         runtime.stop()
         server.close()
         await asyncio.sleep(float(spec.get("pause_s", 0.05)))
-    return {"first_next_ms": first_next, "first_answer_ms": first_answer, "errors": errors}
+    return {"first_next_ms": first_next, "first_answer_ms": first_answer, "cpu_ms": cpu_ms,
+            "errors": errors}
 
 
 def run_stream_emulator(spec: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@
   prints the invoke URL; Ctrl-C stops both.
 * ``invoke HANDLER``: one event through the whole path; prints the result
   (exit 0) or the error JSON (exit 1).
+* ``package SRC_DIR``: a deployable zip (``lambda_bulkhead._package``); a
+  requirement with no wheel for the target, or any other reason it cannot be
+  built, is one line and exit 2.
 
 Runtime flags (``--isolation``, ``--workers``, ``--memory-limit-mb``,
 ``--timeout-margin-ms``, ``--max-invocations``, ``--transport``) override the
@@ -21,6 +24,10 @@ from collections.abc import Mapping, Sequence
 
 from lambda_bulkhead._config import Config, parse_endpoint
 from lambda_bulkhead._errors import BulkheadError, ConfigError, InvalidEndpoint, RuntimeApiError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["main"]
 
@@ -40,10 +47,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         from lambda_bulkhead._cli_args import overrides_of, parser  # noqa: PLC0415
 
         args = parser(EXIT_USAGE).parse_args(arguments)
-        handler, overrides = args.handler, overrides_of(args)
+        handler, overrides = getattr(args, "handler", None), overrides_of(args)
     env = dict(os.environ if environ is None else environ)
     env.update(overrides)
     try:
+        if args is not None and args.command == "package":
+            return _package(args)
         Config.from_environ(env)  # bad configuration fails here, before anything starts
         if args is None or args.command == "run":
             return _run(handler, overrides, env)
@@ -68,6 +77,23 @@ def _is_plain_run(arguments: Sequence[str]) -> bool:
         and len(arguments) <= 2
         and not any(argument.startswith("-") for argument in arguments[1:])
     )
+
+
+def _package(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415 - off the cold-start path
+
+    from lambda_bulkhead._package import build  # noqa: PLC0415
+    from lambda_bulkhead._target import Target  # noqa: PLC0415
+
+    source = Path(args.source)
+    requirements = args.requirements
+    if requirements is None and (source / "requirements.txt").is_file():
+        requirements = source / "requirements.txt"
+    build(source, Path(args.output), Target(python_version=args.python_version,
+                                            architecture=args.arch),
+          requirements_file=None if requirements is None else Path(requirements),
+          say=lambda line: print(line, flush=True))
+    return 0
 
 
 def _run(handler: str | None, overrides: dict[str, str], env: dict[str, str]) -> int:

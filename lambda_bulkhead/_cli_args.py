@@ -7,6 +7,7 @@ Apart from :mod:`lambda_bulkhead._cli` so that a plain ``run`` (what
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -92,7 +93,28 @@ def parser(exit_usage: int) -> argparse.ArgumentParser:
             sub.add_argument("--event", default=None, metavar="FILE",
                              help="the event JSON file, or - for stdin (default: {})")
         _add_runtime_flags(sub)
+    _add_package(commands.add_parser(
+        "package", help="build a deployable zip: the function, its requirements, "
+                        "lambda-bulkhead and bootstrap"))
     return parser
+
+
+def _add_package(package: argparse.ArgumentParser) -> None:
+    from lambda_bulkhead._target import ARCHITECTURES, PYTHON_VERSIONS  # noqa: PLC0415
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    package.add_argument("source", metavar="SRC_DIR", help="the function's code")
+    package.add_argument("--output", default="function.zip", metavar="ZIP",
+                         help="the zip to write (default function.zip)")
+    package.add_argument("--requirements", default=None, metavar="FILE",
+                         help="pip requirements file (default: SRC_DIR/requirements.txt "
+                              "if there is one)")
+    package.add_argument("--python-version", choices=PYTHON_VERSIONS,
+                         default=here if here in PYTHON_VERSIONS else None,
+                         required=here not in PYTHON_VERSIONS,
+                         help=f"the Lambda runtime's Python (default: this one, {here})")
+    package.add_argument("--arch", choices=sorted(ARCHITECTURES), default="x86_64",
+                         help="the function's architecture (default x86_64, Lambda's)")
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, str]:

@@ -10,6 +10,7 @@
     │   ├── MissingRequestId       /next answered without Lambda-Runtime-Aws-Request-Id
     │   └── UnexpectedStatus       a call answered a status we cannot go on from (names the call)
     ├── ConfigError                bad environment or flags (the CLI exits 2)
+    │   └── PackageError           `lambda-bulkhead package` cannot build the zip
     ├── RestartStorm               fatal: workers keep dying without completing an invocation
     └── InvocationError            one invocation failed: posted to /error, the loop goes on
         ├── HandlerCrash           the handler raised; built from the exception
@@ -38,6 +39,7 @@ __all__ = [
     "InvocationError",
     "MissingRequestId",
     "NotRunningInLambda",
+    "PackageError",
     "RestartStorm",
     "RuntimeApiError",
     "TransportError",
@@ -114,6 +116,12 @@ class UnexpectedStatus(RuntimeApiError):
 
 class ConfigError(BulkheadError):
     """Bad environment or command-line configuration."""
+
+
+class PackageError(ConfigError):
+    """``lambda-bulkhead package`` cannot build the zip: a requirement with no
+    wheel for the target, pip failing, a clash between files, a zip over
+    Lambda's limit."""
 
 
 class RestartStorm(BulkheadError):
