@@ -199,6 +199,28 @@ def total_pss(root: int) -> dict[str, Any]:
     }
 
 
+def minor_faults(pid: int) -> int | None:
+    """Minor page faults of ``pid`` so far (``/proc/<pid>/stat``), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[7])
+
+
+def workers(root: int) -> list[int]:
+    """The worker processes: the supervisor's grandchildren."""
+    found = []
+    for process in tree(root)[1:]:
+        try:
+            if process.ppid() != root:
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
 async def quiet(root: int, timeout_s: float = STEP_TIMEOUT_S) -> float:
     """Wait until the processes under the supervisor are idle (a spare has finished
     its fork or import); how long they were still busy (s, to QUIET_WINDOW_S)."""
@@ -306,9 +328,16 @@ async def steady(spec: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
         result["ordinary_op_ms"] = percentiles(ordinary_op)
 
         to_answer, to_start, first_run, first_op, refill = [], [], [], [], []
+        faults: list[float] = []
         for _ in range(sizes.crashes):
             await quiet(session.pid)
+            # The spare's faults so far (the worker about to crash is gone after).
+            before = {pid: minor_faults(pid) for pid in workers(session.pid)}
             crash, ok = await session.send(2)
+            for pid, then in before.items():
+                now = minor_faults(pid)
+                if now is not None and then is not None:
+                    faults.append(now - then)
             assert server.kinds[crash] == KIND_ERROR, "the crash was not answered by /error"
             to_answer.append(ms(server.done_ns[ok] - server.done_ns[crash]))
             started = session.stamp(ok, "t")
@@ -321,6 +350,7 @@ async def steady(spec: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
         result["crash_to_start_ms"] = percentiles(to_start)
         result["first_run_ms"] = percentiles(first_run)
         result["first_op_ms"] = percentiles(first_op)
+        result["first_run_minor_faults"] = percentiles(faults)
         result["refill_quiet_s"] = percentiles(refill)
 
         double = []
@@ -434,6 +464,8 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
      ("steady", "first_run_ms"), 2),
     ("… of which its op (the new worker's first), p50 / p90 (ms)",
      ("steady", "first_op_ms"), 2),
+    ("… minor page faults of the new worker in that invocation, p50 / p90",
+     ("steady", "first_run_minor_faults"), 0),
     ("Two crashes back to back → next answer, p50 / max (ms) ²",
      ("steady", "double_crash_to_answer_ms"), 0),
     ("Spare back in place after a crash, p50 (s, to 0.1 s) ³",
@@ -461,6 +493,20 @@ def cell_text(cell: dict[str, Any], path: tuple[str, ...], digits: int) -> str:
     return _f(value, digits)
 
 
+FOOTNOTES = (
+    "¹ from the crash's `/error` being read to the next event's answer being read; "
+    "the next event was queued behind the crash, and the spare had finished starting. "
+    "² the spare is gone with the second crash: the next answer waits for a new worker. "
+    "³ how long the runtime's processes (the supervisor's aside) kept using CPU after "
+    "the crash's answer: the new spare's fork, or fork and import. "
+    "⁴ PSS summed over the supervisor and all its descendants (psutil "
+    "`memory_full_info`): one worker serving, one spare, the template or the zygote. "
+    "⁵ USS of each worker process, smaller first (in `fork` mode, the spare: it has "
+    "not served yet); in `import` mode after the crashes, both imported the handler "
+    "themselves."
+)
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     columns = [(library, mode) for library in results for mode in MODES]
     lines = [
@@ -485,7 +531,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                      if mode == "fork" else "")
     lines.append("| `auto` picks (template's threads after the import) | "
                  + " | ".join(autos) + " |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", FOOTNOTES])
 
 
 def main(argv: list[str] | None = None) -> int:
