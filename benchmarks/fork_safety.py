@@ -14,6 +14,8 @@ stand-in (``_standin.py``) in this process, one event at a time:
 * **memory**: total PSS of the supervisor and all its descendants once the
   spare is in place (after the warm-up, and again after the crashes, when
   every worker in ``import`` mode is one that imported the handler itself);
+* **memory with several workers**: the same with ``MANY_WORKERS`` workers
+  (``AWS_LAMBDA_MAX_CONCURRENCY``), each having served;
 * **latency** of an ordinary invocation;
 * **crash -> next answer**: a segfault (``ctypes.string_at(0)``) with an
   ordinary event queued behind it, the spare in place: from the crash's
@@ -77,6 +79,8 @@ QUIET_WINDOW_S = 0.1
 QUIET_WINDOWS = 3
 QUIET_CPU_MS = 5.0
 STEP_TIMEOUT_S = 90.0
+#: Workers of the concurrent memory run (AWS_LAMBDA_MAX_CONCURRENCY).
+MANY_WORKERS = 4
 MATMUL_DEADLINE_S = 3.0
 
 
@@ -369,6 +373,18 @@ async def steady(spec: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
     return result
 
 
+async def many_workers_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """Total PSS with MANY_WORKERS workers, each having served, and the spare in place."""
+    spec = {**spec, "env": {**spec["env"], "AWS_LAMBDA_MAX_CONCURRENCY": str(MANY_WORKERS)}}
+    events = 4 * MANY_WORKERS
+    async with Session([OK] * events, spec) as session:
+        assert session.runtime is not None
+        session.runtime.start()
+        await session.send(events)
+        await quiet(session.pid)
+        return total_pss(session.pid)
+
+
 async def cold(spec: dict[str, Any]) -> float:
     """Exec -> first answer (ms)."""
     async with Session([OK], spec) as session:
@@ -418,6 +434,8 @@ async def measure(python: str, library: str, sizes: Sizes) -> dict[str, Any]:
         cell["cold"] = {"first_answer_ms": percentiles(first_answer[mode])}
         try:
             cell["steady"] = await steady(runtime_spec(python, library, mode, mode), sizes)
+            cell["many"] = await many_workers_memory(
+                runtime_spec(python, library, mode, f"{mode}-w{MANY_WORKERS}"))
             if library == "torch":
                 cell["matmul"] = await matmul_check(
                     runtime_spec(python, library, mode, f"{mode}-matmul"))
@@ -478,6 +496,8 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("Each worker's private memory (USS, MB), after the crashes ⁵",
      ("steady", "memory_after", "worker_uss_mb"), 1),
     ("Processes (supervisor and descendants)", ("steady", "memory_after", "processes"), 0),
+    (f"Total PSS, {MANY_WORKERS} workers (`AWS_LAMBDA_MAX_CONCURRENCY`) and a spare (MB) ⁶",
+     ("many", "pss_mb"), 1),
 ]
 
 
@@ -503,7 +523,8 @@ FOOTNOTES = (
     "`memory_full_info`): one worker serving, one spare, the template or the zygote. "
     "⁵ USS of each worker process, smaller first (in `fork` mode, the spare: it has "
     "not served yet); in `import` mode after the crashes, both imported the handler "
-    "themselves."
+    "themselves. "
+    f"⁶ after {4 * MANY_WORKERS} events queued at once, the processes idle again."
 )
 
 
