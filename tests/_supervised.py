@@ -152,6 +152,10 @@ def handler(event, context):
         return {"size": len(data), "sha256": hashlib.sha256(data.encode()).hexdigest()}
     if action == "big":
         return pattern(event["seed"], event["size"])
+    if action == "connections":
+        # Connected stream sockets this worker holds (it opened none itself).
+        from lambda_bulkhead.worker._forksafe import inherited_connections
+        return [connection.peer for connection in inherited_connections(set())]
     if action == "kill_template":
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(5)

@@ -407,6 +407,9 @@ def test_a_template_killed_from_outside_is_re_created(rt: RuntimeProcess) -> Non
     assert result.kind == "response", rt.describe()
     assert rt.poll() is None
     assert records(rt, "template process died; re-creating it (the handler is imported again)")
+    # Forked from a supervisor that is serving: none of its Runtime API
+    # connections (nor any other fd of its) reached the new workers.
+    assert body(act(rt, "connections")) == []
 
 
 def test_a_handler_killing_its_template_gets_an_answer_and_the_runtime_serves_on(

@@ -41,7 +41,10 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     os.environ.update(
         native_pool_environ(os.environ, config.workers, len(os.sched_getaffinity(0)))
     )
+    # What this process holds before the runtime opens anything: later forks
+    # (a zygote, a template re-created) keep these and close the rest.
+    own_fds = frozenset(int(name) for name in os.listdir("/proc/self/fd"))
     template = fork_template(source, config.task_root, config.function, environ, telemetry_fd)
     from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
 
-    return supervise(config, environ, source, template, telemetry_fd, started)
+    return supervise(config, environ, source, template, telemetry_fd, started, own_fds)

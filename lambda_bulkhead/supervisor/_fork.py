@@ -1,5 +1,6 @@
-"""Forking the template, first thing, from a supervisor that has imported
-almost nothing yet.
+"""Forking the template: first thing, from a supervisor that has imported
+almost nothing yet; later, a zygote or a template re-created, from one that
+is serving.
 
 The template then imports the worker's modules and the handler while the
 supervisor imports its own, in parallel, which takes the larger of the two
@@ -44,14 +45,18 @@ def fork_template(
     log_fd: int | None,
     *,
     load: bool = True,
+    keep_fds: frozenset[int] | None = None,
 ) -> TemplateHandles:
     """Fork the template process that loads ``source`` and forks workers.
 
     The template does not keep ``log_fd`` (the telemetry fd): only the
     supervisor writes to it, and the workers, forked from the template, never
     see it.  ``load=False`` forks a zygote, whose workers import the handler
-    themselves; it is forked from a supervisor already serving, so it closes
-    every fd it did not get here (Runtime API connections, other pipes).
+    themselves.  ``keep_fds``: forked from a supervisor already serving (a
+    zygote, a template re-created), the child closes every fd but these (the
+    process's own from before the supervisor started) and its pipes, so that
+    no worker holds the supervisor's Runtime API connections or another
+    worker's pipes.
     """
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
@@ -74,8 +79,8 @@ def fork_template(
             ours.close()
             for fd in (events_r, fault_r, out_r, err_r, *([] if log_fd is None else [log_fd])):
                 os.close(fd)
-            if not load:
-                _close_fds_except({theirs.fileno(), events_w, fault_w, out_w, err_w})
+            if keep_fds is not None:
+                _close_fds_except(keep_fds | {theirs.fileno(), events_w, fault_w, out_w, err_w})
             # fd 1 and 2 become pipes to the supervisor, line-buffered so that
             # what the handler's module prints before a crash at import is there.
             os.dup2(out_w, 1)
@@ -99,7 +104,7 @@ def fork_template(
     return TemplateHandles(pid, ours, events_r, fault_r, out_r, err_r)
 
 
-def _close_fds_except(keep: set[int]) -> None:
+def _close_fds_except(keep: frozenset[int] | set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd not in keep:  # 0, 1 and 2 are set up by the caller

@@ -268,9 +268,11 @@ def supervise(
     template: TemplateHandles,
     telemetry_fd: int | None,
     started: float,
+    own_fds: frozenset[int] = frozenset(),
 ) -> int:
     """Run the supervised runtime, its template forked, until shutdown or a fatal
-    error; the exit status."""
+    error; the exit status.  ``own_fds``: the fds the process had before the
+    runtime opened any (kept by the processes it forks later)."""
     # No handler may open this process's sockets and pipes through /proc, ptrace
     # it or take its fds with pidfd_getfd (the handler runs as the same user).
     set_dumpable(False)
@@ -323,7 +325,8 @@ def supervise(
     adopted: WorkerHandle | None = None
     if start.mode == "import":
         zygote = fork_template(
-            source, config.task_root, config.function, environ, telemetry_fd, load=False
+            source, config.task_root, config.function, environ, telemetry_fd, load=False,
+            keep_fds=own_fds,
         )
         zygote_output = PipeOutput(
             zygote.stdout_r, zygote.stderr_r, OutputSink(settings, writer.write)
@@ -360,7 +363,7 @@ def supervise(
         if crashes.delay() is None:
             return None
         handles = fork_template(source, config.task_root, config.function, environ,
-                                telemetry_fd, load=start.mode == "fork")
+                                telemetry_fd, load=start.mode == "fork", keep_fds=own_fds)
         output = PipeOutput(handles.stdout_r, handles.stderr_r,
                             OutputSink(settings, writer.write))
         template_outputs.append(output)
