@@ -54,10 +54,10 @@ __all__ = [
     "MAX_FRAME",
     "RETIRE_OUTPUT_LOST",
     "RETIRE_REASONS",
-    "RETIRE_STATE_CHANGED",
     "TURN_MASK",
     "VERSION",
     "BecomeWorker",
+    "Declined",
     "Failure",
     "FrameDecoder",
     "Invocation",
@@ -98,13 +98,9 @@ _RESULT_KIND = 2
 #: code; 0: it serves on), in the words of the ``worker replaced`` record.
 RETIRE_REASONS = {
     1: "closed its stdout/stderr",
-    2: "changed its process state for good",
 }
 #: The handler closed (or replaced) the worker's fd 1 or 2: every later line would be lost.
 RETIRE_OUTPUT_LOST = 1
-#: The handler changed a process setting the worker could not put back (a hard
-#: resource limit lowered): the next invocation would inherit it.
-RETIRE_STATE_CHANGED = 2
 
 
 class WireError(Exception):
@@ -155,6 +151,15 @@ class Ready(NamedTuple):
 
     pid: int
     baseline_rss: int
+
+
+class Declined(NamedTuple):
+    """Worker → supervisor, instead of an answer: the Invoke of ``turn`` was not
+    run, and the worker exits.  Its last invocation changed the process in a
+    way it could not put back (a hard resource limit lowered), which the next
+    one must not inherit: the supervisor gives the event to another worker."""
+
+    turn: int
 
 
 class WaitOn(NamedTuple):
@@ -218,7 +223,7 @@ class WorkerExited(NamedTuple):
 if TYPE_CHECKING:
     Message: TypeAlias = (
         Invoke | Result | Failure | Ready | Spawn | Spawned | TemplateReady
-        | TemplateFailed | WorkerExited | WaitOn | BecomeWorker | TemplateNotes
+        | TemplateFailed | WorkerExited | WaitOn | BecomeWorker | TemplateNotes | Declined
     )
 
 #: Every message class and its frame kind.
@@ -235,12 +240,14 @@ KINDS: dict[type[Message], int] = {
     WaitOn: 10,
     BecomeWorker: 11,
     TemplateNotes: 12,
+    Declined: 13,
 }
 #: The messages of whole numbers only: one i64 per field.
 _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
     cls: struct.Struct(">" + "q" * len(cls._fields))
     for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited, WaitOn, BecomeWorker)
 }
+_INT_LAYOUTS[Declined] = struct.Struct(">Q")  # a turn is a u64
 _INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
 _JSON_KINDS: dict[int, type[Message]] = {
     KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed,

@@ -21,6 +21,7 @@ from lambda_bulkhead._wire import (
     MAX_FRAME,
     VERSION,
     BecomeWorker,
+    Declined,
     Failure,
     FrameDecoder,
     Invocation,
@@ -74,7 +75,7 @@ invokes = st.builds(Invoke, turn=u64, invocation=invocations)
 # An empty content type is read as application/json (workers always send one).
 results = st.builds(
     Result, request_id=texts, content_type=texts.filter(bool), body=st.binary(max_size=300),
-    peak_rss=u64, retire=st.sampled_from([0, 1, 2]), turn=u64,
+    peak_rss=u64, retire=st.sampled_from([0, 1]), turn=u64,
 )
 failures = st.builds(
     Failure,
@@ -85,7 +86,7 @@ failures = st.builds(
     causes=causes,
     fatal=st.booleans(),
     peak_rss=st.integers(0, 2**63 - 1),
-    retire=st.sampled_from([0, 1, 2]),
+    retire=st.sampled_from([0, 1]),
     turn=u64,
 )
 readies = st.builds(Ready, pid=u32, baseline_rss=i64)
@@ -102,14 +103,16 @@ template_faileds = st.builds(
 )
 worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
 wait_ons = st.builds(WaitOn, cpu=st.integers(0, 4095))
+declineds = st.builds(Declined, turn=u64)
 messages = st.one_of(
     invokes, results, failures, readies, spawns, spawneds,
     template_readies, template_faileds, worker_exiteds, wait_ons, template_notes, become_workers,
+    declineds,
 )
 
 ALL_KINDS = (
     Invoke, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
-    WorkerExited, WaitOn, BecomeWorker, TemplateNotes,
+    WorkerExited, WaitOn, BecomeWorker, TemplateNotes, Declined,
 )
 
 
@@ -153,6 +156,7 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
         WaitOn(cpu=1),
         BecomeWorker(memory_limit_bytes=1 << 30),
         TemplateNotes(connections=("tcp 127.0.0.1:443",)),
+        Declined(turn=2**64 - 1),
     ]
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
         cls.__name__ for cls in ALL_KINDS
@@ -351,7 +355,7 @@ def test_a_wrong_version_is_refused(version: int) -> None:
         FrameDecoder().feed(raw_frame(KINDS[Spawned], b'{"pid": 1}', version=version))
 
 
-@pytest.mark.parametrize("kind", [0, 13, 99, 255])
+@pytest.mark.parametrize("kind", [0, 14, 99, 255])
 def test_an_unknown_kind_is_refused(kind: int) -> None:
     """A frame of a kind no message has is refused."""
     with pytest.raises(WireError, match="kind"):

@@ -55,6 +55,7 @@ from lambda_bulkhead._wire import (
     RETIRE_OUTPUT_LOST,
     RETIRE_REASONS,
     TURN_MASK,
+    Declined,
     Failure,
     Result,
     WaitOn,
@@ -92,9 +93,12 @@ IDLE_READS = 16
 #: noticed within this, well inside the supervisor's shutdown grace).
 UNCAPPED_TICK_S = 0.05
 _MB = 1024 * 1024
-#: The worker's two kinds of answer (a tuple: ``Result | Failure`` would build
-#: a union object at each check, once per invocation).
-_ANSWERS = (Result, Failure)
+#: What may come back for an Invoke, carrying its turn (a tuple: a union would
+#: build a union object at each check, once per invocation).
+_IN_TURN = (Result, Failure, Declined)
+#: The ``worker replaced`` reason of a worker that declined an event (see
+#: :class:`~lambda_bulkhead._wire.Declined`).
+CHANGED_FOR_GOOD = "changed its process state for good"
 #: The ``worker replaced`` reason of a worker that wrote a frame out of turn.
 WROTE_OUT_OF_TURN = "wrote out of turn"
 
@@ -378,6 +382,9 @@ class Slot:
             outcome, peak = self._wait(worker, invocation, turn, started, kill_at)
             peak = max(peak, outcome.peak)
         self._output.end()
+        if outcome.kind == "declined":  # not run: another worker takes it
+            self._discard(worker, reason=CHANGED_FOR_GOOD)
+            return self._run(invocation)
         replaced = outcome.replace
         if outcome.kind == "crash":
             self._crashes.crashed()
@@ -550,14 +557,20 @@ class Slot:
             messages = worker.decoder.feed(data)
         except WireError as exc:
             return self._violation(worker, invocation, str(exc))
-        message: Result | Failure | None = None
+        message: Result | Failure | Declined | None = None
         for frame in messages:
-            if message is None and isinstance(frame, _ANSWERS) and frame.turn == turn:
+            if message is None and isinstance(frame, _IN_TURN) and frame.turn == turn:
                 message = frame
             else:
                 self._out_of_turn(worker, frame)
         if message is None:
             return None
+        if worker.decoder.pending:
+            # Bytes after the answer: the start of a frame out of turn, which
+            # would swallow the next invocation's answer.
+            self._out_of_turn(worker, "a partial frame")
+        if isinstance(message, Declined):
+            return _Outcome(kind="declined", replace=True)
         if message.request_id != invocation.request_id:
             # In turn, so written by this invocation's own code.
             return self._violation(
