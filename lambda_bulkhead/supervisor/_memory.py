@@ -19,13 +19,15 @@ told from one killed by anything else.
 
 from __future__ import annotations
 
+import threading
+
 from lambda_bulkhead._procfs import RssReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import psutil
 
-__all__ = ["DESCENDANT_SCAN_S", "WorkerMemory", "oom_kills"]
+__all__ = ["DESCENDANT_SCAN_S", "OomKills", "WorkerMemory", "oom_kills"]
 
 #: How often a worker's descendants are looked for while it runs an invocation.
 DESCENDANT_SCAN_S = 0.1
@@ -98,3 +100,26 @@ def oom_kills() -> int | None:
     except OSError:
         return None
     return None
+
+
+class OomKills:
+    """The kernel's OOM kills, each claimed by at most one worker's death.
+
+    Shared by the slots: a worker that died of SIGKILL (not ours) was the OOM
+    killer's victim when the kernel's count has gone up since the last kill a
+    death accounted for (workers are its first victims, ``oom_score_adj``
+    1000); a kill long ago, or another worker's, is not claimed twice.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accounted = oom_kills()
+
+    def claim(self) -> bool:
+        """Whether an OOM kill no death has claimed yet happened (and claim it)."""
+        with self._lock:
+            now = oom_kills()
+            if now is None or self._accounted is None or now <= self._accounted:
+                return False
+            self._accounted += 1
+            return True

@@ -126,8 +126,6 @@ class WorkerHandle:
         except ProcessLookupError:
             self.pidfd = None
         self.memory = WorkerMemory(pid)
-        #: The kernel's OOM kill count when a slot took this worker (None: unknown).
-        self.oom_kills_before: int | None = None
         self.baseline_rss = 0
         self.decoder = FrameDecoder()
         self.state = WorkerState.STARTING
@@ -204,6 +202,8 @@ class TemplateClient:
     def replace(self, ctl: _socket.socket) -> None:
         """A new template took the dead one's place: spawn from it."""
         with self._cond:
+            if self._ctl is not None:
+                self._ctl.close()
             self._ctl = ctl
             self._decoder = FrameDecoder()
             self._cond.notify_all()
@@ -278,10 +278,12 @@ class TemplateClient:
                 send_with_fds(ctl, request, fds)
                 ctl.settimeout(SPAWN_TIMEOUT_S)
                 data = ctl.recv(4096)
-            except OSError as exc:
+            except (BrokenPipeError, ConnectionResetError) as exc:  # it died
                 if not self.replaceable:
                     raise SpawnError(f"template unreachable: {exc}") from exc
                 data = b""
+            except OSError as exc:  # alive but not answering (a timeout): no waiting
+                raise SpawnError(f"template unreachable: {exc}") from exc
             if data:
                 return data
             if self._ctl is ctl:

@@ -62,7 +62,7 @@ from lambda_bulkhead._wire import (
     WireError,
     encode_invoke,
 )
-from lambda_bulkhead.supervisor._memory import oom_kills
+from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
@@ -195,6 +195,7 @@ class Slot:
         memory_poll_ms: int,
         max_invocations: int,
         cpu: int | None = None,
+        oom: OomKills | None = None,
         function_timeout_s: float | None = None,
     ) -> None:
         self._pool = pool
@@ -211,6 +212,8 @@ class Slot:
         self._max_invocations = max_invocations
         #: The CPU this slot's thread and its worker wait on (None: anywhere).
         self._cpu = cpu
+        #: The kernel's OOM kills, shared by every slot.
+        self._oom = oom or OomKills()
         self._worker: WorkerHandle | None = None
         #: A worker killed for its deadline or memory, reaped after the answer is
         #: posted (with its reason), before this slot polls ``/next`` again.
@@ -284,7 +287,9 @@ class Slot:
 
     def _take(self) -> WorkerHandle:
         worker = self._pool.take()
-        worker.oom_kills_before = oom_kills()
+        # A status reaped for an earlier process of this pid (an orphan the
+        # supervisor reaped, nobody waited for) is not this worker's.
+        self._exits.forget(worker.pid)
         if self._cpu is not None:
             # A worker dead already is found out by the Invoke frame's write.
             with contextlib.suppress(BrokenPipeError):
@@ -671,7 +676,7 @@ class Slot:
         if outcome is not None:
             outcome.replace = True
             return outcome
-        if status is not None and self._killed_for_memory(worker, status):
+        if status is not None and self._killed_for_memory(status):
             error = killed_for_memory_error(invocation.request_id, stack)
             return _Outcome(error=error, kind="oom", replace=True, signal="SIGKILL")
         error = crash_error(invocation.request_id, status, stack)
@@ -680,15 +685,9 @@ class Slot:
             signal=signal_name(status) if status is not None else None,
         )
 
-    @staticmethod
-    def _killed_for_memory(worker: WorkerHandle, status: int) -> bool:
-        """Whether a worker that died of SIGKILL (not ours) was the kernel's OOM
-        kill: the kernel counted one since the slot took it.  Workers are its
-        first victims (``oom_score_adj`` 1000)."""
-        if signal_name(status) != "SIGKILL" or worker.oom_kills_before is None:
-            return False
-        now = oom_kills()
-        return now is not None and now > worker.oom_kills_before
+    def _killed_for_memory(self, status: int) -> bool:
+        """Whether a worker that died of SIGKILL (not ours) was an OOM kill."""
+        return signal_name(status) == "SIGKILL" and self._oom.claim()
 
     def _stop_for_deadline(
         self, worker: WorkerHandle, invocation: Invocation, started: float

@@ -55,6 +55,7 @@ from lambda_bulkhead._wire import (
     WorkerExited,
 )
 from lambda_bulkhead.supervisor._fork import TemplateHandles, fork_template
+from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
@@ -170,9 +171,11 @@ class _Refiller:
             self._wanted.clear()
             try:
                 self._pool.refill()
-            except SpawnError as exc:
+            except Exception as exc:  # whatever it is (EMFILE...), there are no more spares
                 if not self._pool.closed:  # (a shutdown closes the template's socket)
-                    self._control.spawn_failed(exc)
+                    self._control.spawn_failed(
+                        exc if isinstance(exc, SpawnError) else SpawnError(repr(exc))
+                    )
                 return
 
 
@@ -397,6 +400,7 @@ def supervise(
         control.answered()
 
     cpus = slot_cpus(config.workers) if config.colocate else [None] * config.workers
+    oom = OomKills()
     slots = [
         Slot(
             pool, exits, crashes, shutdown,
@@ -405,6 +409,7 @@ def supervise(
             memory_poll_ms=config.memory_poll_ms,
             max_invocations=config.max_invocations,
             cpu=cpu,
+            oom=oom,
             function_timeout_s=config.function.timeout_s,
         )
         for cpu in cpus
@@ -505,6 +510,8 @@ def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control
     except SlotStopped:
         return
     except BaseException as exc:  # fatal for the runtime: the main thread exits
+        if shutdown.requested.is_set():
+            return  # the stop closed what it was using (the template, its worker)
         control.failed(exc)
 
 
