@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from _limits_helpers import answer, invoke, report, start_supervised
+from _limits_helpers import answer, error_body, invoke, report, start_supervised
 from conftest import MakeEmulator, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator
@@ -44,6 +44,12 @@ def handler(event, context):
         signal.signal(signal.SIGUSR2, lambda *_: None)
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2, signal.SIGHUP])
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    if action == "catch_fatal_signals":
+        signal.signal(signal.SIGSEGV, lambda *_: None)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if action == "segv":
+        import ctypes
+        ctypes.string_at(0)
     if action == "lower_hard":
         soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -93,3 +99,15 @@ def test_a_worker_whose_hard_limit_was_lowered_is_replaced(
         before["pid"], "changed its process state for good"
     )
     assert report(rt, result.request_id)["outcome"] == "success"
+
+
+def test_putting_back_signal_handlers_keeps_the_crash_stacks(
+    runtime: StartRuntime, emu: Emulator
+) -> None:
+    """A handler that replaced SIGSEGV's and SIGUSR1's handlers: once they are put
+    back, the next segfault still reports its Python stack (faulthandler re-armed)."""
+    rt = start_supervised(runtime, emu, APP)
+    answer(rt, {"action": "catch_fatal_signals"})
+    error = error_body(invoke(rt, {"action": "segv"}))
+    assert error["errorType"] == "Runtime.ExitError", error
+    assert any("in handler" in line for line in error["stackTrace"]), error

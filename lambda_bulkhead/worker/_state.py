@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+from collections.abc import Callable
 
 from lambda_bulkhead import _signals
 
@@ -36,9 +37,12 @@ _LIMITS = tuple(
 class ProcessState:
     """The worker's process-wide settings as they were when it was set up."""
 
-    __slots__ = ("_dispositions", "_limits", "_mask", "_signals")
+    __slots__ = ("_dispositions", "_limits", "_mask", "_rearm", "_signals")
 
-    def __init__(self) -> None:
+    def __init__(self, rearm: Callable[[], None] = lambda: None) -> None:
+        """``rearm``: what sets up the signal handlers Python does not see again
+        (faulthandler's), called after any disposition was put back."""
+        self._rearm = rearm
         self._limits = self._read_limits()
         self._signals = _signals.catchable()
         self._dispositions = self._read_dispositions()
@@ -71,6 +75,7 @@ class ProcessState:
                 if current != original and original is not None:
                     with contextlib.suppress(OSError, ValueError, TypeError):
                         _signals.signal(signum, original)  # type: ignore[arg-type]
+            self._rearm()
             intact = intact and self._read_dispositions() == self._dispositions
         if _signals.blocked() != self._mask:
             _signals.set_blocked(self._mask)

@@ -132,8 +132,6 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     # The handler's own signal dispositions start from the defaults.
     _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
     _signals.signal(_signals.SIGINT, _signals.default_int_handler)
-    faulthandler.enable(file=fds.fault, all_threads=True)
-    faulthandler.register(_signals.SIGUSR1, file=fds.fault, all_threads=True, chain=False)
     # Free heap kept for the next event (see keep_heap): a quarter of the cap at
     # most, so that memory kept from one event never looks like the next one's.
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
@@ -147,6 +145,22 @@ def _take_everything_down(*_: object) -> None:
     as the parent-death signal would orphan the handler's children.)"""
     kill_orphans(set())
     os.killpg(0, _signals.SIGKILL)
+
+
+def _arm_fault_reports(fds: WorkerFds, handler: CoreHandler) -> None:
+    """faulthandler on the fault pipe, for fatal signals and the SIGUSR1 sent
+    before a deadline kill (then, for a coroutine handler, its tasks' stacks).
+    Again whenever a handler's signal dispositions were put back: putting back
+    a Python-level one removes faulthandler's, which Python does not see."""
+    faulthandler.disable()
+    faulthandler.enable(file=fds.fault, all_threads=True)
+    faulthandler.unregister(_signals.SIGUSR1)
+    if isinstance(handler, CoroutineHandler):
+        from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
+
+        report_tasks_on(_signals.SIGUSR1, fds.fault, handler.loops)
+    else:
+        faulthandler.register(_signals.SIGUSR1, file=fds.fault, all_threads=True)
 
 
 def _be_first_to_go() -> None:
@@ -275,15 +289,12 @@ def run_worker(
 ) -> int:
     """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
     _set_up_process(fds, memory_limit_bytes)
+    _arm_fault_reports(fds, handler)
     try:
         run_worker_start_hooks()
     except Exception as exc:  # the hook's failure is the worker's: say why, then exit
         send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True, turn=0))
         return EXIT_START_HOOK_FAILED
-    if isinstance(handler, CoroutineHandler):
-        from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
-
-        report_tasks_on(_signals.SIGUSR1, fds.fault, handler.loops)
     state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
@@ -291,7 +302,7 @@ def run_worker(
     # through /proc, ptrace it or take its fds with pidfd_getfd.
     set_dumpable(False)
     outputs = _OutputCheck()
-    process = ProcessState()
+    process = ProcessState(rearm=lambda: _arm_fault_reports(fds, handler))
     send_message(fds.result, Ready(pid=os.getpid(), baseline_rss=current_rss()))
     decoder = FrameDecoder()
     backlog: list[Message] = []
