@@ -15,7 +15,7 @@ import contextlib
 import os
 
 from lambda_bulkhead import _signals
-from lambda_bulkhead._procfs import children_of
+from lambda_bulkhead._procfs import descendants_of, parent_map
 
 __all__ = ["kill_orphans", "kill_tree", "reap_children"]
 
@@ -34,20 +34,36 @@ def reap_children() -> list[tuple[int, int]]:
 
 
 def kill_orphans(legitimate: set[int]) -> None:
-    """SIGKILL every child of this process but ``legitimate`` ones, and their groups."""
-    for pid in children_of(os.getpid()):
+    """SIGKILL every child of this process but ``legitimate`` ones, with all
+    they started."""
+    parents = parent_map()
+    me = os.getpid()
+    for pid in [pid for pid, parent in parents.items() if parent == me]:
         if pid not in legitimate:
-            kill_tree(pid)
+            _kill([pid, *descendants_of(pid, parents)])
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL ``pid``'s descendants, then ``pid`` and its process group (unless
-    that is this process's own group)."""
-    for child in children_of(pid):
-        kill_tree(child)
+    """SIGKILL ``pid`` and everything it started, its process group included.
+
+    The group is stopped first (``SIGSTOP``), so that nothing in it forks or
+    hands its children on to a subreaper while the tree is read."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         group = os.getpgid(pid)
         if group != os.getpgrp():
-            os.killpg(group, _signals.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, _signals.SIGKILL)
+            os.killpg(group, _signals.SIGSTOP)
+        else:
+            os.kill(pid, _signals.SIGSTOP)
+    _kill([pid, *descendants_of(pid, parent_map())])
+
+
+def _kill(pids: list[int]) -> None:
+    """SIGKILL ``pids`` and their process groups (never this process's own)."""
+    ours = os.getpgrp()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid)
+            if group != ours:
+                os.killpg(group, _signals.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, _signals.SIGKILL)

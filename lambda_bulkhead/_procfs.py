@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PAGE_SIZE", "RssReader", "children_of", "current_rss", "descends_from", "parent_of"]
+__all__ = [
+    "PAGE_SIZE",
+    "RssReader",
+    "current_rss",
+    "descendants_of",
+    "descends_from",
+    "parent_map",
+    "parent_of",
+]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -56,13 +64,27 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (a scan of /proc: about 1 ms with 80
+def parent_map() -> dict[int, int]:
+    """Every process's parent, from one scan of /proc (about 1 ms with 80
     processes; psutil would do the same after a 30 ms import)."""
-    found = []
+    parents = {}
     for name in os.listdir("/proc"):
-        if name.isdigit() and parent_of(int(name)) == pid:
-            found.append(int(name))
+        if name.isdigit():
+            parent = parent_of(int(name))
+            if parent is not None:
+                parents[int(name)] = parent
+    return parents
+
+
+def descendants_of(pid: int, parents: dict[int, int]) -> list[int]:
+    """``pid``'s descendants in ``parents`` (a :func:`parent_map`), parents first."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, ())]
+        found += frontier
     return found
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "SIGCHLD",
     "SIGINT",
     "SIGKILL",
+    "SIGSTOP",
     "SIGTERM",
     "SIGUSR1",
     "SIG_DFL",
@@ -42,6 +43,7 @@ __all__ = [
 SIGCHLD: int = _signal.SIGCHLD
 SIGINT: int = _signal.SIGINT
 SIGKILL: int = _signal.SIGKILL
+SIGSTOP: int = _signal.SIGSTOP
 SIGTERM: int = _signal.SIGTERM
 SIGUSR1: int = _signal.SIGUSR1
 SIG_DFL: int = _signal.SIG_DFL

@@ -42,9 +42,9 @@ from lambda_bulkhead._native import (
     set_dumpable,
     set_parent_death_signal,
 )
-from lambda_bulkhead._orphans import kill_orphans, kill_tree, reap_children
+from lambda_bulkhead._orphans import kill_orphans, reap_children
 from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
-from lambda_bulkhead._procfs import children_of, current_rss
+from lambda_bulkhead._procfs import current_rss
 from lambda_bulkhead._wire import (
     BecomeWorker,
     FrameDecoder,
@@ -109,8 +109,7 @@ def run_template(
     def abandon(*_: object) -> None:
         """The supervisor is gone, or stops us: take every worker down with
         everything it started, so nothing a handler started outlives the runtime."""
-        for pid in children_of(os.getpid()):
-            kill_tree(pid)
+        kill_orphans(set())  # every child is one now: its workers and what they left
         os._exit(0)
 
     # SIGTERM when the supervisor dies (even by SIGKILL), handled by abandon().
