@@ -426,6 +426,28 @@ def test_a_handler_killing_its_template_gets_an_answer_and_the_runtime_serves_on
     assert rt.poll() is None
 
 
+def test_a_stop_signal_is_served_while_a_template_is_re_imported(
+    runtimes: Runtimes,
+) -> None:
+    """SIGTERM while the re-created template is still importing (a slow import)
+    stops the runtime at once, with nothing left behind."""
+    module = APP + (
+        "\nimport pathlib as _pathlib\n"
+        "_marker = _pathlib.Path(__file__).with_name('imported-once')\n"
+        "if _marker.exists():\n"
+        "    time.sleep(60)\n"
+        "_marker.touch()\n"
+    )
+    rt = runtimes.start(modules={"app.py": module})
+    template_pid, _ = first_pid(rt)
+    os.kill(template_pid, signal.SIGKILL)
+    rt.wait_for(lambda r: r.get("message", "").startswith("template process died"))
+    started = time.monotonic()
+    assert rt.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 3
+    assert leftovers(rt) == []
+
+
 def test_a_template_that_cannot_be_re_created_ends_the_runtime(
     runtimes: Runtimes,
 ) -> None:

@@ -227,14 +227,30 @@ class _LazyLog:
         self.get().error(event, **fields)
 
 
-def _first_messages(ctl: _socket.socket, output: PipeOutput) -> list[Message]:
-    """The template's first packet of messages (none: it died), logging its output
-    meanwhile (an import that prints more than a pipe holds must not stall it)."""
+def _first_messages(
+    ctl: _socket.socket,
+    output: PipeOutput,
+    *,
+    timeout_s: float | None = None,
+    wake_fd: int | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> list[Message]:
+    """The template's first packet of messages (none: it died, or did not speak
+    within ``timeout_s``), logging its output meanwhile (an import that prints
+    more than a pipe holds must not stall it).  When ``wake_fd`` is readable,
+    ``interrupted()`` is asked whether to give up (none)."""
+    end = None if timeout_s is None else time.monotonic() + timeout_s
+    watched = [ctl.fileno()] if wake_fd is None else [ctl.fileno(), wake_fd]
     while True:
-        readable, _, _ = select.select([ctl.fileno(), *output.fds], [], [])
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            return []
+        readable, _, _ = select.select([*watched, *output.fds], [], [], left)
         for fd in readable:
-            if fd != ctl.fileno():
+            if fd in output.fds:
                 output.read(fd)
+        if wake_fd in readable and interrupted():
+            return []
         if ctl.fileno() in readable:
             break
     data = ctl.recv(1 << 20)
@@ -359,9 +375,11 @@ def supervise(
     current = _Template(template_pid, ctl, events_r)
     crashes = CrashCounter(RestartPolicy())
 
-    def recreate() -> _Template | None:
+    def recreate(wake_fd: int, interrupted: Callable[[int], bool]) -> _Template | None:
         """A new template (or zygote) in place of one that died: the handler is
-        imported again.  None: it could not be, or templates keep dying."""
+        imported again.  None: it could not be (within the import timeout), or
+        templates keep dying, or ``interrupted(new_pid)`` (asked when ``wake_fd``
+        is readable: a stop signal) says to give up."""
         crashes.crashed()
         if crashes.delay() is None:
             return None
@@ -370,7 +388,8 @@ def supervise(
         output = PipeOutput(handles.stdout_r, handles.stderr_r,
                             OutputSink(settings, writer.write))
         template_outputs.append(output)
-        ready = _first_messages(handles.ctl, output)
+        ready = _first_messages(handles.ctl, output, timeout_s=IMPORT_TIMEOUT_S,
+                                wake_fd=wake_fd, interrupted=lambda: interrupted(handles.pid))
         os.close(handles.fault_r)
         if not ready or not isinstance(ready[0], TemplateReady):
             with contextlib.suppress(ProcessLookupError):
@@ -526,7 +545,7 @@ def _serve_main(
     received: list[int],
     template_outputs: list[PipeOutput],
     announce: Callable[[], None],
-    recreate: Callable[[], _Template | None],
+    recreate: Callable[[int, Callable[[int], bool]], _Template | None],
     adopted_pid: int | None,
 ) -> tuple[int, str]:
     """The main thread's loop; returns (exit status, why it ended).
@@ -546,6 +565,19 @@ def _serve_main(
     quiet_until: float | None = time.monotonic() + QUIET_START_S
     refiller = _Refiller(pool, control)
     own_children = {template.pid} if adopted_pid is None else {template.pid, adopted_pid}
+
+    def woken(starting: int | None = None) -> bool:
+        """Reap children and stop orphans (all but ``starting``, a template being
+        re-created); whether a stop signal came."""
+        while read_available(wake_r, 4096):
+            pass
+        for pid, status in reap_children():
+            if pid != template.pid:  # a worker whose template died, or the adopted one
+                exits.record(pid, status)
+            own_children.discard(pid)
+        kill_orphans(own_children if starting is None else own_children | {starting})
+        return bool(received)
+
     while True:
         if quiet_until is not None:
             timeout: float | None = max(0.0, quiet_until - time.monotonic())
@@ -561,16 +593,9 @@ def _serve_main(
             if fd in outputs:
                 outputs[fd].read(fd)
         if wake_r in readable:
-            while read_available(wake_r, 4096):
-                pass
-            for pid, status in reap_children():
-                if pid != template.pid:  # a worker whose template died, or the adopted one
-                    exits.record(pid, status)
-                own_children.discard(pid)
-            kill_orphans(own_children)
+            woken()
         if received:
-            names = ", ".join(name_of_signal(s) for s in received)
-            return 0, f"received {names}"
+            return _stopped_by(received)
         if template.events_r in readable:
             data = os.read(template.events_r, 65536)
             if not data:
@@ -579,7 +604,10 @@ def _serve_main(
                     pid=template.pid,
                 )
                 os.close(template.events_r)
-                replacement = recreate()
+                # Signals and exit statuses are served while the handler imports.
+                replacement = recreate(wake_r, woken)
+                if received:
+                    return _stopped_by(received)
                 if replacement is None:
                     log.get().error("template process cannot be re-created; exiting so "
                                     "Lambda re-initialises")
@@ -613,6 +641,11 @@ def _serve_main(
         if b"r" in requests and quiet_until is None:
             refiller.request()
         log_pending = not writer.flush()
+
+
+def _stopped_by(received: list[int]) -> tuple[int, str]:
+    names = ", ".join(name_of_signal(signum) for signum in received)
+    return 0, f"received {names}"
 
 
 def _stop(
