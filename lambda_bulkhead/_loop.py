@@ -70,8 +70,8 @@ def _execute(api: RuntimeApi, invocation: Invocation, execute: Executor) -> Answ
         api.send_error(request_id, error, invocation_id=invocation_id)
         return None
     except BaseException as exc:
-        if isinstance(exc, Exception):
-            raise
+        # Whatever ends the runtime here (SystemExit in-process, a supervisor
+        # that can no longer get a worker), the event in hand gets its answer.
         api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
         raise
 

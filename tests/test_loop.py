@@ -16,7 +16,9 @@ import pytest
 from conftest import RuntimeProcess, runtime_env
 
 from lambda_bulkhead import (
+    Answer,
     InvalidEndpoint,
+    Invocation,
     NotRunningInLambda,
     RuntimeApi,
     UnexpectedStatus,
@@ -118,6 +120,24 @@ def test_handler_asking_to_exit_is_answered_then_reraised(
         f"RequestId: {result.request_id} Error: Runtime exited with error: {reason}"
     )
     assert emulator.answers[0].error_type == "Runtime.ExitError"
+
+
+def test_an_executor_failing_with_an_event_in_hand_answers_it_first(
+    api: RuntimeApi, emulator: Emulator
+) -> None:
+    """An executor that fails for a reason of its own (the supervisor can no longer
+    get a worker) posts Runtime.ExitError for the event in hand, then raises."""
+    future = emulator.submit(b"{}")
+
+    def no_worker(invocation: Invocation) -> Answer:
+        raise RuntimeError("no worker to be had")
+
+    with pytest.raises(RuntimeError, match="no worker"):
+        process_invocation(api, no_worker)
+    result = future.result(WAIT_S)
+    assert result.kind == "error"
+    assert json.loads(result.body)["errorType"] == "Runtime.ExitError"
+    assert "RuntimeError" in json.loads(result.body)["errorMessage"]
 
 
 def test_broken_event_is_answered_not_lost(api: RuntimeApi, emulator: Emulator) -> None:
