@@ -62,7 +62,12 @@ from lambda_bulkhead.worker._forksafe import (
     retire_connections,
     thread_count,
 )
-from lambda_bulkhead.worker._worker import CurrentInvocation, WorkerFds, run_worker
+from lambda_bulkhead.worker._worker import (
+    CurrentInvocation,
+    WorkerFds,
+    become_worker_process,
+    run_worker,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,6 +193,9 @@ def run_template(
             try:
                 _leave_template(ctl, (events_fd, fault_fd, wake_r, wake_w))
                 if handler is None:
+                    # A worker already (its group, its fault pipe, its parent's
+                    # death) while the handler's import runs in it.
+                    become_worker_process(worker_fds)
                     handler = _load_in_worker(source, task_root)
                 status = EXIT_LOAD_FAILED if handler is None else run_worker(
                     worker_fds, handler, meta, request.memory_limit_bytes, current

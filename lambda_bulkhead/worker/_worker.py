@@ -16,9 +16,10 @@ Rules (the supervisor relies on each):
    :class:`Failure` carrying the Invoke's turn; after a fatal one
    (``SystemExit``, ``KeyboardInterrupt``, ``MemoryError``) it exits and is
    replaced.
-5. End of stream on its invoke pipe (the supervisor is gone, or retired it)
-   makes it exit 0.  It is the subreaper of everything it starts; at its
-   parent's death (``PR_SET_PDEATHSIG``) it kills all of that and its group.
+5. End of stream on its invoke pipe (the supervisor is gone) makes it kill
+   everything it started and exit 0.  It is the subreaper of everything it
+   starts; at its parent's death (``PR_SET_PDEATHSIG``) it kills all of that
+   and its group.
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
    its answers) on that CPU only, and runs the handler with the affinity it
    was forked with (see :mod:`lambda_bulkhead._affinity`).
@@ -90,7 +91,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._wire import Message
 
-__all__ = ["CurrentInvocation", "WorkerFds", "run_worker"]
+__all__ = ["CurrentInvocation", "WorkerFds", "become_worker_process", "run_worker"]
 
 
 class WorkerFds(NamedTuple):
@@ -111,7 +112,12 @@ EXIT_DECLINED = 6
 KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
 
-def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
+def become_worker_process(fds: WorkerFds) -> None:
+    """What makes this process a worker before anything of the handler runs in
+    it (a zygote's worker calls it before it imports the handler): its own
+    process group, the subreaper of what it starts, taken down with its parent,
+    the OOM killer's first victim, and faulthandler on its own fault pipe
+    (the template's is closed).  Safe to call twice."""
     # Inherited off from the template; on again while this process writes its
     # own /proc/self files (root's while it is off), off again in run_worker.
     set_dumpable(True)
@@ -121,6 +127,13 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     become_subreaper()
     _signals.signal(_signals.PARENT_DIED, _take_everything_down)
     set_parent_death_signal(_signals.PARENT_DIED)
+    _be_first_to_go()
+    faulthandler.disable()
+    faulthandler.enable(file=fds.fault, all_threads=True)
+
+
+def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
+    become_worker_process(fds)
     os.dup2(fds.stdout, 1)
     os.dup2(fds.stderr, 2)
     os.close(fds.stdout)
@@ -136,7 +149,6 @@ def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     # most, so that memory kept from one event never looks like the next one's.
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
               else min(KEPT_HEAP_BYTES, memory_limit_bytes // 4))
-    _be_first_to_go()
 
 
 def _take_everything_down(*_: object) -> None:
@@ -311,7 +323,8 @@ def run_worker(
     intact = True  # whether the last invocation's changes were all put back
     while True:
         message = read_message(fds.invoke, decoder, backlog)
-        if message is None:
+        if message is None:  # the supervisor is gone: so is everything started here
+            kill_orphans(set())
             return 0
         if type(message) is WaitOn:
             waiting_on = {message.cpu} if pin_thread({message.cpu}) else None
