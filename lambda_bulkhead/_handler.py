@@ -186,8 +186,6 @@ def is_coroutine_handler(function: object) -> bool:
     so is a decorator made with ``functools.wraps`` (``__wrapped__``) around
     one, as handler decorators are: calling it gives the inner coroutine.
     """
-    import functools  # noqa: PLC0415 - imported long before a handler is loaded
-
     seen: set[int] = set()
     candidate: object = function
     while candidate is not None and id(candidate) not in seen:

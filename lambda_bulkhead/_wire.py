@@ -18,7 +18,8 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   :data:`RETIRE_REASONS`);
   then the texts (UTF-8), then the raw payload.  The messages of whole
   numbers only are one ``struct`` of ``i64`` each (``Spawn``'s absent limit is
-  -1); the two failures are one UTF-8 JSON object each.
+  -1); the two failures and :class:`TemplateNotes` are one UTF-8 JSON
+  object each.
 
 The turn: every Invoke carries a number the worker has no other way to know
 (each slot counts them from a random 64-bit start), and the one
@@ -191,11 +192,11 @@ class Spawned(NamedTuple):
 
 class TemplateReady(NamedTuple):
     """Template → supervisor: the handler is loaded (by this process: ``threads``
-    and ``connections`` are what its import left running and open)."""
+    is how many its import left running; the connections it left open follow
+    in :class:`TemplateNotes`)."""
 
     rss: int
     threads: int = 1
-    connections: int = 0
 
 
 class TemplateNotes(NamedTuple):

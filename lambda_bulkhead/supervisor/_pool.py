@@ -321,8 +321,8 @@ class WorkerPool:
     """Spare workers, forked and idle, for whichever slot needs one next.
 
     :meth:`take` never forks on the caller's path when a spare is waiting;
-    :meth:`refill` (run by the supervisor's main thread, told by ``on_taken``)
-    forks the replacement.
+    :meth:`refill` (run by the supervisor's refill thread, told by
+    ``on_taken``) asks for the replacement.
     """
 
     def __init__(

@@ -6,21 +6,26 @@ Start-up, in order:
    and wait for it to load the handler: a failure, or the template's death
    (a segfault or exit at import), is posted to ``/init/error`` and the runtime
    exits non-zero without polling ``/next``;
-2. start one slot thread per concurrent invocation (``BULKHEAD_WORKERS`` /
-   ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker and only then polls
-   ``/next`` (back-pressure), and runs the shared loop of :mod:`lambda_bulkhead._loop`;
-3. the main thread then logs the start-up record (importing structlog off the
-   path to the first ``/next``), forks the spare worker, and serves:
-   signals (recorded by their handlers, handled here), worker exit statuses
-   from the template, spare refills, and a slot's fatal error.
+2. choose how workers start (:func:`~._policy.choose_worker_start`): forked
+   from the template, or, when its import left threads, the template becomes
+   the first worker and a zygote forks the others, each importing the handler;
+3. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
+   see :mod:`._stopsignals`), then one slot thread per concurrent invocation
+   (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
+   and only then polls ``/next`` (back-pressure), and runs the shared loop of
+   :mod:`lambda_bulkhead._loop`;
+4. the main thread then logs the start-up record (importing structlog off the
+   path to the first ``/next``) and serves: stop signals, children to reap
+   (it is the subreaper of the whole tree) and orphans to stop, worker exit
+   statuses from the template, a template to re-create when it dies, spare
+   refills (asked of a thread of their own) and a slot's fatal error.
 
-Shutdown (SIGTERM/SIGINT): stop polling, give an in-flight invocation
-:data:`SHUTDOWN_GRACE_S` to finish (then it is answered with an error), kill
-every worker group and the template, exit 0.  A fatal Runtime API error, a
-restart storm or the template's death exit 1.  Lambda only sends SIGTERM to a
-runtime when an extension is registered; lambda-bulkhead registers none (see
-``docs/deploy.md``): at a Lambda shutdown the whole sandbox goes, so there is
-nothing to clean up that would be worth the extension's cost on every init.
+Shutdown (SIGTERM/SIGINT from outside the runtime's tree): stop polling, give
+an in-flight invocation :data:`SHUTDOWN_GRACE_S` to finish (then it is
+answered with an error), kill every worker's tree and the template, exit 0.
+A fatal Runtime API error, a restart storm or a template that cannot be
+re-created exit 1.  Lambda only sends SIGTERM to a runtime when an extension
+is registered; lambda-bulkhead registers none (see ``docs/deploy.md``).
 """
 
 from __future__ import annotations
@@ -140,11 +145,11 @@ class _Control:
 
 
 class _Template:
-    """The process workers are asked of now: the template, or the zygote."""
+    """The process workers are asked of now: the template, or the zygote (its
+    control socket is the :class:`TemplateClient`'s)."""
 
-    def __init__(self, pid: int, ctl: _socket.socket, events_r: int) -> None:
+    def __init__(self, pid: int, events_r: int) -> None:
         self.pid = pid
-        self.ctl = ctl
         self.events_r = events_r
 
 
@@ -372,7 +377,7 @@ def supervise(
         cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         client = TemplateClient(ctl)
-    current = _Template(template_pid, ctl, events_r)
+    current = _Template(template_pid, events_r)
     crashes = CrashCounter(RestartPolicy())
 
     def recreate(wake_fd: int, interrupted: Callable[[int], bool]) -> _Template | None:
@@ -396,7 +401,7 @@ def supervise(
                 os.kill(handles.pid, _signals.SIGKILL)
             return None
         client.replace(handles.ctl)
-        return _Template(handles.pid, handles.ctl, handles.events_r)
+        return _Template(handles.pid, handles.events_r)
 
     client.replaceable = True
     pool = WorkerPool(
@@ -613,8 +618,7 @@ def _serve_main(
                                     "Lambda re-initialises")
                     return EXIT_FATAL, "template died"
                 own_children = (own_children - {template.pid}) | {replacement.pid}
-                template.pid, template.ctl = replacement.pid, replacement.ctl
-                template.events_r = replacement.events_r
+                template.pid, template.events_r = replacement.pid, replacement.events_r
                 decoder = FrameDecoder()
                 log.get().info("template process re-created", pid=template.pid)
                 continue

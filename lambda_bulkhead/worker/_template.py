@@ -147,7 +147,7 @@ def run_template(
         # the collector from touching (and so copying) their pages in each worker.
         gc.freeze()
         connections = inherited_connections({ctl.fileno(), events_fd, fault_fd})
-    ready = TemplateReady(rss=current_rss(), threads=thread_count(), connections=len(connections))
+    ready = TemplateReady(rss=current_rss(), threads=thread_count())
     if connections:
         _send(ctl, ready, TemplateNotes(tuple(c.peer for c in connections)))
     else:
