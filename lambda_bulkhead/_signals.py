@@ -10,10 +10,10 @@ from :mod:`signal` (imported then): see ``supervisor/_policy.signal_name``.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: the C half of signal
+from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import FrameType
     from typing import Any
 
@@ -64,9 +64,9 @@ def set_wakeup_fd(fd: int, *, warn_on_full_buffer: bool = True) -> None:
     _signal.set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
 
 
-def getsignal(signum: int) -> object:
-    """``signal.getsignal``: the Python-level disposition (None: set by C code)."""
-    return _signal.getsignal(signum)
+#: ``signal.getsignal``: the Python-level disposition (None: set by C code).
+#: The C function itself: the worker calls it for every signal per invocation.
+getsignal: Callable[[int], object] = _signal.getsignal
 
 
 def catchable() -> tuple[int, ...]:
