@@ -350,10 +350,13 @@ class Slot:
             self.busy = False
 
     def _run(self, invocation: Invocation) -> Answer:
-        self.prepare()
+        if self._worker is None or self._killed is not None:
+            self.prepare()
         worker = self._worker
         assert worker is not None
-        if worker.poller.poll(0):  # it wrote, or died, with no invocation in flight
+        # One poll tells whether it wrote, closed its output or died (its pidfd is
+        # among the polled fds) since its last answer.
+        if worker.poller.poll(0):
             worker = self._settle(worker)
         started, received = time.monotonic(), time.time()
         kill_at = kill_time(invocation.deadline_ms, self._margin_ms, received, started)
