@@ -79,6 +79,10 @@ from lambda_bulkhead.supervisor._policy import (
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lambda_bulkhead.supervisor._output import Stream
+
 __all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot"]
 
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -356,8 +360,9 @@ class Slot:
         assert worker is not None
         # One poll tells whether it wrote, closed its output or died (its pidfd is
         # among the polled fds) since its last answer.
-        if worker.poller.poll(0):
-            worker = self._settle(worker)
+        polled = worker.poller.poll(0)
+        if polled:
+            worker = self._settle(worker, polled)
         started, received = time.monotonic(), time.time()
         kill_at = kill_time(invocation.deadline_ms, self._margin_ms, received, started)
         if kill_at is not None and kill_at <= started:
@@ -458,26 +463,17 @@ class Slot:
         )
         return error
 
-    def _settle(self, worker: WorkerHandle) -> WorkerHandle:
+    def _settle(self, worker: WorkerHandle, polled: list[tuple[int, int]]) -> WorkerHandle:
         """The worker to give the next Invoke, once ``worker``, idle, was found
-        readable: what it wrote since its last answer is forwarded as that
-        invocation's output (a fresh worker's as no invocation's); a worker that
-        wrote on its result pipe, closed its output or died is replaced."""
-        polled = worker.poller.poll(0)
+        readable (``polled``): what it wrote since its last answer is forwarded as
+        that invocation's output (a fresh worker's as no invocation's); a worker
+        that wrote on its result pipe, closed its output or died is replaced."""
         ready = [fd for fd, _ in polled]
         if not worker.invocations:
             self._output.begin(None, None)
         # Bounded: a thread printing without pause must not hold the event back
         # (what it writes past this goes with the invocation).
-        for fd in (worker.stdout_fd, worker.stderr_fd):
-            if fd in ready:
-                for _ in range(IDLE_READS):
-                    data = read_available(fd)
-                    if not data:
-                        if data == b"":
-                            self._output_ended(worker, fd)
-                        break
-                    self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+        self._drain_output(worker, ready, reads=IDLE_READS)
         self._output.end()
         for _ in range(IDLE_READS):
             if not read_available(worker.fault_fd):
@@ -621,18 +617,29 @@ class Slot:
     def _forward(self, worker: WorkerHandle, fd: int) -> None:
         data = read_available(fd)
         if data:
-            self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+            self._output.feed(_stream_of(worker, fd), data)
         elif data == b"":
             self._output_ended(worker, fd)
 
-    def _drain_output(self, worker: WorkerHandle, ready: list[int] | None = None) -> None:
-        """Forward what the worker wrote before its answer (already in the pipes);
-        ``ready``: only those of its pipes poll reported readable."""
+    def _drain_output(
+        self, worker: WorkerHandle, ready: list[int] | None = None, reads: int | None = None
+    ) -> None:
+        """Forward what the worker wrote (already in the pipes); ``ready``: only
+        those of its pipes poll reported readable; ``reads``: at most that many
+        reads per pipe."""
         for fd in (worker.stdout_fd, worker.stderr_fd):
             if ready is not None and fd not in ready:
                 continue
-            while data := read_available(fd):
-                self._output.feed("stdout" if fd == worker.stdout_fd else "stderr", data)
+            stream = _stream_of(worker, fd)
+            left = reads
+            data = read_available(fd)
+            while data:
+                self._output.feed(stream, data)
+                if left is not None:
+                    left -= 1
+                    if not left:
+                        break
+                data = read_available(fd)
             if data == b"":
                 self._output_ended(worker, fd)
 
@@ -737,6 +744,10 @@ class Slot:
                 break
             fault += chunk
         return bytes(fault)
+
+
+def _stream_of(worker: WorkerHandle, fd: int) -> Stream:
+    return "stdout" if fd == worker.stdout_fd else "stderr"
 
 
 def _cause(raw: dict[str, object]) -> InvocationError:
