@@ -197,6 +197,8 @@ class TemplateReady(NamedTuple):
 
     rss: int
     threads: int = 1
+    #: Of those, the threads of pools known to survive fork (OpenBLAS's).
+    threads_surviving_fork: int = 0
 
 
 class TemplateNotes(NamedTuple):

@@ -228,3 +228,8 @@ def test_numpy_with_a_warm_up_at_import(
     expected = None if workers == 1 else str(max(1, cpus // workers))
     assert {one["blasThreads"] for one in answers} == {expected}
     assert report(rt, invoke(rt, {}).request_id)["outcome"] == "success"
+    # OpenBLAS's own pool survives fork: it is no reason to import per worker.
+    record = _worker_start(rt)
+    assert record["mode"] == "fork", record
+    if workers == 1 and cpus > 1:
+        assert "OpenBLAS" in record["reason"], record

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from lambda_bulkhead._errors import InvocationError
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
+    choose_worker_start,
     crash_error,
     describe_exit,
     fault_stack,
@@ -353,3 +354,30 @@ def test_fault_stack_of_a_real_segfault(tmp_path: Path) -> None:
     assert "in handler" in frames[2]
     assert all(str(runtime_dir) not in line for line in stack)
     assert all(line.endswith("\n") and line.strip() for line in stack)
+
+
+@pytest.mark.parametrize(
+    ("setting", "threads", "by_name", "surviving", "mode"),
+    [
+        ("auto", 1, True, 0, "fork"),
+        ("auto", 3, True, 0, "import"),
+        ("auto", 3, True, 2, "fork"),  # all but the main thread OpenBLAS's pool
+        ("auto", 4, True, 2, "import"),  # one thread nothing accounts for
+        ("fork", 9, True, 0, "fork"),
+        ("import", 1, True, 0, "import"),
+        ("import", 9, False, 0, "fork"),  # a function given to start(): nothing to import
+    ],
+)
+def test_choose_worker_start(
+    setting: str, threads: int, by_name: bool, surviving: int, mode: str
+) -> None:
+    """Fork unless the import left threads that a fork may not survive, or the
+    setting says otherwise; a handler given as a function is always forked."""
+    start = choose_worker_start(setting, threads, by_name, surviving)
+    assert start.mode == mode
+    assert start.reason
+
+
+def test_forking_a_threaded_template_anyway_says_it_may_hang() -> None:
+    """BULKHEAD_WORKER_START=fork with threads at risk: the reason warns."""
+    assert "will hang" in choose_worker_start("fork", 5, True).reason

@@ -92,7 +92,7 @@ failures = st.builds(
 readies = st.builds(Ready, pid=u32, baseline_rss=i64)
 spawns = st.builds(Spawn, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
 spawneds = st.builds(Spawned, pid=u32)
-template_readies = st.builds(TemplateReady, rss=i64, threads=u32)
+template_readies = st.builds(TemplateReady, rss=i64, threads=u32, threads_surviving_fork=u32)
 template_notes = st.builds(TemplateNotes, connections=st.lists(texts, max_size=4).map(tuple))
 become_workers = st.builds(BecomeWorker, memory_limit_bytes=st.none() | st.integers(0, 2**63 - 1))
 template_faileds = st.builds(

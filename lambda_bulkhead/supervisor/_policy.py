@@ -235,27 +235,37 @@ class WorkerStart(NamedTuple):
     reason: str
 
 
-def choose_worker_start(setting: str, threads: int, by_name: bool) -> WorkerStart:
+def choose_worker_start(
+    setting: str, threads: int, by_name: bool, surviving_fork: int = 0
+) -> WorkerStart:
     """The worker start for ``BULKHEAD_WORKER_START=setting``, given the threads
-    the template has after importing the handler (``by_name``: the handler is a
+    the template has after importing the handler, ``surviving_fork`` of them in
+    pools known to survive fork (``by_name``: the handler is a
     ``module.function`` a fresh process can import)."""
     if not by_name:
         return WorkerStart("fork", "the handler is a function, not a module a worker could import")
     if setting == "import":
         return WorkerStart("import", "BULKHEAD_WORKER_START=import")
+    at_risk = threads - surviving_fork
     if setting == "fork":
-        if threads > 1:
+        if at_risk > 1:
             return WorkerStart(
                 "fork",
                 f"BULKHEAD_WORKER_START=fork, although the handler's import left {threads} "
                 "threads: a native pool that does not survive fork (GNU OpenMP) will hang",
             )
         return WorkerStart("fork", "BULKHEAD_WORKER_START=fork")
-    if threads > 1:
+    if at_risk > 1:
         return WorkerStart(
             "import",
             f"the handler's import left {threads} threads running, and a forked copy of "
             "a thread pool can hang: each worker imports the handler itself "
             "(BULKHEAD_WORKER_START=fork forks anyway)",
+        )
+    if surviving_fork:
+        return WorkerStart(
+            "fork",
+            f"the handler's import left {threads} threads, all but the main one "
+            "OpenBLAS's pool, which survives fork",
         )
     return WorkerStart("fork", "the handler's import left no thread running")

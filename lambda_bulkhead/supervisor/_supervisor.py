@@ -335,7 +335,9 @@ def supervise(
         )
         return EXIT_INIT_FAILED
     os.close(fault_r)
-    start = choose_worker_start(config.worker_start, first.threads, isinstance(source, str))
+    start = choose_worker_start(
+        config.worker_start, first.threads, isinstance(source, str), first.threads_surviving_fork
+    )
     log.event("worker start", mode=start.mode, reason=start.reason, templateThreads=first.threads)
     for notes in messages[1:]:
         if isinstance(notes, TemplateNotes):

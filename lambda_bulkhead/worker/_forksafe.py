@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from lambda_bulkhead._record import NamedTuple
 
@@ -32,6 +33,7 @@ __all__ = [
     "inherited_connections",
     "retire_connections",
     "thread_count",
+    "threads_surviving_fork",
 ]
 
 def thread_count() -> int:
@@ -40,6 +42,60 @@ def thread_count() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 1
+
+
+#: OpenBLAS's pool size and threading layer, under the names its builds export
+#: (plain, 64-bit interface, numpy's and scipy's own scipy_openblas).
+_OPENBLAS_THREADS = (
+    "openblas_get_num_threads", "openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+)
+_OPENBLAS_PARALLEL = (
+    "openblas_get_parallel", "openblas_get_parallel64_",
+    "scipy_openblas_get_parallel", "scipy_openblas_get_parallel64_",
+)
+_OPENBLAS_PTHREADS = 1
+
+
+def threads_surviving_fork() -> int:
+    """How many of this process's threads belong to pools known to survive fork.
+
+    Only OpenBLAS's own pool (its pthreads layer, numpy's default): it is torn
+    down before a fork and started again in the child, so a template whose
+    only extra threads are that pool can be forked from.  An OpenBLAS built on
+    OpenMP counts none (GNU OpenMP does not survive fork).
+    """
+    import ctypes  # noqa: PLC0415 - only once the template has threads
+
+    found = 0
+    for path in _mapped_libraries("openblas"):
+        try:
+            library = ctypes.CDLL(path)  # loaded already: the same handle, no init
+        except OSError:
+            continue
+        threads = _first_symbol(library, _OPENBLAS_THREADS)
+        parallel = _first_symbol(library, _OPENBLAS_PARALLEL)
+        if threads is not None and parallel is not None and parallel() == _OPENBLAS_PTHREADS:
+            found += max(0, int(threads()) - 1)  # the calling thread is one of them
+    return found
+
+
+def _mapped_libraries(word: str) -> set[str]:
+    """The shared libraries mapped into this process whose file name holds ``word``."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if word in line.lower()}
+    except OSError:
+        return set()
+    return {path for path in paths if word in os.path.basename(path).lower()}
+
+
+def _first_symbol(library: object, names: tuple[str, ...]) -> Callable[[], int] | None:
+    for name in names:
+        function = getattr(library, name, None)
+        if function is not None:
+            return function  # type: ignore[no-any-return]
+    return None
 
 
 class Connection(NamedTuple):

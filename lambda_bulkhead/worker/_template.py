@@ -61,6 +61,7 @@ from lambda_bulkhead.worker._forksafe import (
     inherited_connections,
     retire_connections,
     thread_count,
+    threads_surviving_fork,
 )
 from lambda_bulkhead.worker._worker import (
     CurrentInvocation,
@@ -147,7 +148,11 @@ def run_template(
         # the collector from touching (and so copying) their pages in each worker.
         gc.freeze()
         connections = inherited_connections({ctl.fileno(), events_fd, fault_fd})
-    ready = TemplateReady(rss=current_rss(), threads=thread_count())
+    threads = thread_count()
+    ready = TemplateReady(
+        rss=current_rss(), threads=threads,
+        threads_surviving_fork=threads_surviving_fork() if threads > 1 else 0,
+    )
     if connections:
         _send(ctl, ready, TemplateNotes(tuple(c.peer for c in connections)))
     else:
