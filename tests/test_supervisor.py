@@ -426,19 +426,23 @@ def test_a_handler_killing_its_template_gets_an_answer_and_the_runtime_serves_on
     assert rt.poll() is None
 
 
+def _on_second_import(statement: str) -> str:
+    """The test handler's module, running ``statement`` when imported again."""
+    return APP + (
+        "\nimport pathlib as _pathlib\n"
+        "_marker = _pathlib.Path(__file__).with_name('imported-once')\n"
+        "if _marker.exists():\n"
+        f"    {statement}\n"
+        "_marker.touch()\n"
+    )
+
+
 def test_a_stop_signal_is_served_while_a_template_is_re_imported(
     runtimes: Runtimes,
 ) -> None:
     """SIGTERM while the re-created template is still importing (a slow import)
     stops the runtime at once, with nothing left behind."""
-    module = APP + (
-        "\nimport pathlib as _pathlib\n"
-        "_marker = _pathlib.Path(__file__).with_name('imported-once')\n"
-        "if _marker.exists():\n"
-        "    time.sleep(60)\n"
-        "_marker.touch()\n"
-    )
-    rt = runtimes.start(modules={"app.py": module})
+    rt = runtimes.start(modules={"app.py": _on_second_import("time.sleep(60)")})
     template_pid, _ = first_pid(rt)
     os.kill(template_pid, signal.SIGKILL)
     rt.wait_for(lambda r: r.get("message", "").startswith("template process died"))
@@ -453,14 +457,7 @@ def test_a_template_that_cannot_be_re_created_ends_the_runtime(
 ) -> None:
     """The handler's module dies when imported a second time: the runtime says so
     and exits 1 so that Lambda re-initialises the environment."""
-    module = APP + (
-        "\nimport pathlib as _pathlib\n"
-        "_marker = _pathlib.Path(__file__).with_name('imported-once')\n"
-        "if _marker.exists():\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "_marker.touch()\n"
-    )
-    rt = runtimes.start(modules={"app.py": module})
+    rt = runtimes.start(modules={"app.py": _on_second_import("os.kill(os.getpid(), signal.SIGKILL)")})
     template_pid, _ = first_pid(rt)
     os.kill(template_pid, signal.SIGKILL)
     assert rt.wait(timeout=15) == 1
