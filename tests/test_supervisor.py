@@ -457,7 +457,8 @@ def test_a_template_that_cannot_be_re_created_ends_the_runtime(
 ) -> None:
     """The handler's module dies when imported a second time: the runtime says so
     and exits 1 so that Lambda re-initialises the environment."""
-    rt = runtimes.start(modules={"app.py": _on_second_import("os.kill(os.getpid(), signal.SIGKILL)")})
+    module = _on_second_import("os.kill(os.getpid(), signal.SIGKILL)")
+    rt = runtimes.start(modules={"app.py": module})
     template_pid, _ = first_pid(rt)
     os.kill(template_pid, signal.SIGKILL)
     assert rt.wait(timeout=15) == 1
