@@ -349,21 +349,34 @@ def supervise(
     exits = ExitRegistry()
     template_outputs = [template_output]
     adopted: WorkerHandle | None = None
+    def start_template(
+        load: bool, wake_fd: int | None = None,
+        interrupted: Callable[[int], bool] = lambda _pid: False,
+    ) -> tuple[TemplateHandles, TemplateReady] | None:
+        """A template (``load``) or zygote forked from this serving process, once
+        ready; None (killed) if it dies, stays silent past the import timeout,
+        or ``interrupted(its pid)`` says to give up when ``wake_fd`` is readable."""
+        handles = fork_template(source, config.task_root, config.function, environ,
+                                telemetry_fd, load=load, keep_fds=own_fds)
+        output = PipeOutput(handles.stdout_r, handles.stderr_r,
+                            OutputSink(settings, writer.write))
+        template_outputs.append(output)
+        ready = _first_messages(handles.ctl, output, timeout_s=IMPORT_TIMEOUT_S,
+                                wake_fd=wake_fd, interrupted=lambda: interrupted(handles.pid))
+        os.close(handles.fault_r)
+        if not ready or not isinstance(ready[0], TemplateReady):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handles.pid, _signals.SIGKILL)
+            return None
+        return handles, ready[0]
+
     if start.mode == "import":
-        zygote = fork_template(
-            source, config.task_root, config.function, environ, telemetry_fd, load=False,
-            keep_fds=own_fds,
-        )
-        zygote_output = PipeOutput(
-            zygote.stdout_r, zygote.stderr_r, OutputSink(settings, writer.write)
-        )
-        template_outputs.append(zygote_output)
-        zygote_ready = _first_messages(zygote.ctl, zygote_output)
-        if not zygote_ready or not isinstance(zygote_ready[0], TemplateReady):
+        started_zygote = start_template(load=False)
+        if started_zygote is None:
             log.get().error("the zygote process died while starting; exiting")
             return EXIT_FATAL
-        os.close(zygote.fault_r)
-        cap_mb = _cap_mb(config, zygote_ready[0].rss, worker_private_rss=first.rss)
+        zygote, zygote_ready = started_zygote
+        cap_mb = _cap_mb(config, zygote_ready.rss, worker_private_rss=first.rss)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         try:
             # The template, which imported the handler, serves as the first worker.
@@ -390,18 +403,10 @@ def supervise(
         crashes.crashed()
         if crashes.delay() is None:
             return None
-        handles = fork_template(source, config.task_root, config.function, environ,
-                                telemetry_fd, load=start.mode == "fork", keep_fds=own_fds)
-        output = PipeOutput(handles.stdout_r, handles.stderr_r,
-                            OutputSink(settings, writer.write))
-        template_outputs.append(output)
-        ready = _first_messages(handles.ctl, output, timeout_s=IMPORT_TIMEOUT_S,
-                                wake_fd=wake_fd, interrupted=lambda: interrupted(handles.pid))
-        os.close(handles.fault_r)
-        if not ready or not isinstance(ready[0], TemplateReady):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(handles.pid, _signals.SIGKILL)
+        started_again = start_template(start.mode == "fork", wake_fd, interrupted)
+        if started_again is None:
             return None
+        handles = started_again[0]
         client.replace(handles.ctl)
         return _Template(handles.pid, handles.events_r)
 
