@@ -18,11 +18,11 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _keepalive import KeepAliveServer, serving
 from _limits_helpers import error_body, invoke, report, start_supervised
 from conftest import (
     REPO_ROOT,
@@ -447,49 +447,11 @@ def test_task_stacks_put_the_invocation_first_and_stop_at_a_limit() -> None:
 # -- through a real runtime --------------------------------------------------------------------
 
 
-class _CountingServer(ThreadingHTTPServer):
-    """A loopback HTTP/1.1 keep-alive server counting the connections it accepts."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Hello)
-        self.accepted = 0
-
-    def get_request(self) -> Any:
-        request = super().get_request()
-        self.accepted += 1  # only the serving thread accepts
-        return request
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
-
-
-class _Hello(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-
-    def do_GET(self) -> None:
-        body = b"hello"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[_CountingServer]:
-    """A started :class:`_CountingServer`."""
-    srv = _CountingServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join()
+def server() -> Iterator[KeepAliveServer]:
+    """A loopback keep-alive server answering ``hello``, counting connections."""
+    with serving() as started:
+        yield started
 
 
 SESSION_APP = """
@@ -513,7 +475,7 @@ async def handler(event, context):
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_session_keeps_its_connection_between_invocations(
-    runtime: StartRuntime, server: _CountingServer, isolation: str
+    runtime: StartRuntime, server: KeepAliveServer, isolation: str
 ) -> None:
     """An httpx.AsyncClient made on the first invocation reuses one connection for all."""
     rt = runtime(modules={"app.py": SESSION_APP}, isolation=isolation)
@@ -524,11 +486,11 @@ def test_a_session_keeps_its_connection_between_invocations(
         answers.append(json.loads(result.body))
     assert [a["body"] for a in answers] == ["hello"] * 3
     assert len({(a["pid"], a["loop"]) for a in answers}) == 1
-    assert server.accepted == 1
+    assert server.connections == 1
 
 
 def test_concurrent_workers_each_keep_their_own_loop_and_connection(
-    runtime: StartRuntime, make_emulator: MakeEmulator, server: _CountingServer
+    runtime: StartRuntime, make_emulator: MakeEmulator, server: KeepAliveServer
 ) -> None:
     """BULKHEAD_WORKERS=2: invocations overlapping in pairs run on two workers, each with
     its own persistent loop and its own one connection."""
@@ -545,7 +507,7 @@ def test_concurrent_workers_each_keep_their_own_loop_and_connection(
         loops_by_pid.setdefault(answer["pid"], set()).add(answer["loop"])
     assert len(loops_by_pid) == 2, answers
     assert all(len(loops) == 1 for loops in loops_by_pid.values()), answers
-    assert server.accepted == 2
+    assert server.connections == 2
 
 
 DEADLINE_APP = """
@@ -691,13 +653,13 @@ def test_sys_exit_in_a_coroutine_is_an_exit_error(runtime: StartRuntime) -> None
 
 
 def test_the_async_client_example_reuses_its_connection(
-    runtime: StartRuntime, server: _CountingServer, emulator: Emulator, task_root: Path
+    runtime: StartRuntime, server: KeepAliveServer, emulator: Emulator, task_root: Path
 ) -> None:
     """examples/async_client.py, as a handler and through start_json: one connection each."""
     rt = runtime("examples.async_client.handler", modules={})
     as_handler = [body_of(invoke(rt, {"url": server.url})) for _ in range(2)]
     assert as_handler == [{"url": server.url, "status": 200, "bytes": 5}] * 2
-    assert server.accepted == 1
+    assert server.connections == 1
     rt.stop()
     proc = RuntimeProcess([sys.executable, "-m", "examples.async_client"],
                           runtime_env(emulator, task_root), task_root, emulator)
@@ -707,7 +669,7 @@ def test_the_async_client_example_reuses_its_connection(
         proc.cleanup()
     assert via_start_json == [{"url": server.url, "status": 200, "bytes": 5,
                                "via": "start_json"}] * 2
-    assert server.accepted == 2
+    assert server.connections == 2
 
 
 def body_of(result: InvokeResult) -> Any:

@@ -15,14 +15,12 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _keepalive import KeepAliveServer, serving
 from _limits_helpers import start_supervised
 from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
@@ -55,58 +53,15 @@ else:
         assert response.status == 200, response.status
         return response.data.decode()
 
-SECRET = get("/echo/secret-fetched-at-import")
+SECRET = get("echo/secret-fetched-at-import")
 
 
 def handler(event, context):
     if event.get("action") == "segv":
         ctypes.string_at(0)
     token = context.aws_request_id
-    return {"echo": get("/echo/" + token), "token": token, "pid": os.getpid()}
+    return {"echo": get("echo/" + token), "token": token, "pid": os.getpid()}
 """
-
-
-class _Echo(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-
-    def do_GET(self) -> None:
-        body = self.path.removeprefix("/echo/").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class EchoServer(ThreadingHTTPServer):
-    """Answers ``GET /echo/X`` with ``X``; counts connections and broken requests."""
-
-    daemon_threads = True
-
-    def __init__(self, context: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), _Echo)
-        self.tls = context
-        self.connections = 0
-        self.errors: list[str] = []
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = super().get_request()
-        self.connections += 1
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys  # noqa: PLC0415
-
-        self.errors.append(repr(sys.exc_info()[1]))
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -126,27 +81,19 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def _serve(context: ssl.SSLContext | None) -> Iterator[EchoServer]:
-    server = EchoServer(context)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(params=["plain", "tls"])
-def echo(request: pytest.FixtureRequest, certificate: tuple[Path, Path]) -> Iterator[EchoServer]:
+def echo(
+    request: pytest.FixtureRequest, certificate: tuple[Path, Path]
+) -> Iterator[KeepAliveServer]:
     context = None
     if request.param == "tls":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*certificate)
-    yield from _serve(context)
+    with serving(context) as server:
+        yield server
 
 
-def _start(runtime: StartRuntime, emu: Emulator, echo: EchoServer, client: str,
+def _start(runtime: StartRuntime, emu: Emulator, echo: KeepAliveServer, client: str,
            ca: Path | None) -> RuntimeProcess:
     env = {
         "BULKHEAD_WORKERS": "4", "ECHO_CLIENT": client, "ECHO_URL": echo.url,
@@ -159,7 +106,7 @@ def _start(runtime: StartRuntime, emu: Emulator, echo: EchoServer, client: str,
 
 @pytest.mark.parametrize("client", ["requests", "urllib3"])
 def test_no_answer_is_cross_wired_across_four_workers(
-    runtime: StartRuntime, make_emulator: MakeEmulator, echo: EchoServer,
+    runtime: StartRuntime, make_emulator: MakeEmulator, echo: KeepAliveServer,
     certificate: tuple[Path, Path], client: str,
 ) -> None:
     """240 concurrent invocations on 4 workers, a segfault every 30: each answer
