@@ -7,6 +7,7 @@ Used by ``tests/test_soak.py`` (a small count in CI) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -50,8 +51,17 @@ class SoakReport:
 def _supervisor_state(pid: int) -> tuple[int, float, int]:
     """(open fds, RSS MB, live descendants) of the supervisor."""
     process = psutil.Process(pid)
-    descendants = [p for p in process.children(recursive=True) if p.status() != "zombie"]
-    return process.num_fds(), process.memory_info().rss / 2**20, len(descendants)
+    descendants = process.children(recursive=True)
+    return process.num_fds(), process.memory_info().rss / 2**20, _live(descendants)
+
+
+def _live(processes: list[psutil.Process]) -> int:
+    """How many of processes are alive: a worker that crashes while we look is not."""
+    live = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            live += process.status() != psutil.STATUS_ZOMBIE
+    return live
 
 
 def _settle(pid: int, expected_descendants: int, timeout: float = 10.0) -> tuple[int, float, int]:
