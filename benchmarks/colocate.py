@@ -6,7 +6,7 @@ Runs the supervised runtime with 1 to 4 slots (``BULKHEAD_WORKERS``) against
 the project's emulator, which keeps every slot busy, on a handler that keeps
 its CPU busy for 0 or 0.2 ms, and prints invocations per second with
 co-location on and off (median of the rounds, interleaved).  The figures
-behind the rule in ``lambda_bulkhead/_affinity.py``: slots get a CPU of their
+behind the rule in ``lambda_bulkhead/process/_affinity.py``: slots get a CPU of their
 own only while there are enough CPUs.  Uses the venv ``run.py`` sets up.
 """
 

@@ -42,7 +42,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
     """(label, set-up returning the call to time)."""
 
     def parse_next() -> Callable[[], object]:
-        from lambda_bulkhead._protocol import Response, parse_next
+        from lambda_bulkhead.runtime_api._protocol import Response, parse_next
 
         headers = {
             "content-type": "application/json",
@@ -57,7 +57,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: parse_next(response)
 
     def parse_head() -> Callable[[], object]:
-        from lambda_bulkhead._http import ResponseParser
+        from lambda_bulkhead.runtime_api._http import ResponseParser
 
         sys.path.insert(0, HERE)
         from _standin import render_event
@@ -67,8 +67,8 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: ResponseParser().feed(answer)
 
     def response_request() -> Callable[[], object]:
-        from lambda_bulkhead._http import encode_head
-        from lambda_bulkhead._protocol import response_request
+        from lambda_bulkhead.runtime_api._http import encode_head
+        from lambda_bulkhead.runtime_api._protocol import response_request
 
         return lambda: encode_head(
             response_request("8476a536-e9f4-11e8-9739-2dfe598c3fcd", b'{"ok": true}',
@@ -77,7 +77,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         )
 
     def invoke_frame() -> Callable[[], object]:
-        from lambda_bulkhead._wire import FrameDecoder, Invocation, Invoke, encode
+        from lambda_bulkhead.wire._frames import FrameDecoder, Invocation, Invoke, encode
 
         invocation = Invocation(
             request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd", deadline_ms=1542409706888,
@@ -92,7 +92,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: decoder.feed(b"".join(encode(Invoke(1, invocation))))
 
     def result_frame() -> Callable[[], object]:
-        from lambda_bulkhead._wire import FrameDecoder, Result, encode
+        from lambda_bulkhead.wire._frames import FrameDecoder, Result, encode
 
         message = Result(request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd",
                          content_type="application/json", body=b'{"ok": true}')
@@ -100,7 +100,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: decoder.feed(b"".join(encode(message)))
 
     def report_json() -> Callable[[], object]:
-        from lambda_bulkhead._logformat import LogSettings
+        from lambda_bulkhead.logs._format import LogSettings
         from lambda_bulkhead.supervisor._report import format_report
         from lambda_bulkhead.supervisor._slot import InvocationReport
 
@@ -118,12 +118,12 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def rss_reader() -> Callable[[], object]:
-        from lambda_bulkhead._procfs import RssReader
+        from lambda_bulkhead.process._procfs import RssReader
 
         return RssReader(os.getppid()).read
 
     def trace_env() -> Callable[[], object]:
-        from lambda_bulkhead._handler import set_trace_id
+        from lambda_bulkhead.handler._handler import set_trace_id
 
         return lambda: set_trace_id("Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0")
 
@@ -136,7 +136,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         return lambda: build_context(invocation, meta)
 
     def fflush() -> Callable[[], object]:
-        from lambda_bulkhead._native import flush_c_stdio
+        from lambda_bulkhead.process._native import flush_c_stdio
 
         return flush_c_stdio
 

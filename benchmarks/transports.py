@@ -47,7 +47,7 @@ def _post_path(request_id: str) -> str:
 def make_client(name: str, host: str, port: int) -> Callable[[], None]:
     """Import what ``name`` needs and return one pair as a function."""
     if name in ("socket", "httpx"):
-        from lambda_bulkhead._api import RuntimeApi
+        from lambda_bulkhead.runtime_api._client import RuntimeApi
 
         api = RuntimeApi.from_env(
             {"AWS_LAMBDA_RUNTIME_API": f"{host}:{port}"}, transport=name
@@ -60,8 +60,8 @@ def make_client(name: str, host: str, port: int) -> Callable[[], None]:
 
         return pair
     if name == "socket-raw":
-        from lambda_bulkhead._http import SocketTransport
-        from lambda_bulkhead._protocol import Request
+        from lambda_bulkhead.runtime_api._http import SocketTransport
+        from lambda_bulkhead.runtime_api._protocol import Request
 
         transport = SocketTransport(host, port)
         get_next = Request("next", "GET", NEXT)

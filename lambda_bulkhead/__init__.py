@@ -13,7 +13,6 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._api import RuntimeApi
     from lambda_bulkhead._context import (
         Client,
         ClientContext,
@@ -37,21 +36,23 @@ if TYPE_CHECKING:
         TransportError,
         UnexpectedStatus,
     )
-    from lambda_bulkhead._handler import Answer
-    from lambda_bulkhead._hooks import on_worker_start
-    from lambda_bulkhead._interfaces import Transport
-    from lambda_bulkhead._loop import Executor, process_invocation, serve, start, start_json
-    from lambda_bulkhead._protocol import PostOutcome, Request, Response
+    from lambda_bulkhead._runtime import start, start_json
+    from lambda_bulkhead.handler._handler import Answer
+    from lambda_bulkhead.handler._hooks import on_worker_start
+    from lambda_bulkhead.runtime_api._client import RuntimeApi
+    from lambda_bulkhead.runtime_api._loop import Executor, process_invocation, serve
+    from lambda_bulkhead.runtime_api._protocol import PostOutcome, Request, Response
+    from lambda_bulkhead.runtime_api._transport import Transport
 
 _LAZY = {
-    "RuntimeApi": "lambda_bulkhead._api",
-    "Transport": "lambda_bulkhead._interfaces",
+    "RuntimeApi": "lambda_bulkhead.runtime_api._client",
+    "Transport": "lambda_bulkhead.runtime_api._transport",
     "Client": "lambda_bulkhead._context",
-    "Answer": "lambda_bulkhead._handler",
-    "Executor": "lambda_bulkhead._loop",
-    "PostOutcome": "lambda_bulkhead._protocol",
-    "Request": "lambda_bulkhead._protocol",
-    "Response": "lambda_bulkhead._protocol",
+    "Answer": "lambda_bulkhead.handler._handler",
+    "Executor": "lambda_bulkhead.runtime_api._loop",
+    "PostOutcome": "lambda_bulkhead.runtime_api._protocol",
+    "Request": "lambda_bulkhead.runtime_api._protocol",
+    "Response": "lambda_bulkhead.runtime_api._protocol",
     "ClientContext": "lambda_bulkhead._context",
     "CognitoIdentity": "lambda_bulkhead._context",
     "Context": "lambda_bulkhead._context",
@@ -70,11 +71,11 @@ _LAZY = {
     "RuntimeApiError": "lambda_bulkhead._errors",
     "TransportError": "lambda_bulkhead._errors",
     "UnexpectedStatus": "lambda_bulkhead._errors",
-    "on_worker_start": "lambda_bulkhead._hooks",
-    "process_invocation": "lambda_bulkhead._loop",
-    "serve": "lambda_bulkhead._loop",
-    "start": "lambda_bulkhead._loop",
-    "start_json": "lambda_bulkhead._loop",
+    "on_worker_start": "lambda_bulkhead.handler._hooks",
+    "process_invocation": "lambda_bulkhead.runtime_api._loop",
+    "serve": "lambda_bulkhead.runtime_api._loop",
+    "start": "lambda_bulkhead._runtime",
+    "start_json": "lambda_bulkhead._runtime",
 }
 
 __all__ = [

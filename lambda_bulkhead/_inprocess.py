@@ -6,19 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InitError, handler_stack
-from lambda_bulkhead._handler import (
+from lambda_bulkhead.handler._handler import (
     Answer,
     CurrentInvocation,
     HandlerSource,
     load_handler,
     official_handler,
 )
-from lambda_bulkhead._hooks import run_worker_start_hooks
-from lambda_bulkhead._loop import Executor, in_process, serve
+from lambda_bulkhead.handler._hooks import run_worker_start_hooks
+from lambda_bulkhead.runtime_api._client import RuntimeApi
+from lambda_bulkhead.runtime_api._loop import Executor, in_process, serve
 
 __all__ = ["run_in_process"]
 
@@ -33,13 +33,13 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
     handler may install signal handlers as it could under the official runtime.
     """
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
-    from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
+    from lambda_bulkhead.logs._format import LogSettings  # noqa: PLC0415
 
     settings = LogSettings.from_environ(environ)
     current = CurrentInvocation()
 
     def install_logging(_: object) -> None:
-        from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
+        from lambda_bulkhead.logs._stdlib import install_worker_logging  # noqa: PLC0415
 
         install_worker_logging(
             1, settings.format, settings.level,

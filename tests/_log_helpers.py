@@ -22,8 +22,8 @@ from typing import Any
 import psutil
 from conftest import runtime_env
 
-from lambda_bulkhead._telemetry import TelemetryFrame, decode_frame
 from lambda_bulkhead.emulator import Emulator
+from lambda_bulkhead.logs._telemetry import TelemetryFrame, decode_frame
 
 SOURCES_APP = r'''
 """Test handler: writes to fd 1 and fd 2 in every way a handler can."""

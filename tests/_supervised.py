@@ -67,7 +67,7 @@ def result_fd():
 
 
 def forged_result(request_id, turn, body):
-    from lambda_bulkhead._wire import Result, encode
+    from lambda_bulkhead.wire._frames import Result, encode
     fields = {"request_id": request_id, "content_type": "application/json", "body": body}
     if "turn" in Result._fields:  # (a runtime without turns: the frame as it was)
         fields["turn"] = turn
@@ -164,12 +164,12 @@ def handler(event, context):
         os.write(result_fd(), b"Traceback (most recent call last):\n")
         return "after garbage"
     if action == "huge_prefix":
-        from lambda_bulkhead._wire import VERSION
+        from lambda_bulkhead.wire._frames import VERSION
         os.write(result_fd(), struct.pack(">IBBH", 0xFFFFFFF0, VERSION, 2, 0))
         time.sleep(1)
         return "after huge prefix"
     if action == "endless_frame":
-        from lambda_bulkhead._wire import VERSION
+        from lambda_bulkhead.wire._frames import VERSION
         os.write(result_fd(), struct.pack(">IBBH", 10_000_000, VERSION, 2, 0))
         return "after endless frame"
     if action == "other_id":

@@ -29,10 +29,6 @@ from lambda_bulkhead import (
     TransportError,
     UnexpectedStatus,
 )
-from lambda_bulkhead._http import SocketTransport
-from lambda_bulkhead._httpx_transport import HttpxTransport
-from lambda_bulkhead._interfaces import Transport
-from lambda_bulkhead._protocol import MAX_RESPONSE_BYTES, PostOutcome
 from lambda_bulkhead.emulator import (
     Emulator,
     InvokeResult,
@@ -45,6 +41,10 @@ from lambda_bulkhead.emulator import (
     PostReset,
     PostStatus,
 )
+from lambda_bulkhead.runtime_api._http import SocketTransport
+from lambda_bulkhead.runtime_api._httpx import HttpxTransport
+from lambda_bulkhead.runtime_api._protocol import MAX_RESPONSE_BYTES, PostOutcome
+from lambda_bulkhead.runtime_api._transport import Transport
 
 WAIT_S = 10.0
 ERROR_CONTENT_TYPE = "application/vnd.aws.lambda.error+json"

@@ -35,8 +35,9 @@ from conftest import (
 
 from lambda_bulkhead import Context, HandlerCrash, Invocation, InvocationError
 from lambda_bulkhead._context import FunctionMeta
-from lambda_bulkhead._coroutines import HANDLER_TASK, MAX_DEPTH, MAX_TASKS, task_stacks
-from lambda_bulkhead._handler import (
+from lambda_bulkhead.emulator import Emulator, InvokeResult
+from lambda_bulkhead.handler._coroutines import HANDLER_TASK, MAX_DEPTH, MAX_TASKS, task_stacks
+from lambda_bulkhead.handler._handler import (
     _CO_COROUTINE,
     Answer,
     CoreHandler,
@@ -47,7 +48,6 @@ from lambda_bulkhead._handler import (
     official_handler,
     raw_handler,
 )
-from lambda_bulkhead.emulator import Emulator, InvokeResult
 
 META = FunctionMeta(function_name="f")
 ISOLATIONS = ["process", "none"]
@@ -125,9 +125,10 @@ def test_loading_a_plain_handler_imports_no_asyncio(task_root: Path) -> None:
     code = (
         "import sys\n"
         f"sys.path[:0] = [{str(REPO_ROOT)!r}, {str(task_root)!r}]\n"
-        "from lambda_bulkhead._handler import load_handler, official_handler\n"
+        "from lambda_bulkhead.handler._handler import load_handler, official_handler\n"
         "official_handler(load_handler(sys.argv[1], sys.argv[2]))\n"
-        "print(sorted(m for m in ('asyncio', 'lambda_bulkhead._coroutines') if m in sys.modules))\n"
+        "watched = ('asyncio', 'lambda_bulkhead.handler._coroutines')\n"
+        "print(sorted(m for m in watched if m in sys.modules))\n"
     )
     imported = {
         spec: subprocess.run(
@@ -138,7 +139,7 @@ def test_loading_a_plain_handler_imports_no_asyncio(task_root: Path) -> None:
     }
     assert imported == {
         "plain.handler": "[]",
-        "coro.handler": "['asyncio', 'lambda_bulkhead._coroutines']",
+        "coro.handler": "['asyncio', 'lambda_bulkhead.handler._coroutines']",
     }
 
 

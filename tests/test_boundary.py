@@ -19,7 +19,6 @@ from _supervised import Runtimes, act, body, records, report, started_record
 from conftest import RuntimeProcess
 
 from lambda_bulkhead._config import Config
-from lambda_bulkhead._wire import MAX_FRAME
 from lambda_bulkhead.emulator import (
     Emulator,
     NextBody,
@@ -27,6 +26,7 @@ from lambda_bulkhead.emulator import (
     NextRequestId,
     PostStatus,
 )
+from lambda_bulkhead.wire._frames import MAX_FRAME
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from _limits_helpers import invoke, start_supervised, started_record
 from conftest import RuntimeProcess, StartRuntime
 
-from lambda_bulkhead._affinity import pin_thread, slot_cpus
 from lambda_bulkhead.emulator import Emulator
+from lambda_bulkhead.process._affinity import pin_thread, slot_cpus
 
 EVERY_CPU = sorted(os.sched_getaffinity(0))
 

@@ -27,7 +27,8 @@ from lambda_bulkhead import (
     InvocationError,
 )
 from lambda_bulkhead._context import FunctionMeta
-from lambda_bulkhead._handler import (
+from lambda_bulkhead.emulator import Emulator, NextHeaders
+from lambda_bulkhead.handler._handler import (
     Answer,
     execute,
     json_handler,
@@ -35,7 +36,6 @@ from lambda_bulkhead._handler import (
     official_handler,
     raw_handler,
 )
-from lambda_bulkhead.emulator import Emulator, NextHeaders
 
 RUNTIME_DIR = str(Path(lambda_bulkhead.__file__ or "").parent)
 

@@ -16,15 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lambda_bulkhead import TransportError
-from lambda_bulkhead._api import RuntimeApi
-from lambda_bulkhead._http import (
+from lambda_bulkhead.runtime_api._client import RuntimeApi
+from lambda_bulkhead.runtime_api._http import (
     MAX_BODY_BYTES,
     ProtocolViolation,
     ResponseParser,
     SocketTransport,
     encode_head,
 )
-from lambda_bulkhead._protocol import Request, Response, next_request, response_request
+from lambda_bulkhead.runtime_api._protocol import Request, Response, next_request, response_request
 
 WAIT_S = 10.0
 

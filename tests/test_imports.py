@@ -31,13 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SIDES = {
     "supervisor": (
         "lambda_bulkhead._cli", "lambda_bulkhead._runtime", "lambda_bulkhead.supervisor",
-        "lambda_bulkhead.supervisor._supervisor", "lambda_bulkhead._http",
+        "lambda_bulkhead.supervisor._supervisor", "lambda_bulkhead.runtime_api._http",
     ),
     "template": (
         "lambda_bulkhead._cli", "lambda_bulkhead._lazy", "lambda_bulkhead.worker",
-        "lambda_bulkhead._handler",
+        "lambda_bulkhead.handler._handler",
     ),
-    "in-process": ("lambda_bulkhead._cli", "lambda_bulkhead._inprocess", "lambda_bulkhead._http"),
+    "in-process": (
+        "lambda_bulkhead._cli", "lambda_bulkhead._inprocess", "lambda_bulkhead.runtime_api._http",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests for lambda_bulkhead._logformat: official log layouts, worker handler, captured lines."""
+"""Tests for lambda_bulkhead.logs._format: official log layouts, worker handler, captured lines."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambda_bulkhead._errors import ConfigError
-from lambda_bulkhead._logformat import (
+from lambda_bulkhead.logs._format import (
     DEFAULT_MAX_LINE_BYTES,
     RECORD_MARKER,
     LineAssembler,
@@ -29,7 +29,7 @@ from lambda_bulkhead._logformat import (
     parse_log_format,
     parse_log_level,
 )
-from lambda_bulkhead._loghandler import LambdaLogHandler, install_worker_logging
+from lambda_bulkhead.logs._stdlib import LambdaLogHandler, install_worker_logging
 
 # 2026-11-21T05:16:09.123Z
 T = 1795238169.123

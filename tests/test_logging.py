@@ -36,8 +36,8 @@ from _log_helpers import (
 )
 from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
-from lambda_bulkhead._logformat import DEFAULT_MAX_LINE_BYTES
 from lambda_bulkhead.emulator import Emulator, InvokeResult
+from lambda_bulkhead.logs._format import DEFAULT_MAX_LINE_BYTES
 
 MODULES = {"app.py": SOURCES_APP}
 

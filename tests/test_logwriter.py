@@ -1,4 +1,4 @@
-"""Tests for lambda_bulkhead._log: the LogWriter policy (whole records, never
+"""Tests for lambda_bulkhead.logs._writer: the LogWriter policy (whole records, never
 blocking, bounded, counted) and the telemetry framing, on real pipes and sockets."""
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from typing import Literal
 import pytest
 from structlog.typing import FilteringBoundLogger
 
-from lambda_bulkhead import _slog
-from lambda_bulkhead._log import LogWriter, record_level
-from lambda_bulkhead._logformat import (
+from lambda_bulkhead.logs import _structlog as _slog
+from lambda_bulkhead.logs._format import (
     LogFormat,
     LogSettings,
     format_captured_line,
     format_json_record,
     format_text_record,
 )
-from lambda_bulkhead._loghandler import LambdaLogFormatter
-from lambda_bulkhead._telemetry import decode_frame
+from lambda_bulkhead.logs._stdlib import LambdaLogFormatter
+from lambda_bulkhead.logs._telemetry import decode_frame
+from lambda_bulkhead.logs._writer import LogWriter, record_level
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import InvocationReport
 

@@ -28,9 +28,9 @@ from lambda_bulkhead import (
     start_json,
 )
 from lambda_bulkhead._context import FunctionMeta
-from lambda_bulkhead._handler import official_handler
-from lambda_bulkhead._loop import Executor, in_process
 from lambda_bulkhead.emulator import Emulator, NextReset, NextStatus
+from lambda_bulkhead.handler._handler import official_handler
+from lambda_bulkhead.runtime_api._loop import Executor, in_process
 
 WAIT_S = 10.0
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from lambda_bulkhead._logformat import LogFormat, LogSettings
+from lambda_bulkhead.logs._format import LogFormat, LogSettings
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
 
 T = 1795238169.123

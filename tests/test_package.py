@@ -25,7 +25,7 @@ import pytest
 from _deploy_helpers import WRAPPER_ARGS, bare_python
 from conftest import REPO_ROOT, RuntimeProcess
 
-from lambda_bulkhead._package import (
+from lambda_bulkhead._cli._package import (
     UNZIPPED_LIMIT,
     ZIPPED_LIMIT,
     explain_pip_failure,
@@ -34,7 +34,7 @@ from lambda_bulkhead._package import (
     size_lines,
     zip_mode,
 )
-from lambda_bulkhead._target import Target
+from lambda_bulkhead._cli._target import Target
 from lambda_bulkhead.emulator import Emulator
 
 HOST = Target(python_version=f"{sys.version_info.major}.{sys.version_info.minor}",

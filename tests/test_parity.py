@@ -17,11 +17,11 @@ from conftest import StartRuntime
 
 from lambda_bulkhead._context import FunctionMeta, Invocation, build_context
 from lambda_bulkhead._errors import InvocationError
-from lambda_bulkhead._handler import execute, official_handler
-from lambda_bulkhead._logformat import LogFormat
-from lambda_bulkhead._loghandler import LambdaLogFormatter
-from lambda_bulkhead._protocol import error_request, init_error_request
 from lambda_bulkhead.emulator import Emulator
+from lambda_bulkhead.handler._handler import execute, official_handler
+from lambda_bulkhead.logs._format import LogFormat
+from lambda_bulkhead.logs._stdlib import LambdaLogFormatter
+from lambda_bulkhead.runtime_api._protocol import error_request, init_error_request
 
 ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "orders",

@@ -301,7 +301,7 @@ Thread 0x00007f0000000002 (most recent call first):
 Current thread 0x00007f0000000001 (most recent call first):
   File "/var/task/app.py", line 7 in crash_here
   File "/var/task/app.py", line 25 in handler
-  File "/opt/rt/lambda_bulkhead/_handler.py", line 94 in execute
+  File "/opt/rt/lambda_bulkhead/handler/_handler.py", line 94 in execute
   File "/opt/rt/lambda_bulkhead/worker/_worker.py", line 150 in run_worker
   File "<frozen runpy>", line 88 in _run_code
   File "<frozen runpy>", line 198 in _run_module_as_main

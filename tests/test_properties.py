@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lambda_bulkhead._context import FunctionMeta, build_context
 from lambda_bulkhead._errors import InvocationError, MissingRequestId
-from lambda_bulkhead._protocol import Response, parse_next
+from lambda_bulkhead.runtime_api._protocol import Response, parse_next
 
 HEADERS = (
     "lambda-runtime-aws-request-id",

@@ -17,7 +17,7 @@ from lambda_bulkhead import (
     UnexpectedStatus,
 )
 from lambda_bulkhead._errors import error_type_header
-from lambda_bulkhead._protocol import (
+from lambda_bulkhead.runtime_api._protocol import (
     MAX_DEADLINE_MS,
     MAX_RESPONSE_BYTES,
     PostOutcome,

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from lambda_bulkhead._logformat import LogFormat, LogSettings, format_json_record
+from lambda_bulkhead.logs._format import LogFormat, LogSettings, format_json_record
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import InvocationReport
 

@@ -1,4 +1,4 @@
-"""Tests for lambda_bulkhead._slog: the supervisor's structlog logger."""
+"""Tests for lambda_bulkhead.logs._structlog: the supervisor's structlog logger."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import structlog
 from structlog.testing import capture_logs
 from structlog.typing import FilteringBoundLogger
 
-from lambda_bulkhead._logformat import LogFormat
-from lambda_bulkhead._slog import SUPERVISOR_LOGGER, configure
+from lambda_bulkhead.logs._format import LogFormat
+from lambda_bulkhead.logs._structlog import SUPERVISOR_LOGGER, configure
 
 T = 1795238169.123  # 2026-11-21T05:16:09.123Z
 

@@ -1,4 +1,4 @@
-"""Tests for lambda_bulkhead._telemetry: frames for _LAMBDA_TELEMETRY_LOG_FD."""
+"""Tests for lambda_bulkhead.logs._telemetry: frames for _LAMBDA_TELEMETRY_LOG_FD."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from lambda_bulkhead._config import take_telemetry_fd
 from lambda_bulkhead._errors import ConfigError
-from lambda_bulkhead._logformat import LogFormat
-from lambda_bulkhead._telemetry import (
+from lambda_bulkhead.logs._format import LogFormat
+from lambda_bulkhead.logs._telemetry import (
     TelemetryFrame,
     TelemetrySink,
     decode_frame,

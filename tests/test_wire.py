@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambda_bulkhead._pipes import read_message, send_message, write_parts
-from lambda_bulkhead._wire import (
+from lambda_bulkhead.wire._frames import (
     HEADER,
     KINDS,
     MAX_FRAME,
@@ -38,9 +37,10 @@ from lambda_bulkhead._wire import (
     WorkerExited,
     encode,
 )
+from lambda_bulkhead.wire._pipes import read_message, send_message, write_parts
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._wire import Message
+    from lambda_bulkhead.wire._frames import Message
 
 WAIT_S = 10.0
 

@@ -28,7 +28,7 @@ Shape
     pydantic), frozen so one part of a handler cannot change what another reads,
     slotted so a 10 000-record Kinesis batch stays small and attribute access
     fast, keyword-only so adding a field breaks no caller.  Validation is
-    written out per field (:mod:`lambda_bulkhead._decode`), which is what lets
+    written out per field (:mod:`lambda_bulkhead.events._decode`), which is what lets
     every error name its field.  The price is paid at import: CPython 3.11
     compiles each dataclass's generated methods.  So each trigger's envelopes
     live in a private module imported on first use: a handler pays only for

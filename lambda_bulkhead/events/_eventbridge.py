@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from lambda_bulkhead._decode import (
+from lambda_bulkhead.events._decode import (
     JsonObject,
 )
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from lambda_bulkhead._decode import (
+from lambda_bulkhead.events._decode import (
     JsonObject,
     decode_base64,
     encode_utf8,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Self
 
-from lambda_bulkhead._decode import (
+from lambda_bulkhead.events._decode import (
     JsonObject,
     decode_base64,
     parse_json,

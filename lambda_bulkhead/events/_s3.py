@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Self
 
-from lambda_bulkhead._decode import (
+from lambda_bulkhead.events._decode import (
     JsonObject,
     url_unquote,
 )

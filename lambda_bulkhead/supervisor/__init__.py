@@ -16,7 +16,7 @@ from lambda_bulkhead.supervisor._fork import fork_template
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import Config
-    from lambda_bulkhead._handler import HandlerSource
+    from lambda_bulkhead.handler._handler import HandlerSource
 
 __all__ = ["run_supervised"]
 

@@ -20,7 +20,7 @@ from lambda_bulkhead._record import NamedTuple
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import FunctionMeta
-    from lambda_bulkhead._handler import CurrentInvocation, HandlerSource
+    from lambda_bulkhead.handler._handler import CurrentInvocation, HandlerSource
 
 __all__ = ["TemplateHandles", "fork_template"]
 
@@ -71,7 +71,7 @@ def fork_template(
     if pid == 0:
         status = 70
         try:
-            from lambda_bulkhead import _signals  # noqa: PLC0415
+            from lambda_bulkhead.process import _signals  # noqa: PLC0415
 
             # Forked from a supervisor that may take its stop signals on a thread
             # of its own (they are blocked in its other threads): not here.
@@ -131,8 +131,8 @@ def _template_main(
     def install_logging(current: CurrentInvocation) -> None:
         def install(_: object) -> None:
             # (The supervisor has checked these settings already.)
-            from lambda_bulkhead._logformat import LogSettings  # noqa: PLC0415
-            from lambda_bulkhead._loghandler import install_worker_logging  # noqa: PLC0415
+            from lambda_bulkhead.logs._format import LogSettings  # noqa: PLC0415
+            from lambda_bulkhead.logs._stdlib import install_worker_logging  # noqa: PLC0415
 
             settings = LogSettings.from_environ(environ)
             install_worker_logging(

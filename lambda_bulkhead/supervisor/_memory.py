@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 
-from lambda_bulkhead._procfs import RssReader
+from lambda_bulkhead.process._procfs import RssReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ import os
 import time
 from collections.abc import Callable
 
-from lambda_bulkhead._logformat import LineAssembler, LineChunk, LogSettings, format_captured_line
-from lambda_bulkhead._pipes import read_available
+from lambda_bulkhead.logs._format import LineAssembler, LineChunk, LogSettings, format_captured_line
+from lambda_bulkhead.wire._pipes import read_available
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -27,11 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from lambda_bulkhead import _signals
 from lambda_bulkhead._errors import BulkheadError
-from lambda_bulkhead._orphans import kill_tree
-from lambda_bulkhead._pipes import enlarge_pipe, read_available, send_with_fds
-from lambda_bulkhead._wire import (
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._orphans import kill_tree
+from lambda_bulkhead.supervisor._memory import WorkerMemory
+from lambda_bulkhead.wire._frames import (
     BecomeWorker,
     Failure,
     FrameDecoder,
@@ -41,7 +41,7 @@ from lambda_bulkhead._wire import (
     WireError,
     encode,
 )
-from lambda_bulkhead.supervisor._memory import WorkerMemory
+from lambda_bulkhead.wire._pipes import enlarge_pipe, read_available, send_with_fds
 
 __all__ = [
     "TRANSITIONS",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from lambda_bulkhead._logformat import (
+from lambda_bulkhead.logs._format import (
     ERROR,
     INFO,
     LogFormat,

@@ -17,7 +17,7 @@ while forwarding the worker's stdout/stderr to the log as it arrives.  The
 worker's bytes are untrusted: a malformed frame, or an answer in turn for
 another request id, gets the worker killed and the invocation a
 ``Runtime.ExitError``.  A frame out of turn (not carrying the turn of the
-Invoke in flight, see :mod:`lambda_bulkhead._wire`) answers nothing: it is
+Invoke in flight, see :mod:`lambda_bulkhead.wire._frames`) answers nothing: it is
 logged against the worker, which is replaced once the invocation in flight
 has its own answer.
 
@@ -44,24 +44,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from lambda_bulkhead import _signals
-from lambda_bulkhead._affinity import pin_thread
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import InvocationError, RestartStorm
-from lambda_bulkhead._handler import Answer
-from lambda_bulkhead._pipes import read_available, read_size, send_message, write_parts
 from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import (
-    RETIRE_OUTPUT_LOST,
-    RETIRE_REASONS,
-    TURN_MASK,
-    Declined,
-    Failure,
-    Result,
-    WaitOn,
-    WireError,
-    encode_invoke,
-)
+from lambda_bulkhead.handler._handler import Answer
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._affinity import pin_thread
 from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
@@ -78,6 +66,18 @@ from lambda_bulkhead.supervisor._policy import (
     timeout_error,
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
+from lambda_bulkhead.wire._frames import (
+    RETIRE_OUTPUT_LOST,
+    RETIRE_REASONS,
+    TURN_MASK,
+    Declined,
+    Failure,
+    Result,
+    WaitOn,
+    WireError,
+    encode_invoke,
+)
+from lambda_bulkhead.wire._pipes import read_available, read_size, send_message, write_parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ _MB = 1024 * 1024
 #: build a union object at each check, once per invocation).
 _IN_TURN = (Result, Failure, Declined)
 #: The ``worker replaced`` reason of a worker that declined an event (see
-#: :class:`~lambda_bulkhead._wire.Declined`).
+#: :class:`~lambda_bulkhead.wire._frames.Declined`).
 CHANGED_FOR_GOOD = "changed its process state for good"
 #: The ``worker replaced`` reason of a worker that wrote a frame out of turn.
 WROTE_OUT_OF_TURN = "wrote out of turn"

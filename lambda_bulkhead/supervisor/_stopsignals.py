@@ -20,8 +20,8 @@ import os
 import threading
 from collections.abc import Callable
 
-from lambda_bulkhead import _signals
-from lambda_bulkhead._procfs import descends_from
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._procfs import descends_from
 
 __all__ = ["STOP_SIGNALS", "StopSignals"]
 

@@ -13,7 +13,7 @@ Start-up, in order:
    see :mod:`._stopsignals`), then one slot thread per concurrent invocation
    (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
    and only then polls ``/next`` (back-pressure), and runs the shared loop of
-   :mod:`lambda_bulkhead._loop`;
+   :mod:`lambda_bulkhead.runtime_api._loop`;
 4. the main thread then logs the start-up record (importing structlog off the
    path to the first ``/next``) and serves: stop signals, children to reap
    (it is the subreaper of the whole tree) and orphans to stop, worker exit
@@ -39,26 +39,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from lambda_bulkhead import _signals
-from lambda_bulkhead._affinity import slot_cpus
-from lambda_bulkhead._api import RuntimeApi
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._log import LogWriter, default_log
-from lambda_bulkhead._logformat import LogSettings
-from lambda_bulkhead._loop import serve
-from lambda_bulkhead._native import become_subreaper, set_dumpable
-from lambda_bulkhead._orphans import kill_orphans, reap_children
-from lambda_bulkhead._pipes import read_available
-from lambda_bulkhead._procfs import current_rss
-from lambda_bulkhead._wire import (
-    FrameDecoder,
-    TemplateFailed,
-    TemplateNotes,
-    TemplateReady,
-    WireError,
-    WorkerExited,
-)
+from lambda_bulkhead.logs._format import LogSettings
+from lambda_bulkhead.logs._writer import LogWriter, default_log
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._affinity import slot_cpus
+from lambda_bulkhead.process._native import become_subreaper, set_dumpable
+from lambda_bulkhead.process._orphans import kill_orphans, reap_children
+from lambda_bulkhead.process._procfs import current_rss
+from lambda_bulkhead.runtime_api._client import RuntimeApi
+from lambda_bulkhead.runtime_api._loop import serve
 from lambda_bulkhead.supervisor._fork import TemplateHandles, fork_template
 from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
@@ -80,14 +71,23 @@ from lambda_bulkhead.supervisor._pool import (
 from lambda_bulkhead.supervisor._report import format_report
 from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
 from lambda_bulkhead.supervisor._stopsignals import StopSignals
+from lambda_bulkhead.wire._frames import (
+    FrameDecoder,
+    TemplateFailed,
+    TemplateNotes,
+    TemplateReady,
+    WireError,
+    WorkerExited,
+)
+from lambda_bulkhead.wire._pipes import read_available
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from lambda_bulkhead._handler import HandlerSource
-    from lambda_bulkhead._interfaces import RuntimeLog
-    from lambda_bulkhead._wire import Message
+    from lambda_bulkhead.handler._handler import HandlerSource
+    from lambda_bulkhead.logs._interface import RuntimeLog
+    from lambda_bulkhead.wire._frames import Message
 
 __all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "supervise"]
 

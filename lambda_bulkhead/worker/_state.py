@@ -7,7 +7,7 @@ about that process, beyond its own objects, the next invocation would inherit:
 * signal dispositions set from Python (``signal.signal(SIGTERM, SIG_IGN)``) and
   the main thread's signal mask;
 * the main thread's CPU affinity (put back by the worker loop itself, see
-  :mod:`lambda_bulkhead._affinity`).
+  :mod:`lambda_bulkhead.process._affinity`).
 
 :class:`ProcessState` takes their values once the worker is set up and, after
 each invocation, puts back what changed.  What cannot be put back (a hard limit
@@ -25,7 +25,7 @@ import contextlib
 import resource
 from collections.abc import Callable
 
-from lambda_bulkhead import _signals
+from lambda_bulkhead.process import _signals
 
 __all__ = ["ProcessState"]
 

@@ -32,20 +32,24 @@ import select
 import sys
 from collections.abc import Callable
 
-from lambda_bulkhead import _signals
 from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead._errors import InitError
-from lambda_bulkhead._handler import CoreHandler, HandlerSource, load_handler, official_handler
-from lambda_bulkhead._native import (
+from lambda_bulkhead.handler._handler import (
+    CoreHandler,
+    HandlerSource,
+    load_handler,
+    official_handler,
+)
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._native import (
     become_subreaper,
     line_buffer_c_stdout,
     set_dumpable,
     set_parent_death_signal,
 )
-from lambda_bulkhead._orphans import kill_orphans, reap_children
-from lambda_bulkhead._pipes import read_available, receive_with_fds, write_parts
-from lambda_bulkhead._procfs import current_rss
-from lambda_bulkhead._wire import (
+from lambda_bulkhead.process._orphans import kill_orphans, reap_children
+from lambda_bulkhead.process._procfs import current_rss
+from lambda_bulkhead.wire._frames import (
     BecomeWorker,
     FrameDecoder,
     Spawn,
@@ -57,6 +61,7 @@ from lambda_bulkhead._wire import (
     WorkerExited,
     encode,
 )
+from lambda_bulkhead.wire._pipes import read_available, receive_with_fds, write_parts
 from lambda_bulkhead.worker._forksafe import (
     inherited_connections,
     retire_connections,
@@ -72,7 +77,7 @@ from lambda_bulkhead.worker._worker import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lambda_bulkhead._wire import Message
+    from lambda_bulkhead.wire._frames import Message
 
 __all__ = ["EXIT_LOAD_FAILED", "run_template"]
 

@@ -22,7 +22,7 @@ Rules (the supervisor relies on each):
    and its group.
 6. Told :class:`WaitOn` a CPU, its main thread waits for events (and writes
    its answers) on that CPU only, and runs the handler with the affinity it
-   was forked with (see :mod:`lambda_bulkhead._affinity`).
+   was forked with (see :mod:`lambda_bulkhead.process._affinity`).
 7. No other process of the same user may reach into it (``PR_SET_DUMPABLE``
    off: its ``/proc/<pid>/fd``, ``ptrace``, ``pidfd_getfd``), nor into the
    template or the supervisor.
@@ -46,8 +46,6 @@ import os
 import resource
 import sys
 
-from lambda_bulkhead import _signals
-from lambda_bulkhead._affinity import pin_thread
 from lambda_bulkhead._context import FunctionMeta, Invocation
 from lambda_bulkhead._errors import (
     MAX_RESPONSE_BYTES,
@@ -55,27 +53,28 @@ from lambda_bulkhead._errors import (
     InvocationError,
     too_large_error,
 )
-from lambda_bulkhead._handler import (
+from lambda_bulkhead._record import NamedTuple
+from lambda_bulkhead.handler._handler import (
     CoreHandler,
     CoroutineHandler,
     CurrentInvocation,
     exit_code,
     exit_error,
 )
-from lambda_bulkhead._handler import execute as execute_in_process
-from lambda_bulkhead._hooks import run_worker_start_hooks
-from lambda_bulkhead._native import (
+from lambda_bulkhead.handler._handler import execute as execute_in_process
+from lambda_bulkhead.handler._hooks import run_worker_start_hooks
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._affinity import pin_thread
+from lambda_bulkhead.process._native import (
     become_subreaper,
     flush_c_stdio,
     keep_heap,
     set_dumpable,
     set_parent_death_signal,
 )
-from lambda_bulkhead._orphans import kill_orphans
-from lambda_bulkhead._pipes import read_message, send_message
-from lambda_bulkhead._procfs import current_rss
-from lambda_bulkhead._record import NamedTuple
-from lambda_bulkhead._wire import (
+from lambda_bulkhead.process._orphans import kill_orphans
+from lambda_bulkhead.process._procfs import current_rss
+from lambda_bulkhead.wire._frames import (
     RETIRE_OUTPUT_LOST,
     Declined,
     Failure,
@@ -85,11 +84,12 @@ from lambda_bulkhead._wire import (
     Result,
     WaitOn,
 )
+from lambda_bulkhead.wire._pipes import read_message, send_message
 from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lambda_bulkhead._wire import Message
+    from lambda_bulkhead.wire._frames import Message
 
 __all__ = ["CurrentInvocation", "WorkerFds", "become_worker_process", "run_worker"]
 
@@ -168,7 +168,7 @@ def _arm_fault_reports(fds: WorkerFds, handler: CoreHandler) -> None:
     faulthandler.enable(file=fds.fault, all_threads=True)
     faulthandler.unregister(_signals.SIGUSR1)
     if isinstance(handler, CoroutineHandler):
-        from lambda_bulkhead._coroutines import report_tasks_on  # noqa: PLC0415 - async only
+        from lambda_bulkhead.handler._coroutines import report_tasks_on  # noqa: PLC0415 - async only
 
         report_tasks_on(_signals.SIGUSR1, fds.fault, handler.loops)
     else:

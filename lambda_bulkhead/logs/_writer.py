@@ -1,7 +1,7 @@
 """The runtime's own log, and the one writer every log line goes through.
 
 Callers depend on the small :class:`RuntimeLog` protocol; the default is a
-structlog logger (:mod:`lambda_bulkhead._slog`) built on first use, so that
+structlog logger (:mod:`lambda_bulkhead.logs._structlog`) built on first use, so that
 structlog is never imported on the way to the first ``/next``.
 
 A :class:`LogWriter` takes whole records, each a line ending in ``\\n``, and
@@ -9,10 +9,10 @@ writes them to one destination:
 
 * stdout, as they are (each line becomes one CloudWatch event);
 * the managed runtimes' telemetry fd (``_LAMBDA_TELEMETRY_LOG_FD``), one frame
-  per record (:mod:`lambda_bulkhead._telemetry`), the newline dropped (the frame
+  per record (:mod:`lambda_bulkhead.logs._telemetry`), the newline dropped (the frame
   is the boundary) and the record's level in the frame type.  The level is read
   back from the record (:func:`record_level`): every record the runtime writes,
-  whoever made it, is laid out by :mod:`lambda_bulkhead._logformat`, which puts
+  whoever made it, is laid out by :mod:`lambda_bulkhead.logs._format`, which puts
   the level first in Text (``[ERROR]\\t…``) and right after the timestamp in
   JSON (``{"timestamp": "…", "level": "ERROR", …``).  Nothing is parsed on the
   way to stdout.
@@ -51,8 +51,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
 
-    from lambda_bulkhead._interfaces import RuntimeLog
-    from lambda_bulkhead._logformat import LogSettings
+    from lambda_bulkhead.logs._format import LogSettings
+    from lambda_bulkhead.logs._interface import RuntimeLog
 
 __all__ = [
     "MAX_PENDING_BYTES",
@@ -227,8 +227,8 @@ class LogWriter:
 
 
 def _frame_encoder(settings: LogSettings | None) -> Callable[[bytes], bytes]:
-    from lambda_bulkhead._logformat import LogFormat  # noqa: PLC0415
-    from lambda_bulkhead._telemetry import encode_frame  # noqa: PLC0415
+    from lambda_bulkhead.logs._format import LogFormat  # noqa: PLC0415
+    from lambda_bulkhead.logs._telemetry import encode_frame  # noqa: PLC0415
 
     fmt = LogFormat.JSON if settings is None else settings.format
 
@@ -248,7 +248,7 @@ def _frame_encoder(settings: LogSettings | None) -> Callable[[bytes], bytes]:
 
 def _dropped_notice(dropped: int, settings: LogSettings | None) -> bytes:
     """The WARNING record that says ``dropped`` records were lost (empty if filtered)."""
-    from lambda_bulkhead import _logformat  # noqa: PLC0415
+    from lambda_bulkhead.logs import _format as _logformat  # noqa: PLC0415
 
     settings = settings or _logformat.LogSettings()
     if settings.threshold > _logformat.WARNING:
@@ -280,7 +280,8 @@ def default_log(
 ) -> RuntimeLog:
     """The runtime log configured from ``AWS_LAMBDA_LOG_FORMAT``/``_LEVEL``, writing
     to ``writer`` (default: :func:`stdout_writer`)."""
-    from lambda_bulkhead import _logformat, _slog  # noqa: PLC0415
+    from lambda_bulkhead.logs import _format as _logformat  # noqa: PLC0415
+    from lambda_bulkhead.logs import _structlog as _slog  # noqa: PLC0415
 
     env = os.environ if environ is None else environ
     settings = _logformat.LogSettings.from_environ(env)

@@ -40,8 +40,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from lambda_bulkhead._cli._target import Target
 from lambda_bulkhead._errors import PackageError
-from lambda_bulkhead._target import Target
 
 __all__ = [
     "build",

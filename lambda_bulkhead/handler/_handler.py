@@ -17,7 +17,7 @@ Each wrapper also takes a coroutine function (``async def``), or a function
 that wraps one (``functools.wraps``): which it is, is decided once, when the
 handler is wrapped, so a plain function pays nothing per invocation.  The
 coroutine is run to completion on the thread's persistent event loop (see
-:mod:`lambda_bulkhead._coroutines`) and the result treated as a plain
+:mod:`lambda_bulkhead.handler._coroutines`) and the result treated as a plain
 function's; the core handler is then a :class:`CoroutineHandler`.
 """
 
@@ -43,7 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
-    from lambda_bulkhead._coroutines import EventLoops
+    from lambda_bulkhead.handler._coroutines import EventLoops
 
     E = TypeVar("E")
 
@@ -222,7 +222,7 @@ def _on_event_loop(
 ) -> CoroutineHandler:
     """``wrap`` (a plain-function wrapper) around ``function`` run to completion on
     the thread's event loop."""
-    from lambda_bulkhead._coroutines import EventLoops  # noqa: PLC0415 - asyncio: async only
+    from lambda_bulkhead.handler._coroutines import EventLoops  # noqa: PLC0415 - asyncio: async only
 
     loops = EventLoops()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from lambda_bulkhead._errors import TransportError
-from lambda_bulkhead._protocol import Request, Response
+from lambda_bulkhead.runtime_api._protocol import Request, Response
 
 __all__ = ["HttpxTransport"]
 

@@ -1,7 +1,7 @@
 """The :mod:`logging` side of the log layout: the handler a worker's root logger
 gets, and the exception fields of a record.
 
-Apart from :mod:`lambda_bulkhead._logformat` because importing :mod:`logging`
+Apart from :mod:`lambda_bulkhead.logs._format` because importing :mod:`logging`
 costs ~11 ms here, and the supervisor, which formats lines but never has
 :mod:`logging` records of its own before its first answer, must not pay it on
 the cold start.  The template and the in-process runtime import this module.
@@ -13,7 +13,7 @@ import logging
 import traceback
 from collections.abc import Callable
 
-from lambda_bulkhead._logformat import (
+from lambda_bulkhead.logs._format import (
     RECORD_MARKER,
     LogFormat,
     format_json_record,

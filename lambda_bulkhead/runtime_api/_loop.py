@@ -4,7 +4,7 @@ The loop takes what runs an invocation as a parameter (an :data:`Executor`):
 the in-process runtime passes one that calls the handler here, the supervisor
 one that hands the invocation to an isolated worker.  Both share this code.
 
-``serve``/``start``/``start_json`` only return by raising: a
+``serve`` only returns by raising: a
 :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API fails (the
 process should exit non-zero), or the ``SystemExit``/``KeyboardInterrupt`` of
 an in-process handler, after its invocation was answered with ``/error``.
@@ -12,34 +12,17 @@ an in-process handler, after its invocation was answered with ``/error``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 
-from lambda_bulkhead._api import RuntimeApi
-from lambda_bulkhead._context import Context, FunctionMeta, Invocation
+from lambda_bulkhead._context import FunctionMeta, Invocation
 from lambda_bulkhead._errors import BrokenEvent, InvocationError
-from lambda_bulkhead._handler import (
-    Answer,
-    CoreHandler,
-    exit_error,
-    json_handler,
-    raw_handler,
-)
-from lambda_bulkhead._handler import (
-    execute as execute_in_process,
-)
+from lambda_bulkhead.handler._handler import Answer, CoreHandler, exit_error
+from lambda_bulkhead.handler._handler import execute as execute_in_process
+from lambda_bulkhead.runtime_api._client import RuntimeApi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, TypeVar, overload
-
-    E = TypeVar("E")
-    R = TypeVar("R")
-else:
-    def overload(function):
-        """``typing.overload`` for type checkers; at run time (without importing
-        ``typing``, see ``_record``) the implementation that follows replaces it."""
-        return function
+    from typing import NoReturn
 
 __all__ = [
     "Executor",
@@ -47,8 +30,6 @@ __all__ = [
     "in_process",
     "process_invocation",
     "serve",
-    "start",
-    "start_json",
 ]
 
 
@@ -172,65 +153,3 @@ def _answer_then_next(
     if before_wait is not None:
         before_wait()
     return None
-
-
-def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
-    from lambda_bulkhead._config import Config  # noqa: PLC0415 - the loop itself needs neither
-    from lambda_bulkhead._runtime import run  # noqa: PLC0415
-
-    env = os.environ if environ is None else environ
-    raise SystemExit(run(Config.from_environ(env), handler, env))
-
-
-def start(
-    handler: Callable[[bytes, Context], bytes | Awaitable[bytes]],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> NoReturn:
-    """Run the runtime with a raw handler: bytes in, bytes out (``async def`` too:
-    see ``docs/api.md``, "Async handlers").
-
-    As ``lambda-bulkhead run``, the handler runs in isolated workers unless
-    ``BULKHEAD_ISOLATION=none`` (the workers are forks of this process, so call
-    ``start`` before starting threads).  A handler that raises, crashes or
-    overruns does not stop the loop: the failure is posted to ``/error`` and
-    the next event is served.  It never returns: a fatal Runtime API error is
-    raised (:class:`~lambda_bulkhead.RuntimeApiError`), a handler that could
-    not be set up or a shutdown signal ends the process (``SystemExit`` 1 / 0).
-    """
-    _run(raw_handler(handler), environ)
-
-
-@overload
-def start_json(
-    decoder: Callable[[Any], E],
-    handler: Callable[[E, Context], Awaitable[R]],
-    encoder: Callable[[R], Any],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> NoReturn: ...
-
-
-@overload
-def start_json(  # noqa: F811 - an overload: ruff does not see typing's here
-    decoder: Callable[[Any], E],
-    handler: Callable[[E, Context], R],
-    encoder: Callable[[R], Any],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> NoReturn: ...
-
-
-def start_json(  # noqa: F811 - the overloads' implementation
-    decoder: Callable[[Any], E],
-    handler: Callable[[E, Context], Any],
-    encoder: Callable[[Any], Any],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> NoReturn:
-    """Run the loop with a typed handler: ``decoder`` turns the parsed JSON event
-    into the handler's argument (a payload it rejects is ``Runtime.InvalidEvent``,
-    and the handler is not called); ``encoder`` turns the result into JSON data.
-    The handler may be an ``async def``.  Otherwise as :func:`start`.
-    """
-    _run(json_handler(decoder, handler, encoder), environ)

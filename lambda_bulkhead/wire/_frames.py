@@ -35,7 +35,7 @@ parts separately, so a multi-megabyte payload is never copied to frame it) and
 rejecting a bad version, an unknown kind, a length over the maximum or a
 malformed body with :class:`WireError`.  A peer's bytes are never trusted: no
 frame decodes into anything but a valid message.  The fd reads and writes live
-in :mod:`lambda_bulkhead._pipes`.
+in :mod:`lambda_bulkhead.wire._pipes`.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class Declined(NamedTuple):
 
 class WaitOn(NamedTuple):
     """Supervisor → worker: wait for events on this CPU, the slot's
-    (``BULKHEAD_COLOCATE``; see :mod:`lambda_bulkhead._affinity`)."""
+    (``BULKHEAD_COLOCATE``; see :mod:`lambda_bulkhead.process._affinity`)."""
 
     cpu: int
 

@@ -6,7 +6,7 @@
   prints the invoke URL; Ctrl-C stops both.
 * ``invoke HANDLER``: one event through the whole path; prints the result
   (exit 0) or the error JSON (exit 1).
-* ``package SRC_DIR``: a deployable zip (``lambda_bulkhead._package``); a
+* ``package SRC_DIR``: a deployable zip (``lambda_bulkhead._cli._package``); a
   requirement with no wheel for the target, or any other reason it cannot be
   built, is one line and exit 2.
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # parser (argparse and what it imports cost several ms here).
         handler, overrides = (arguments[1] if len(arguments) > 1 else None), {}
     else:
-        from lambda_bulkhead._cli_args import overrides_of, parser  # noqa: PLC0415
+        from lambda_bulkhead._cli._args import overrides_of, parser  # noqa: PLC0415
 
         args = parser(EXIT_USAGE).parse_args(arguments)
         handler, overrides = getattr(args, "handler", None), overrides_of(args)
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         Config.from_environ(env)  # bad configuration fails here, before anything starts
         if args is None or args.command == "run":
             return _run(handler, overrides, env)
-        from lambda_bulkhead import _local  # noqa: PLC0415 - only these commands need it
+        from lambda_bulkhead._cli import _local  # noqa: PLC0415 - only these commands need it
 
         return _local.local(args, env) if args.command == "local" else _local.invoke(args, env)
     except ConfigError as exc:
@@ -82,8 +82,8 @@ def _is_plain_run(arguments: Sequence[str]) -> bool:
 def _package(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415 - off the cold-start path
 
-    from lambda_bulkhead._package import build  # noqa: PLC0415
-    from lambda_bulkhead._target import Target  # noqa: PLC0415
+    from lambda_bulkhead._cli._package import build  # noqa: PLC0415
+    from lambda_bulkhead._cli._target import Target  # noqa: PLC0415
 
     source = Path(args.source)
     requirements = args.requirements

@@ -1,4 +1,4 @@
-"""The runtime's structural interfaces (``typing.Protocol``\\s).
+"""The Runtime API transports' interfaces (``typing.Protocol``\\s).
 
 They live apart so that the modules on the cold start name them for the type
 checker only and never import ``typing`` (see :mod:`lambda_bulkhead._record`);
@@ -7,14 +7,14 @@ checker only and never import ``typing`` (see :mod:`lambda_bulkhead._record`);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from lambda_bulkhead._protocol import Request, Response
+    from lambda_bulkhead.runtime_api._protocol import Request, Response
 
-__all__ = ["PipelinedTransport", "RuntimeLog", "Transport"]
+__all__ = ["PipelinedTransport", "Transport"]
 
 
 class Transport(Protocol):
@@ -40,15 +40,3 @@ class PipelinedTransport(Transport, Protocol):
     def receive_pending(self) -> Response: ...
 
     def clone(self) -> PipelinedTransport: ...
-
-
-class RuntimeLog(Protocol):
-    """Where the runtime's own records go (structlog's bound logger has this shape)."""
-
-    def debug(self, event: str, **fields: Any) -> Any: ...
-
-    def info(self, event: str, **fields: Any) -> Any: ...
-
-    def warning(self, event: str, **fields: Any) -> Any: ...
-
-    def error(self, event: str, **fields: Any) -> Any: ...

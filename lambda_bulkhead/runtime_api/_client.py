@@ -1,6 +1,6 @@
 """``RuntimeApi``: the Runtime API client (the seed's ``Api``).
 
-It turns the pure requests of :mod:`lambda_bulkhead._protocol` into calls on a
+It turns the pure requests of :mod:`lambda_bulkhead.runtime_api._protocol` into calls on a
 transport and applies the rules every caller needs: 410 and 400/403 answers to
 a post are logged and survived, a 413 on ``/response`` becomes an ``/error``
 for that invocation, a 500 (or any status we cannot go on from) is fatal.
@@ -22,8 +22,8 @@ from lambda_bulkhead._errors import (
     TransportError,
     UnexpectedStatus,
 )
-from lambda_bulkhead._log import default_log
-from lambda_bulkhead._protocol import (
+from lambda_bulkhead.logs._writer import default_log
+from lambda_bulkhead.runtime_api._protocol import (
     MAX_RESPONSE_BYTES,
     PostOutcome,
     Request,
@@ -41,7 +41,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import httpx
 
-    from lambda_bulkhead._interfaces import PipelinedTransport, RuntimeLog, Transport
+    from lambda_bulkhead.logs._interface import RuntimeLog
+    from lambda_bulkhead.runtime_api._transport import PipelinedTransport, Transport
 
 __all__ = [
     "DEFAULT_POST_TIMEOUT_S",
@@ -104,11 +105,11 @@ class RuntimeApi:
         kind = transport or env.get("BULKHEAD_TRANSPORT", "socket")
         chosen: Transport
         if http_client is not None or kind == "httpx":
-            from lambda_bulkhead._httpx_transport import HttpxTransport  # noqa: PLC0415
+            from lambda_bulkhead.runtime_api._httpx import HttpxTransport  # noqa: PLC0415
 
             chosen = HttpxTransport(host, port, http_client)
         elif kind == "socket":
-            from lambda_bulkhead._http import SocketTransport  # noqa: PLC0415
+            from lambda_bulkhead.runtime_api._http import SocketTransport  # noqa: PLC0415
 
             chosen = SocketTransport(host, port)
         else:

@@ -1,4 +1,4 @@
-"""The fd edge of :mod:`lambda_bulkhead._wire`: writing frames and reading bytes.
+"""The fd edge of :mod:`lambda_bulkhead.wire._frames`: writing frames and reading bytes.
 
 Writes use ``os.writev`` so a frame's header and a multi-megabyte payload go out
 without being joined.  On a non-blocking fd a full pipe is waited for with
@@ -17,11 +17,11 @@ import select
 import time
 from collections.abc import Sequence
 
-from lambda_bulkhead._wire import FrameDecoder, encode
+from lambda_bulkhead.wire._frames import FrameDecoder, encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lambda_bulkhead._wire import Message
+    from lambda_bulkhead.wire._frames import Message
 
 __all__ = [
     "FRAME_PIPE_BYTES",

@@ -11,7 +11,7 @@ The processor chain, each step small::
     _add_timestamp      "timestamp": the clock's float, rendered last
     _add_level          "level": the official name (WARNING, CRITICAL, ...)
     _add_exception      exc_info -> stackTrace, errorType, errorMessage
-    _render_json |      the line, laid out by lambda_bulkhead._logformat:
+    _render_json |      the line, laid out by lambda_bulkhead.logs._format:
     _render_text        timestamp, level, message (the event), logger, fields...
 
 Filtering happens before any of that: methods below the threshold are no-ops
@@ -30,11 +30,11 @@ import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from lambda_bulkhead._logformat import LogFormat, format_json_record, format_text_record
-from lambda_bulkhead._loghandler import exception_fields
+from lambda_bulkhead.logs._format import LogFormat, format_json_record, format_text_record
+from lambda_bulkhead.logs._stdlib import exception_fields
 
 if TYPE_CHECKING:
-    from lambda_bulkhead._loghandler import ExcInfo
+    from lambda_bulkhead.logs._stdlib import ExcInfo
 
 __all__ = ["SUPERVISOR_LOGGER", "configure"]
 

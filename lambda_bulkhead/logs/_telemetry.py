@@ -27,7 +27,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from lambda_bulkhead._logformat import LogFormat, write_fully
+from lambda_bulkhead.logs._format import LogFormat, write_fully
 
 __all__ = [
     "FRAME_HEADER",

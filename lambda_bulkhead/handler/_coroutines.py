@@ -26,9 +26,9 @@ import faulthandler
 import threading
 from collections.abc import Awaitable
 
-from lambda_bulkhead import _signals
 from lambda_bulkhead._errors import HandlerCrash
-from lambda_bulkhead._pipes import write_parts
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.wire._pipes import write_parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

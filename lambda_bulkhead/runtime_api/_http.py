@@ -16,7 +16,7 @@ import _socket
 import struct
 
 from lambda_bulkhead._errors import TransportError
-from lambda_bulkhead._protocol import NEXT_REQUEST, Request, Response
+from lambda_bulkhead.runtime_api._protocol import NEXT_REQUEST, Request, Response
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

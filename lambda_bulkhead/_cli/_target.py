@@ -1,7 +1,7 @@
 """The Lambda runtime a package is built for: Python version, architecture, and
 what follows from them (wheel platform tags, bytecode tag).
 
-Apart from :mod:`lambda_bulkhead._package` so that the command line can offer
+Apart from :mod:`lambda_bulkhead._cli._package` so that the command line can offer
 the choices without importing the packaging machinery.
 """
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from lambda_bulkhead import _signals
-from lambda_bulkhead._procfs import descendants_of, parent_map
+from lambda_bulkhead.process import _signals
+from lambda_bulkhead.process._procfs import descendants_of, parent_map
 
 __all__ = ["kill_orphans", "kill_tree", "reap_children"]
 

@@ -4,7 +4,7 @@ One :class:`Request` value per endpoint (``next_request``, ``response_request``,
 ``error_request``, ``init_error_request``), :func:`parse_next` from the answer of
 ``/next`` to an :class:`~lambda_bulkhead._context.Invocation`, and
 :func:`post_outcome` deciding what an answer to a post means.  The transports
-(:mod:`lambda_bulkhead._http`, :mod:`lambda_bulkhead._httpx_transport`) only
+(:mod:`lambda_bulkhead.runtime_api._http`, :mod:`lambda_bulkhead.runtime_api._httpx`) only
 send these requests and hand back :class:`Response` values.
 """
 

@@ -100,7 +100,7 @@ def parser(exit_usage: int) -> argparse.ArgumentParser:
 
 
 def _add_package(package: argparse.ArgumentParser) -> None:
-    from lambda_bulkhead._target import ARCHITECTURES, PYTHON_VERSIONS  # noqa: PLC0415
+    from lambda_bulkhead._cli._target import ARCHITECTURES, PYTHON_VERSIONS  # noqa: PLC0415
 
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     package.add_argument("source", metavar="SRC_DIR", help="the function's code")

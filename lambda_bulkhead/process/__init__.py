@@ -1,0 +1,3 @@
+"""The runtime's edge on the operating system: libc calls (prctl), signals,
+``/proc`` readings, orphan reaping and CPU affinity.
+"""

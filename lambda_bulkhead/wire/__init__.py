@@ -1,0 +1,3 @@
+"""The protocol between supervisor, template and workers: frames (sans-IO)
+and the pipes they travel on.
+"""
