@@ -20,17 +20,28 @@ if TYPE_CHECKING:
     from typing import Literal, TypeAlias
 
     Isolation: TypeAlias = Literal["process", "none"]
+    LogFormatName: TypeAlias = Literal["JSON", "Text"]
     WorkerStart: TypeAlias = Literal["auto", "fork", "import"]
 
 __all__ = [
+    "CRITICAL",
+    "DEBUG",
     "DEFAULT_TIMEOUT_MARGIN_MS",
+    "ERROR",
+    "INFO",
+    "LOG_LEVELS",
     "NATIVE_POOL_VARIABLES",
     "TELEMETRY_FD_VARIABLE",
+    "WARNING",
     "Config",
     "FunctionMeta",
+    "LogFormat",
+    "LogSettings",
     "native_pool_environ",
     "parse_endpoint",
     "parse_flag",
+    "parse_log_format",
+    "parse_log_level",
     "take_telemetry_fd",
 ]
 
@@ -80,6 +91,78 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+#: logging's level numbers, without importing logging.
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
+
+LOG_LEVELS: Mapping[str, int] = {
+    "TRACE": DEBUG,  # the official runtime maps TRACE to DEBUG
+    "DEBUG": DEBUG,
+    "INFO": INFO,
+    "WARN": WARNING,
+    "ERROR": ERROR,
+    "FATAL": CRITICAL,
+}
+"""``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
+
+
+
+class LogFormat:
+    """``AWS_LAMBDA_LOG_FORMAT``: one JSON object per line, or tab-separated text.
+
+    Plain strings, not an enum: this module is on every process's cold start.
+    """
+
+    JSON: LogFormatName = "JSON"
+    TEXT: LogFormatName = "Text"
+    ALL: tuple[LogFormatName, ...] = (JSON, TEXT)
+
+
+def parse_log_format(value: str | None) -> LogFormatName:
+    """``AWS_LAMBDA_LOG_FORMAT`` (``JSON``/``Text``, any case); unset or empty is JSON."""
+    if value is None or not value.strip():
+        return LogFormat.JSON
+    for fmt in LogFormat.ALL:
+        if value.strip().upper() == fmt.upper():
+            return fmt
+    accepted = ", ".join(LogFormat.ALL)
+    raise ConfigError(f"AWS_LAMBDA_LOG_FORMAT={value!r} is not one of: {accepted}")
+
+
+def parse_log_level(value: str | None) -> int | None:
+    """The :mod:`logging` threshold ``AWS_LAMBDA_LOG_LEVEL`` names, any case.
+
+    ``None`` when unset or empty: like the official runtime, the root logger then
+    keeps its own level and captured output is not filtered.
+    """
+    if value is None or not value.strip():
+        return None
+    try:
+        return LOG_LEVELS[value.strip().upper()]
+    except KeyError:
+        accepted = ", ".join(LOG_LEVELS)
+        raise ConfigError(f"AWS_LAMBDA_LOG_LEVEL={value!r} is not one of: {accepted}") from None
+
+
+class LogSettings(NamedTuple):
+    """The log format and level, read once from an environment you pass in."""
+
+    format: LogFormatName = LogFormat.JSON
+    level: int | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> LogSettings:
+        """Parse ``AWS_LAMBDA_LOG_FORMAT`` and ``AWS_LAMBDA_LOG_LEVEL``."""
+        return cls(
+            format=parse_log_format(environ.get("AWS_LAMBDA_LOG_FORMAT")),
+            level=parse_log_level(environ.get("AWS_LAMBDA_LOG_LEVEL")),
+        )
+
+    @property
+    def threshold(self) -> int:
+        """The level below which captured output is dropped (``NOTSET``: keep all)."""
+        return 0 if self.level is None else self.level  # logging.NOTSET
+
+
 class FunctionMeta(NamedTuple):
     """The function's identity, read once from the environment Lambda sets."""
 
@@ -121,6 +204,11 @@ def native_pool_environ(environ: Mapping[str, str], workers: int, cpus: int) -> 
     return {name: size for name in NATIVE_POOL_VARIABLES if name not in environ}
 
 
+def _endpoint(value: str | None) -> tuple[str, int] | None:
+    """``AWS_LAMBDA_RUNTIME_API`` parsed (:class:`InvalidEndpoint` if malformed)."""
+    return parse_endpoint(value) if value else None
+
+
 def _positive_seconds(text: str | None) -> float | None:
     try:
         seconds = float(text or "")
@@ -153,7 +241,9 @@ def take_telemetry_fd(environ: MutableMapping[str, str]) -> int | None:
 class Config(NamedTuple):
     """Everything the runtime reads from its environment, checked once."""
 
-    runtime_api: str | None = None
+    #: ``AWS_LAMBDA_RUNTIME_API`` as (host, port); None when unset.
+    endpoint: tuple[str, int] | None = None
+    #: ``_HANDLER``: the ``module.function`` to run; None when unset.
     handler: str | None = None
     task_root: str = "."
     isolation: Isolation = "process"
@@ -174,6 +264,7 @@ class Config(NamedTuple):
     #: importing it themselves, or ``auto``: fork unless the import left threads.
     worker_start: WorkerStart = "auto"
     function: FunctionMeta = FunctionMeta()
+    log: LogSettings = LogSettings()
     #: The workers asked for, when more than one but the Runtime API takes one
     #: ``/next`` poll at a time (``workers`` is then 1); 0 otherwise.
     single_poller_for: int = 0
@@ -206,7 +297,7 @@ class Config(NamedTuple):
         margin = _int(env, "BULKHEAD_TIMEOUT_MARGIN_MS", minimum=0)
         poll = _int(env, "BULKHEAD_MEMORY_POLL_MS", minimum=1)
         return cls(
-            runtime_api=env.get("AWS_LAMBDA_RUNTIME_API") or None,
+            endpoint=_endpoint(env.get("AWS_LAMBDA_RUNTIME_API")),
             handler=env.get("_HANDLER") or None,
             task_root=env.get("LAMBDA_TASK_ROOT") or os.getcwd(),
             isolation="none" if isolation == "none" else "process",
@@ -221,6 +312,7 @@ class Config(NamedTuple):
             colocate=parse_flag(env, "BULKHEAD_COLOCATE", default=True),
             worker_start=worker_start,  # type: ignore[arg-type]  # checked above
             function=FunctionMeta.from_environ(env),
+            log=LogSettings.from_environ(env),
         )
 
     def default_memory_limit_mb(

@@ -4,7 +4,6 @@ process, as with the official runtime."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._context import Invocation
@@ -25,7 +24,7 @@ __all__ = ["run_in_process"]
 EXIT_INIT_FAILED = 1
 
 
-def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+def run_in_process(config: Config, source: HandlerSource) -> int:
     """The handler runs in this process, as with the official runtime: no crash
     isolation, no memory cap, no deadline enforcement.  With several workers
     configured, that many loops run in threads of this one process (the handler
@@ -33,9 +32,8 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
     handler may install signal handlers as it could under the official runtime.
     """
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
-    from lambda_bulkhead.logs._format import LogSettings  # noqa: PLC0415
 
-    settings = LogSettings.from_environ(environ)
+    settings = config.log
     current = CurrentInvocation()
 
     def install_logging(_: object) -> None:
@@ -47,7 +45,7 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
         )
 
     when_imported("logging", install_logging)  # once something uses logging
-    api = RuntimeApi.from_env(environ, transport=config.transport)
+    api = RuntimeApi.from_config(config)
     failure: InitError | None = None
     try:
         handler = (
@@ -69,7 +67,7 @@ def run_in_process(config: Config, source: HandlerSource, environ: Mapping[str, 
     execute = _tracking(in_process(handler, config.function), current)
     for index in range(1, config.workers):
         threading.Thread(
-            target=_serve_thread, args=(config, environ, execute), name=f"loop-{index}", daemon=True
+            target=_serve_thread, args=(config, execute), name=f"loop-{index}", daemon=True
         ).start()
     with api:
         return serve(api, execute)
@@ -88,6 +86,6 @@ def _tracking(execute: Executor, current: CurrentInvocation) -> Executor:
     return run
 
 
-def _serve_thread(config: Config, environ: Mapping[str, str], execute: Executor) -> None:
-    with RuntimeApi.from_env(environ, transport=config.transport) as api:
+def _serve_thread(config: Config, execute: Executor) -> None:
+    with RuntimeApi.from_config(config) as api:
         serve(api, execute)

@@ -38,7 +38,7 @@ def _warn(message: str) -> None:
     os.write(2, f"lambda-bulkhead: warning: {message}\n".encode())
 
 
-def run(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+def run(config: Config, source: HandlerSource) -> int:
     """Serve invocations with ``source`` (a ``module.function`` name or a core handler)."""
     if config.single_poller_for:
         _warn(
@@ -50,17 +50,17 @@ def run(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> in
     if config.isolation == "none":
         from lambda_bulkhead._inprocess import run_in_process  # noqa: PLC0415
 
-        return run_in_process(config, source, environ)
+        return run_in_process(config, source)
     from lambda_bulkhead.supervisor import run_supervised  # noqa: PLC0415
 
-    return run_supervised(config, source, environ)
+    return run_supervised(config, source)
 
 
 def _run(handler: CoreHandler, environ: Mapping[str, str] | None) -> NoReturn:
     from lambda_bulkhead._config import Config  # noqa: PLC0415 - run() is handed a Config
 
     env = os.environ if environ is None else environ
-    raise SystemExit(run(Config.from_environ(env), handler, env))
+    raise SystemExit(run(Config.from_environ(env), handler))
 
 
 def start(

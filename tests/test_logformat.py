@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import LogFormatName
+
 import itertools
 import json
 import logging
@@ -51,7 +56,7 @@ REQUEST_ID = "8f507cfc-example-request"
     ],
 )
 def test_parse_log_format_accepts_any_case_and_defaults_to_json(
-    value: str | None, expected: LogFormat
+    value: str | None, expected: LogFormatName
 ) -> None:
     """AWS_LAMBDA_LOG_FORMAT is JSON or Text in any case; unset means JSON."""
     assert parse_log_format(value) is expected
@@ -206,7 +211,7 @@ def _read_lines(fd: int) -> list[bytes]:
 
 
 def _install(
-    write_fd: int, fmt: LogFormat = LogFormat.JSON, level: int | None = logging.INFO
+    write_fd: int, fmt: LogFormatName = LogFormat.JSON, level: int | None = logging.INFO
 ) -> LambdaLogHandler:
     return install_worker_logging(write_fd, fmt, level, lambda: REQUEST_ID, lambda: "tenant-1")
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import LogFormatName
+
 import json
 import logging
 from collections.abc import Iterator
@@ -32,7 +37,7 @@ class Lines:
 
 
 def _logger(
-    lines: Lines, fmt: LogFormat = LogFormat.JSON, min_level: int | None = logging.INFO
+    lines: Lines, fmt: LogFormatName = LogFormat.JSON, min_level: int | None = logging.INFO
 ) -> FilteringBoundLogger:
     return configure(fmt, min_level, lines, clock=lambda: T)
 

@@ -74,14 +74,14 @@ def test_decode_frame_round_trips_and_waits_for_whole_frames() -> None:
     assert decoded is not None
     frame, rest = decoded
     assert frame == TelemetryFrame(frame_type=0xA55A0016, timestamp_us=7, payload=b'{"a": 1}')
-    assert frame.format is LogFormat.JSON
+    assert frame.format == LogFormat.JSON
     assert frame.level == logging.ERROR
     assert rest == two
     assert decode_frame(two[:15]) is None
     assert decode_frame(two[:-1]) is None
     second = decode_frame(rest)
     assert second is not None
-    assert second[0].format is LogFormat.TEXT
+    assert second[0].format == LogFormat.TEXT
     assert second[0].level is None
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from lambda_bulkhead._config import Config, parse_endpoint
+from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import BulkheadError, ConfigError, InvalidEndpoint, RuntimeApiError
 
 TYPE_CHECKING = False
@@ -53,9 +53,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if args is not None and args.command == "package":
             return _package(args)
-        Config.from_environ(env)  # bad configuration fails here, before anything starts
         if args is None or args.command == "run":
             return _run(handler, overrides, env)
+        Config.from_environ(env)  # bad configuration fails here, before anything starts
         from lambda_bulkhead._cli import _local  # noqa: PLC0415 - only these commands need it
 
         return _local.local(args, env) if args.command == "local" else _local.invoke(args, env)
@@ -99,18 +99,18 @@ def _package(args: argparse.Namespace) -> int:
 def _run(handler: str | None, overrides: dict[str, str], env: dict[str, str]) -> int:
     from lambda_bulkhead._runtime import run  # noqa: PLC0415
 
-    handler = handler or env.get("_HANDLER")
+    try:  # a malformed endpoint is bad environment (exit 2), found before anything starts
+        config = Config.from_environ(env)
+    except InvalidEndpoint as exc:
+        raise ConfigError(str(exc)) from None
+    handler = handler or config.handler
     if not handler:
         raise ConfigError("no handler: give HANDLER (module.function) or set _HANDLER")
-    if not env.get("AWS_LAMBDA_RUNTIME_API"):
+    if config.endpoint is None:
         raise ConfigError(
             "AWS_LAMBDA_RUNTIME_API is not set: not running in Lambda "
             "(use `lambda-bulkhead local` or `invoke` to run against the emulator)"
         )
-    try:  # a malformed value is bad environment (exit 2), found before anything starts
-        parse_endpoint(env["AWS_LAMBDA_RUNTIME_API"])
-    except InvalidEndpoint as exc:
-        raise ConfigError(str(exc)) from None
     # The handler's environment: workers inherit os.environ, so flags land there too.
     os.environ.update(overrides)
-    return run(Config.from_environ(env), handler, env)
+    return run(config, handler)

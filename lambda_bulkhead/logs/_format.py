@@ -41,18 +41,30 @@ Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py`
 
 from __future__ import annotations
 
-import enum
 import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from lambda_bulkhead._errors import ConfigError
+from lambda_bulkhead._config import (
+    CRITICAL,
+    DEBUG,
+    ERROR,
+    INFO,
+    LOG_LEVELS,
+    WARNING,
+    LogFormat,
+    LogSettings,
+    parse_log_format,
+    parse_log_level,
+)
 from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Literal
+
+    from lambda_bulkhead._config import LogFormatName
 
 __all__ = [
     "CRITICAL",
@@ -90,74 +102,6 @@ lines at 2**18 - 26 bytes.  (The newest PutLogEvents reference allows 1 MB per
 event, but Lambda's own pipeline is the narrower gate.)  One KiB of headroom stays
 below both.
 """
-
-#: logging's level numbers, without importing logging.
-DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
-
-LOG_LEVELS: Mapping[str, int] = {
-    "TRACE": DEBUG,  # the official runtime maps TRACE to DEBUG
-    "DEBUG": DEBUG,
-    "INFO": INFO,
-    "WARN": WARNING,
-    "ERROR": ERROR,
-    "FATAL": CRITICAL,
-}
-"""``AWS_LAMBDA_LOG_LEVEL`` values and the :mod:`logging` threshold each sets."""
-
-
-
-class LogFormat(enum.Enum):
-    """``AWS_LAMBDA_LOG_FORMAT``: one JSON object per line, or tab-separated text."""
-
-    JSON = "JSON"
-    TEXT = "Text"
-
-
-def parse_log_format(value: str | None) -> LogFormat:
-    """``AWS_LAMBDA_LOG_FORMAT`` (``JSON``/``Text``, any case); unset or empty is JSON."""
-    if value is None or not value.strip():
-        return LogFormat.JSON
-    for fmt in LogFormat:
-        if value.strip().upper() == fmt.value.upper():
-            return fmt
-    accepted = ", ".join(fmt.value for fmt in LogFormat)
-    raise ConfigError(f"AWS_LAMBDA_LOG_FORMAT={value!r} is not one of: {accepted}")
-
-
-def parse_log_level(value: str | None) -> int | None:
-    """The :mod:`logging` threshold ``AWS_LAMBDA_LOG_LEVEL`` names, any case.
-
-    ``None`` when unset or empty: like the official runtime, the root logger then
-    keeps its own level and captured output is not filtered.
-    """
-    if value is None or not value.strip():
-        return None
-    try:
-        return LOG_LEVELS[value.strip().upper()]
-    except KeyError:
-        accepted = ", ".join(LOG_LEVELS)
-        raise ConfigError(f"AWS_LAMBDA_LOG_LEVEL={value!r} is not one of: {accepted}") from None
-
-
-class LogSettings(NamedTuple):
-    """The log format and level, read once from an environment you pass in."""
-
-    format: LogFormat = LogFormat.JSON
-    level: int | None = None
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> LogSettings:
-        """Parse ``AWS_LAMBDA_LOG_FORMAT`` and ``AWS_LAMBDA_LOG_LEVEL``."""
-        return cls(
-            format=parse_log_format(environ.get("AWS_LAMBDA_LOG_FORMAT")),
-            level=parse_log_level(environ.get("AWS_LAMBDA_LOG_LEVEL")),
-        )
-
-    @property
-    def threshold(self) -> int:
-        """The level below which captured output is dropped (``NOTSET``: keep all)."""
-        return 0 if self.level is None else self.level  # logging.NOTSET
-
 
 #: logging.getLevelName of each multiple of ten.
 _LEVEL_NAMES = {
@@ -430,7 +374,7 @@ def format_captured_line(
     stream: Literal["stdout", "stderr"],
     request_id: str | None,
     tenant_id: str | None,
-    fmt: LogFormat,
+    fmt: LogFormatName,
     min_level: int,
     now: float,
     continued: bool = False,
@@ -477,7 +421,7 @@ def format_captured_line(
         if record is not None:
             if _json_line_level(record) < min_level:
                 return None
-            if fmt is LogFormat.TEXT or "requestId" in record:
+            if fmt == LogFormat.TEXT or "requestId" in record:
                 return line + b"\n"
             return _with_request_id(line, request_id or "", max_line_bytes) + b"\n"
     text = line.decode("utf-8", "replace")
@@ -486,7 +430,7 @@ def format_captured_line(
         return None
 
     def render(message: str, more: bool) -> bytes:
-        if fmt is LogFormat.TEXT:
+        if fmt == LogFormat.TEXT:
             rendered = format_text_record(
                 timestamp=now, level=level_name(level), message=message, request_id=request_id
             ) + ("\t[continued]" if more else "")

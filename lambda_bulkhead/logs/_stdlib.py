@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import TypeAlias
 
+    from lambda_bulkhead._config import LogFormatName
+
     ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
 __all__ = [
@@ -64,14 +66,14 @@ class LambdaLogFormatter(logging.Formatter):
     :class:`LambdaLogHandler`, as the official runtime's filter does).
     """
 
-    def __init__(self, fmt: LogFormat) -> None:
+    def __init__(self, fmt: LogFormatName) -> None:
         super().__init__()
         self.log_format = fmt
 
     def format(self, record: logging.LogRecord) -> str:
         """One line, without ``\\n``."""
         request_id: str | None = getattr(record, "aws_request_id", None)
-        if self.log_format is LogFormat.TEXT:
+        if self.log_format == LogFormat.TEXT:
             return format_text_record(
                 timestamp=record.created,
                 level=record.levelname,
@@ -125,7 +127,7 @@ class LambdaLogHandler(logging.Handler):
     def __init__(
         self,
         fd: int,
-        fmt: LogFormat,
+        fmt: LogFormatName,
         *,
         request_id: Callable[[], str | None],
         tenant_id: Callable[[], str | None],
@@ -155,7 +157,7 @@ class LambdaLogHandler(logging.Handler):
 
 def install_worker_logging(
     fd: int,
-    fmt: LogFormat,
+    fmt: LogFormatName,
     level: int | None,
     request_id: Callable[[], str | None],
     tenant_id: Callable[[], str | None],

@@ -34,6 +34,7 @@ from lambda_bulkhead.logs._format import LogFormat, format_json_record, format_t
 from lambda_bulkhead.logs._stdlib import exception_fields
 
 if TYPE_CHECKING:
+    from lambda_bulkhead._config import LogFormatName
     from lambda_bulkhead.logs._stdlib import ExcInfo
 
 __all__ = ["SUPERVISOR_LOGGER", "configure"]
@@ -162,7 +163,7 @@ def _threshold(min_level: int | None) -> int:
 
 
 def configure(
-    fmt: LogFormat,
+    fmt: LogFormatName,
     min_level: int | None,
     write: Callable[[str], None],
     *,
@@ -180,7 +181,7 @@ def configure(
         _make_add_timestamp(clock),
         _add_level,
         _add_exception,
-        _render_text if fmt is LogFormat.TEXT else _render_json,
+        _render_text if fmt == LogFormat.TEXT else _render_json,
     ]
     proxy = structlog.wrap_logger(
         _LineWriter(write),

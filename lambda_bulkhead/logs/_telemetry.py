@@ -26,8 +26,12 @@ import logging
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lambda_bulkhead.logs._format import LogFormat, write_fully
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import LogFormatName
 
 __all__ = [
     "FRAME_HEADER",
@@ -61,15 +65,17 @@ _LEVEL_MASKS = {
 _MASK_LEVELS = {mask: level for level, mask in _LEVEL_MASKS.items()}
 
 
-def frame_type(fmt: LogFormat, level: int | None) -> int:
+def frame_type(fmt: LogFormatName, level: int | None) -> int:
     """The frame type for a record of :mod:`logging` ``level`` (``None``: no level)."""
-    base = JSON_FRAME_TYPE if fmt is LogFormat.JSON else TEXT_FRAME_TYPE
+    base = JSON_FRAME_TYPE if fmt == LogFormat.JSON else TEXT_FRAME_TYPE
     if level is None:
         return base
     return base | _LEVEL_MASKS[min(50, max(0, level)) // 10 * 10]
 
 
-def encode_frame(payload: bytes, *, fmt: LogFormat, level: int | None, timestamp_us: int) -> bytes:
+def encode_frame(
+    payload: bytes, *, fmt: LogFormatName, level: int | None, timestamp_us: int
+) -> bytes:
     """One frame: header and payload, ready for a single write."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"payload of {len(payload)} bytes does not fit a frame")
@@ -85,7 +91,7 @@ class TelemetryFrame:
     payload: bytes
 
     @property
-    def format(self) -> LogFormat:
+    def format(self) -> LogFormatName:
         """JSON or Text, from the frame type's lowest bit."""
         return LogFormat.TEXT if self.frame_type & 1 else LogFormat.JSON
 
@@ -121,7 +127,7 @@ class TelemetrySink:
         self,
         payload: bytes,
         *,
-        fmt: LogFormat,
+        fmt: LogFormatName,
         level: int | None,
         timestamp_us: int | None = None,
     ) -> None:

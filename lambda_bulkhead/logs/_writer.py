@@ -275,16 +275,11 @@ def stdout_writer() -> LogWriter:
     return LogWriter(1)
 
 
-def default_log(
-    environ: Mapping[str, str] | None = None, writer: LogWriter | None = None
-) -> RuntimeLog:
-    """The runtime log configured from ``AWS_LAMBDA_LOG_FORMAT``/``_LEVEL``, writing
-    to ``writer`` (default: :func:`stdout_writer`)."""
-    from lambda_bulkhead.logs import _format as _logformat  # noqa: PLC0415
+def default_log(settings: LogSettings, writer: LogWriter | None = None) -> RuntimeLog:
+    """The runtime log in ``settings``' format and level, writing to ``writer``
+    (default: :func:`stdout_writer`)."""
     from lambda_bulkhead.logs import _structlog as _slog  # noqa: PLC0415
 
-    env = os.environ if environ is None else environ
-    settings = _logformat.LogSettings.from_environ(env)
     out = stdout_writer() if writer is None else writer
     return _slog.configure(
         settings.format, settings.level, lambda line: out.write(line.encode())

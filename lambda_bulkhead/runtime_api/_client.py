@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
-from lambda_bulkhead._config import parse_endpoint, parse_flag
+from lambda_bulkhead._config import Config, LogSettings
 from lambda_bulkhead._context import Invocation
 from lambda_bulkhead._errors import (
     BrokenEvent,
@@ -58,6 +58,9 @@ DEFAULT_POST_TIMEOUT_S = 10.0
 NEXT_RETRY_DELAYS_S = (0.05, 0.2, 1.0)
 
 
+DEFAULT_LOG_SETTINGS = LogSettings()
+
+
 class RuntimeApi:
     """A client of one Runtime API endpoint.
 
@@ -72,7 +75,10 @@ class RuntimeApi:
         post_timeout: float | None = DEFAULT_POST_TIMEOUT_S,
         log: RuntimeLog | None = None,
         pipeline: bool = True,
+        log_settings: LogSettings = DEFAULT_LOG_SETTINGS,
     ) -> None:
+        """``log_settings``: the format and level of the log made on first use
+        when no ``log`` is given."""
         self._transport = transport
         self._pipelined: PipelinedTransport | None = (
             transport  # type: ignore[assignment]  # has send_pair: it is one
@@ -81,6 +87,7 @@ class RuntimeApi:
         )
         self._post_timeout = post_timeout
         self._log = log
+        self._log_settings = log_settings
 
     @classmethod
     def from_env(
@@ -98,25 +105,33 @@ class RuntimeApi:
         httpx with that client.  ``BULKHEAD_TRANSPORT`` sets the default.
         """
         env = os.environ if environ is None else environ
-        endpoint = env.get("AWS_LAMBDA_RUNTIME_API")
-        if not endpoint:
+        if transport is not None:
+            env = {**env, "BULKHEAD_TRANSPORT": transport}
+        return cls.from_config(Config.from_environ(env), http_client=http_client, log=log)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        http_client: httpx.Client | None = None,
+        log: RuntimeLog | None = None,
+    ) -> RuntimeApi:
+        """A client for the endpoint, transport and pipelining ``config`` names
+        (what the runtime itself uses: the environment is read once, by Config)."""
+        if config.endpoint is None:
             raise NotRunningInLambda
-        host, port = parse_endpoint(endpoint)
-        kind = transport or env.get("BULKHEAD_TRANSPORT", "socket")
+        host, port = config.endpoint
         chosen: Transport
-        if http_client is not None or kind == "httpx":
+        if http_client is not None or config.transport == "httpx":
             from lambda_bulkhead.runtime_api._httpx import HttpxTransport  # noqa: PLC0415
 
             chosen = HttpxTransport(host, port, http_client)
-        elif kind == "socket":
+        else:
             from lambda_bulkhead.runtime_api._http import SocketTransport  # noqa: PLC0415
 
             chosen = SocketTransport(host, port)
-        else:
-            from lambda_bulkhead._errors import ConfigError  # noqa: PLC0415
-
-            raise ConfigError(f"BULKHEAD_TRANSPORT={kind!r}: expected 'socket' or 'httpx'")
-        return cls(chosen, log=log, pipeline=parse_flag(env, "BULKHEAD_PIPELINE", default=True))
+        return cls(chosen, log=log, pipeline=config.pipeline, log_settings=config.log)
 
     def close(self) -> None:
         self._transport.close()
@@ -130,7 +145,7 @@ class RuntimeApi:
     @property
     def log(self) -> RuntimeLog:
         if self._log is None:
-            self._log = default_log()
+            self._log = default_log(self._log_settings)
         return self._log
 
     def next(self) -> Invocation:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 
-from lambda_bulkhead._config import native_pool_environ, parse_endpoint, take_telemetry_fd
+from lambda_bulkhead._config import native_pool_environ, take_telemetry_fd
 from lambda_bulkhead._errors import NotRunningInLambda
 from lambda_bulkhead.supervisor._fork import fork_template
 
@@ -21,18 +20,16 @@ if TYPE_CHECKING:
 __all__ = ["run_supervised"]
 
 
-def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, str]) -> int:
+def run_supervised(config: Config, source: HandlerSource) -> int:
     """Run the supervised runtime until shutdown or a fatal error; the exit status.
 
     The template is forked before the supervisor imports the rest of itself,
     so the two processes import their sides in parallel.
     """
     started = time.monotonic()
-    # A missing or malformed endpoint fails here, before anything is forked.
-    endpoint = environ.get("AWS_LAMBDA_RUNTIME_API")
-    if not endpoint:
+    # A missing endpoint fails here, before anything is forked.
+    if config.endpoint is None:
         raise NotRunningInLambda
-    parse_endpoint(endpoint)
     # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
     # the process environment before anything is forked, so no worker sees it.
     telemetry_fd = take_telemetry_fd(os.environ)
@@ -44,7 +41,7 @@ def run_supervised(config: Config, source: HandlerSource, environ: Mapping[str, 
     # What this process holds before the runtime opens anything: later forks
     # (a zygote, a template re-created) keep these and close the rest.
     own_fds = frozenset(int(name) for name in os.listdir("/proc/self/fd"))
-    template = fork_template(source, config.task_root, config.function, environ, telemetry_fd)
+    template = fork_template(source, config.task_root, config.function, config.log, telemetry_fd)
     from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
 
-    return supervise(config, environ, source, template, telemetry_fd, started, own_fds)
+    return supervise(config, source, template, telemetry_fd, started, own_fds)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import _socket
 import os
 import sys
-from collections.abc import Mapping
 
 from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lambda_bulkhead._config import FunctionMeta
+    from lambda_bulkhead._config import FunctionMeta, LogSettings
     from lambda_bulkhead.handler._handler import CurrentInvocation, HandlerSource
 
 __all__ = ["TemplateHandles", "fork_template"]
@@ -41,7 +40,7 @@ def fork_template(
     source: HandlerSource,
     task_root: str,
     meta: FunctionMeta,
-    environ: Mapping[str, str],
+    log: LogSettings,
     log_fd: int | None,
     *,
     load: bool = True,
@@ -94,7 +93,7 @@ def fork_template(
             import faulthandler  # noqa: PLC0415
 
             faulthandler.enable(file=fault_w, all_threads=True)
-            status = _template_main(theirs, events_w, fault_w, source, task_root, meta, environ,
+            status = _template_main(theirs, events_w, fault_w, source, task_root, meta, log,
                                     load)
         finally:
             os._exit(status)
@@ -121,7 +120,7 @@ def _template_main(
     source: HandlerSource,
     task_root: str,
     meta: FunctionMeta,
-    environ: Mapping[str, str],
+    log: LogSettings,
     load: bool,
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
@@ -130,13 +129,10 @@ def _template_main(
 
     def install_logging(current: CurrentInvocation) -> None:
         def install(_: object) -> None:
-            # (The supervisor has checked these settings already.)
-            from lambda_bulkhead.logs._format import LogSettings  # noqa: PLC0415
             from lambda_bulkhead.logs._stdlib import install_worker_logging  # noqa: PLC0415
 
-            settings = LogSettings.from_environ(environ)
             install_worker_logging(
-                1, settings.format, settings.level,
+                1, log.format, log.level,
                 lambda: current.request_id, lambda: current.tenant_id,
             )
 

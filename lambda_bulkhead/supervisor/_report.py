@@ -46,9 +46,9 @@ def format_report(report: InvocationReport, settings: LogSettings, now: float) -
     level = INFO if report.outcome == "success" else ERROR
     if level < settings.threshold:
         return None
-    if report.outcome == "success" and settings.format is LogFormat.JSON:
+    if report.outcome == "success" and settings.format == LogFormat.JSON:
         return _success_json(report, now)
-    if settings.format is LogFormat.TEXT:
+    if settings.format == LogFormat.TEXT:
         parts = [
             f"REPORT RequestId: {report.request_id}",
             f"Outcome: {report.outcome}",

@@ -37,7 +37,7 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError
@@ -188,8 +188,8 @@ class _LazyLog:
     """The structlog logger writing to ``writer``, made the first time something
     is logged (a :class:`RuntimeLog`, also for the slots' Runtime API clients)."""
 
-    def __init__(self, environ: Mapping[str, str], writer: LogWriter) -> None:
-        self._environ = environ
+    def __init__(self, settings: LogSettings, writer: LogWriter) -> None:
+        self._settings = settings
         self._writer = writer
         self._log: RuntimeLog | None = None
         self._lock = threading.Lock()
@@ -201,7 +201,7 @@ class _LazyLog:
         if self._log is None:
             with self._lock:
                 if self._log is None:
-                    self._log = default_log(dict(self._environ), self._writer)
+                    self._log = default_log(self._settings, self._writer)
         return self._log
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
@@ -287,7 +287,6 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
 
 def supervise(
     config: Config,
-    environ: Mapping[str, str],
     source: HandlerSource,
     template: TemplateHandles,
     telemetry_fd: int | None,
@@ -303,7 +302,7 @@ def supervise(
     # Orphans of the whole tree (a handler's double-forked daemon whose worker
     # and template are gone) become this process's children, to be stopped.
     become_subreaper()
-    settings = LogSettings.from_environ(environ)
+    settings = config.log
     template_pid, ctl = template.pid, template.ctl
     events_r, fault_r = template.events_r, template.fault_r
     template_fds = (template.stdout_r, template.stderr_r)
@@ -313,12 +312,12 @@ def supervise(
         writer = LogWriter(1, settings=settings)
     else:
         writer = LogWriter(telemetry_fd, settings=settings, telemetry=True)
-    log = _LazyLog(environ, writer)
+    log = _LazyLog(settings, writer)
     template_output = PipeOutput(*template_fds, OutputSink(settings, writer.write))
     # Made while the template loads the handler (no request is sent yet): the
     # slots then poll /next the moment it is ready.
     apis = [
-        RuntimeApi.from_env(environ, transport=config.transport, log=log)
+        RuntimeApi.from_config(config, log=log)
         for _ in range(config.workers)
     ]
     messages = _first_messages(ctl, template_output)
@@ -356,7 +355,7 @@ def supervise(
         """A template (``load``) or zygote forked from this serving process, once
         ready; None (killed) if it dies, stays silent past the import timeout,
         or ``interrupted(its pid)`` says to give up when ``wake_fd`` is readable."""
-        handles = fork_template(source, config.task_root, config.function, environ,
+        handles = fork_template(source, config.task_root, config.function, settings,
                                 telemetry_fd, load=load, keep_fds=own_fds)
         output = PipeOutput(handles.stdout_r, handles.stderr_r,
                             OutputSink(settings, writer.write))
