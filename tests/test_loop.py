@@ -71,6 +71,25 @@ def test_process_invocation_answers_one_event(api: RuntimeApi, emulator: Emulato
     assert answer.invocation_id == answer.expected_invocation_id is not None
 
 
+def test_a_turn_given_ready_sends_the_answer_with_the_next_poll(
+    api: RuntimeApi, emulator: Emulator
+) -> None:
+    """The turn serve runs: with ``ready``, the response and the next poll go out
+    together and the next invocation is handed back; given that invocation, the
+    next turn runs it without polling again."""
+    first, second = emulator.submit(b'{"n": 1}'), emulator.submit(b'{"n": 2}')
+    echo = executor(lambda event, context: event["n"])
+    nxt = process_invocation(api, echo, ready=lambda: True)
+    assert first.result(WAIT_S).body == b"1"
+    assert nxt is not None
+    assert nxt.payload == b'{"n": 2}'
+    third = emulator.submit(b'{"n": 3}')
+    assert process_invocation(api, echo, invocation=nxt) is None
+    assert second.result(WAIT_S).body == b"2"
+    assert len(emulator.deliveries) == 2
+    assert not third.done()
+
+
 def handler_that_fails(event: Any, context: Any) -> None:
     try:
         int("x")

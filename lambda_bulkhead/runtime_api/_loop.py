@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Executor",
-    "answer_invocation",
     "in_process",
     "process_invocation",
     "serve",
@@ -66,78 +65,34 @@ def _poll(api: RuntimeApi) -> Invocation | None:
         return None
 
 
-def answer_invocation(api: RuntimeApi, invocation: Invocation, execute: Executor) -> None:
-    """Run ``invocation`` and post its one answer."""
-    answer = _execute(api, invocation, execute)
-    if answer is not None:
-        api.send_response(
-            invocation.request_id, answer.body,
-            invocation_id=invocation.invocation_id, content_type=answer.content_type,
-        )
+def process_invocation(
+    api: RuntimeApi,
+    execute: Executor,
+    *,
+    invocation: Invocation | None = None,
+    ready: Callable[[], bool] | None = None,
+    before_wait: Callable[[], None] | None = None,
+) -> Invocation | None:
+    """One turn of the loop: poll ``/next``, run the invocation, post its one
+    answer (``/response``, or ``/error`` for a failure).
 
-
-def process_invocation(api: RuntimeApi, execute: Executor) -> None:
-    """One turn of the loop: poll ``/next``, run the invocation, post the answer.
+    ``invocation``: one already polled (by the turn before), run instead of
+    polling.  When the answer is a success and ``ready()`` says the next event
+    can be taken at once, the response and the next poll go out together
+    (:meth:`RuntimeApi.send_response_then_next`) and the next invocation is
+    returned, for the next turn; otherwise None.  ``before_wait`` runs once,
+    when the answer is written, before anything waits for the next event.
 
     Returns when the invocation was answered (including with an ``/error``);
     raises :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API failed.
     """
-    invocation = _poll(api)
-    if invocation is not None:
-        answer_invocation(api, invocation, execute)
-
-
-def serve(
-    api: RuntimeApi,
-    execute: Executor,
-    *,
-    prepare: Callable[[], None] | None = None,
-    ready: Callable[[], bool] | None = None,
-    before_wait: Callable[[], None] | None = None,
-) -> NoReturn:
-    """Process invocations until the Runtime API fails (raised).
-
-    ``prepare`` runs before each poll of ``/next``: the supervisor uses it to
-    have a worker ready before it accepts an event (back-pressure).  After a
-    successful answer, when the next event can be taken at once (``ready()``
-    says so; without ``ready``, when there is no ``prepare``), the response and
-    the next poll go out together (:meth:`RuntimeApi.send_response_then_next`).
-    ``before_wait`` runs once per answer, once it is written (pipelined: while
-    the Runtime API takes it), before the loop waits for the next event: work
-    that must not delay an answer (nor the dispatch of the next event) goes there.
-    """
-    if ready is None:
-        ready = _never if prepare is not None else _always
-    invocation: Invocation | None = None
-    while True:
+    if invocation is None:
+        invocation = _poll(api)
         if invocation is None:
-            if prepare is not None:
-                prepare()
-            invocation = _poll(api)
-            if invocation is None:
-                continue
-        invocation = _answer_then_next(api, invocation, execute, ready, before_wait)
-
-
-def _always() -> bool:
-    return True
-
-
-def _never() -> bool:
-    return False
-
-
-def _answer_then_next(
-    api: RuntimeApi,
-    invocation: Invocation,
-    execute: Executor,
-    ready: Callable[[], bool],
-    before_wait: Callable[[], None] | None,
-) -> Invocation | None:
-    """Answer ``invocation``; the next invocation too if it was polled with the answer."""
+            return None
     answer = _execute(api, invocation, execute)
     request_id, invocation_id = invocation.request_id, invocation.invocation_id
-    if answer is not None and ready():
+    if answer is not None and ready is not None and ready():
         try:
             return api.send_response_then_next(
                 request_id, answer.body, invocation_id=invocation_id,
@@ -153,3 +108,41 @@ def _answer_then_next(
     if before_wait is not None:
         before_wait()
     return None
+
+
+def serve(
+    api: RuntimeApi,
+    execute: Executor,
+    *,
+    prepare: Callable[[], None] | None = None,
+    ready: Callable[[], bool] | None = None,
+    before_wait: Callable[[], None] | None = None,
+) -> NoReturn:
+    """:func:`process_invocation`, turn after turn, until the Runtime API fails (raised).
+
+    ``prepare`` runs before each poll of ``/next``: the supervisor uses it to
+    have a worker ready before it accepts an event (back-pressure).  After a
+    successful answer, when the next event can be taken at once (``ready()``
+    says so; without ``ready``, when there is no ``prepare``), the response and
+    the next poll go out together.  ``before_wait`` runs once per answer, once
+    it is written (pipelined: while the Runtime API takes it), before the loop
+    waits for the next event: work that must not delay an answer (nor the
+    dispatch of the next event) goes there.
+    """
+    if ready is None:
+        ready = _never if prepare is not None else _always
+    pending: Invocation | None = None
+    while True:
+        if pending is None and prepare is not None:
+            prepare()
+        pending = process_invocation(
+            api, execute, invocation=pending, ready=ready, before_wait=before_wait
+        )
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
