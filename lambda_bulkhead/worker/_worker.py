@@ -85,6 +85,7 @@ from lambda_bulkhead.wire._frames import (
     WaitOn,
 )
 from lambda_bulkhead.wire._pipes import read_message, send_message
+from lambda_bulkhead.worker._child import take_output_pipes
 from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
@@ -134,14 +135,7 @@ def become_worker_process(fds: WorkerFds) -> None:
 
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     become_worker_process(fds)
-    os.dup2(fds.stdout, 1)
-    os.dup2(fds.stderr, 2)
-    os.close(fds.stdout)
-    os.close(fds.stderr)
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(line_buffering=True)
+    take_output_pipes(fds.stdout, fds.stderr)
     # The handler's own signal dispositions start from the defaults.
     _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
     _signals.signal(_signals.SIGINT, _signals.default_int_handler)
