@@ -51,6 +51,7 @@ from lambda_bulkhead._errors import (
     MAX_RESPONSE_BYTES,
     HandlerCrash,
     InvocationError,
+    error_dict,
     too_large_error,
 )
 from lambda_bulkhead._record import NamedTuple
@@ -231,7 +232,7 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool, turn: int)
         error_type=error.error_type,
         error_message=error.error_message,
         stack_trace=error.stack_trace,
-        causes=tuple(_cause_dict(cause) for cause in error.causes),
+        causes=tuple(error_dict(cause) for cause in error.causes),
         fatal=fatal,
         peak_rss=_peak_rss(),
         turn=turn,
@@ -276,14 +277,6 @@ class _PeakReset:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self._fd, b"5")
-
-
-def _cause_dict(error: InvocationError) -> dict[str, object]:
-    return {
-        "errorType": error.error_type,
-        "errorMessage": error.error_message,
-        "stackTrace": list(error.stack_trace),
-    }
 
 
 def run_worker(
