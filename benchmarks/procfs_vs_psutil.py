@@ -21,8 +21,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+
+from micro import timed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,40 +39,6 @@ for depth in (1, 2):
 print("ready", flush=True)
 time.sleep(3600)
 """
-
-
-def proc_parent(pid: int) -> int | None:
-    """The /proc parent lookup the stop-signal check used before psutil."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def proc_descends_from(pid: int, ancestor: int) -> bool:
-    """The /proc ancestry walk the stop-signal check used before psutil."""
-    for _ in range(64):
-        parent = proc_parent(pid)
-        if parent is None or parent <= 1:
-            return False
-        if parent == ancestor:
-            return True
-        pid = parent
-    return False
-
-
-def timed(function: Callable[[], object], *, batch: int = 500, batches: int = 5) -> float:
-    """Median µs per call."""
-    for _ in range(min(batch, 50)):
-        function()
-    results = []
-    for _ in range(batches):
-        started = time.perf_counter()
-        for _ in range(batch):
-            function()
-        results.append((time.perf_counter() - started) / batch * 1e6)
-    return statistics.median(results)
 
 
 def import_cost(checkout: str) -> tuple[float, float]:
@@ -106,6 +72,17 @@ def main() -> None:
 
     from lambda_bulkhead.process import _procfs
 
+    def proc_descends_from(pid: int, ancestor: int) -> bool:
+        """The /proc ancestry walk the stop-signal check used before psutil."""
+        for _ in range(64):
+            parent = _procfs._parent_of(pid)
+            if parent is None or parent <= 1:
+                return False
+            if parent == ancestor:
+                return True
+            pid = parent
+        return False
+
     worker = subprocess.Popen([sys.executable, "-c", STAND_IN.format(mb=args.mb)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -133,11 +110,12 @@ def main() -> None:
              timed(lambda: sum(p.memory_info().rss for p in [process, *descendants]))),
             ("a process's parent",
              "/proc/<pid>/stat vs Process(pid).ppid()",
-             timed(lambda: proc_parent(pid)), timed(lambda: psutil.Process(pid).ppid())),
+             timed(lambda: _procfs._parent_of(pid)), timed(lambda: psutil.Process(pid).ppid())),
             ("stop-signal sender check (depth 2)",
              "/proc walk up vs Process(pid).parents()",
              timed(lambda: proc_descends_from(grandchild, me)),
-             timed(lambda: me in {p.pid for p in psutil.Process(grandchild).parents()})),
+             timed(lambda: me in {p.pid for p in psutil.Process(grandchild).parents()},
+                   batch=200)),
             ("a process's descendants (kill_tree, kill_orphans)",
              "descendants_of(pid, parent_map()) vs Process(pid).children(recursive=True)",
              timed(lambda: _procfs.descendants_of(pid, _procfs.parent_map()), batch=50),
