@@ -4,12 +4,13 @@ A handler runs as the runtime's own user, so it can ``kill`` the supervisor
 like anything else of that user.  A stop signal is only obeyed when it comes
 from outside the runtime's process tree (Lambda, a container runtime, the
 terminal: sender pid 0 or a process that is not our descendant); one sent by
-a worker, or anything a worker started, is logged and ignored.  (A sender that
-has exited by the time the runtime looks, a fraction of a millisecond, cannot
-be placed, and is obeyed.)  The sender's ancestry is read with psutil, which
-checks each parent's start time, so a recycled pid is never taken for one of
-ours; imported on the first signal (the supervisor imports it anyway after
-its first answer), never on the way to the first ``/next``.
+a worker, or anything a worker started, is logged and ignored.
+
+The sender's ancestry is read with psutil (about 1 ms), which checks each
+parent's start time, so a recycled pid is not taken for one of ours.  psutil
+is imported on the first signal if the supervisor's first answer has not
+imported it yet (28 ms), never on the way to the first ``/next``.  A sender
+that has exited by the time the runtime looks cannot be placed, and is obeyed.
 
 Python's signal handlers are not told the sender, so the two signals are
 blocked in every thread of the supervisor (before its threads start; they
