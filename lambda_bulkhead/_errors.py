@@ -19,7 +19,8 @@
         └── InvalidEvent           a typed decoder rejected the payload (Runtime.InvalidEvent)
 
 Every :class:`InvocationError` carries the Lambda ``errorType`` it is posted
-with; the header value sent beside it is :func:`error_type_header`.
+with; the header value sent beside it is :func:`error_type_header`, the body
+:func:`error_dict`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "RuntimeApiError",
     "TransportError",
     "UnexpectedStatus",
+    "error_dict",
     "error_type_header",
     "handler_stack",
     "too_large_error",
@@ -178,8 +180,30 @@ class HandlerCrash(InvocationError):
             type(exc).__name__,
             str(exc),
             handler_stack(exc),
-            tuple(cls.from_exception(cause) for cause in _chain(exc)),
+            # Flat, nearest first: a cause's own causes are the ones after it.
+            tuple(cls(type(cause).__name__, str(cause), handler_stack(cause))
+                  for cause in _chain(exc)),
         )
+
+
+def error_dict(error: InvocationError, request_id: str | None = None) -> dict[str, object]:
+    """``error`` as the JSON object posted to ``/error`` (with ``request_id``; None
+    leaves the key out), which also carries a worker's causes to the supervisor.
+
+    Keys in the official runtime's order, so existing parsers and queries keep
+    working; then lambda-bulkhead's extension, ``causes`` (only when there are
+    any), each in the same shape without ``requestId``.
+    """
+    body: dict[str, object] = {
+        "errorMessage": error.error_message,
+        "errorType": error.error_type,
+    }
+    if request_id is not None:
+        body["requestId"] = request_id
+    body["stackTrace"] = list(error.stack_trace)
+    if error.causes:
+        body["causes"] = [error_dict(cause) for cause in error.causes]
+    return body
 
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

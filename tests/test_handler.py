@@ -36,6 +36,7 @@ from lambda_bulkhead.handler._handler import (
     official_handler,
     raw_handler,
 )
+from lambda_bulkhead.runtime_api._protocol import error_body
 
 RUNTIME_DIR = str(Path(lambda_bulkhead.__file__ or "").parent)
 
@@ -485,6 +486,13 @@ def test_chained_causes_are_reported(load: Callable[[str], Any], task_root: Path
     ]
     assert all(c.stack_trace for c in error.causes)
     assert not any(RUNTIME_DIR in line for c in error.causes for line in c.stack_trace)
+    # Flat, as documented and as a worker's causes reach /error: the ValueError
+    # does not carry the KeyError again (it comes after it in the list).
+    body = json.loads(error_body(error, "id"))
+    assert [list(cause) for cause in body["causes"]] == [
+        ["errorMessage", "errorType", "stackTrace"], ["errorMessage", "errorType", "stackTrace"]
+    ]
+
 
 
 def test_suppressed_context_is_not_a_cause() -> None:

@@ -1,8 +1,21 @@
-"""Readings from ``/proc`` for the template and the invocation path, where
-psutil's 30 ms import (and its memory, in every worker forked afterwards) is
-not worth it: a worker's own RSS (one ``pread`` of an fd kept open), and a
-process's parent and children.  The supervisor's memory watch uses psutil for
-a worker's descendants (``supervisor/_memory.py``)."""
+"""The few readings of ``/proc`` kept where psutil is measured not to serve.
+
+``benchmarks/procfs_vs_psutil.py`` has the figures (docs/benchmarks.md, "/proc
+readers or psutil"); psutil costs 28 ms to import and every process of the
+runtime reaches its first ``/next`` without it (tests/test_imports.py):
+
+* :func:`current_rss`: each process's own RSS, read before its first ``/next``.
+* :class:`RssReader`: a worker's RSS at every sample of the memory cap, which
+  must hold from the first invocation, before the supervisor imports psutil
+  (one ``pread`` of an fd kept open: 2 µs against psutil's 16 µs).
+* :func:`parent_map` and :func:`descendants_of`: the orphan sweep, which also
+  runs in workers and templates (inside signal handlers, possibly at their
+  memory limit) where psutil is never imported; psutil's
+  ``children(recursive=True)`` scans ``/proc`` the same way, no faster.
+
+psutil serves the rest: a worker's descendants for the memory cap
+(``supervisor/_memory.py``) and the stop-signal sender's ancestry
+(``supervisor/_stopsignals.py``)."""
 
 from __future__ import annotations
 
@@ -13,9 +26,7 @@ __all__ = [
     "RssReader",
     "current_rss",
     "descendants_of",
-    "descends_from",
     "parent_map",
-    "parent_of",
 ]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -53,8 +64,7 @@ class RssReader:
             self._fd = None
 
 
-
-def parent_of(pid: int) -> int | None:
+def _parent_of(pid: int) -> int | None:
     """``pid``'s parent process id (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -65,12 +75,12 @@ def parent_of(pid: int) -> int | None:
 
 
 def parent_map() -> dict[int, int]:
-    """Every process's parent, from one scan of /proc (about 1 ms with 80
-    processes; psutil would do the same after a 30 ms import)."""
+    """Every process's parent, from one scan of /proc (about 1 ms with 70
+    processes)."""
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
-            parent = parent_of(int(name))
+            parent = _parent_of(int(name))
             if parent is not None:
                 parents[int(name)] = parent
     return parents
@@ -86,15 +96,3 @@ def descendants_of(pid: int, parents: dict[int, int]) -> list[int]:
         frontier = [child for parent in frontier for child in children.get(parent, ())]
         found += frontier
     return found
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    """Whether ``pid`` is ``ancestor``'s descendant (False once it is gone)."""
-    for _ in range(64):  # deeper than any real process tree; no loop forever
-        parent = parent_of(pid)
-        if parent is None or parent <= 1:
-            return False
-        if parent == ancestor:
-            return True
-        pid = parent
-    return False

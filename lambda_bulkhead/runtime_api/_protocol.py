@@ -20,6 +20,7 @@ from lambda_bulkhead._errors import (
     InvocationError,
     MissingRequestId,
     UnexpectedStatus,
+    error_dict,
     error_type_header,
     too_large_error,
 )
@@ -149,25 +150,11 @@ def init_error_request(error: InvocationError) -> Request:
     return Request("init/error", "POST", INIT_ERROR_PATH, headers, error_body(error, ""))
 
 
-def _error_dict(error: InvocationError, request_id: str | None) -> dict[str, object]:
-    # Key order is the official runtime's, so existing parsers and queries keep working.
-    body: dict[str, object] = {
-        "errorMessage": error.error_message,
-        "errorType": error.error_type,
-    }
-    if request_id is not None:
-        body["requestId"] = request_id
-    body["stackTrace"] = list(error.stack_trace)
-    if error.causes:
-        body["causes"] = [_error_dict(cause, None) for cause in error.causes]
-    return body
-
-
 def error_body(error: InvocationError, request_id: str | None) -> bytes:
     """The JSON body posted to ``/error`` or ``/init/error``."""
     import json  # noqa: PLC0415 - errors only: json costs the supervisor's cold start ~5 ms
 
-    text = json.dumps(_error_dict(error, request_id), ensure_ascii=False)
+    text = json.dumps(error_dict(error, request_id), ensure_ascii=False)
     # A lone surrogate (from a surrogateescape'd name in a message) becomes a JSON
     # \uXXXX escape: the body stays valid UTF-8 and valid JSON.
     return text.encode("utf-8", "backslashreplace")

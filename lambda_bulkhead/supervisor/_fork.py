@@ -80,19 +80,12 @@ def fork_template(
                 os.close(fd)
             if keep_fds is not None:
                 _close_fds_except(keep_fds | {theirs.fileno(), events_w, fault_w, out_w, err_w})
-            # fd 1 and 2 become pipes to the supervisor, line-buffered so that
-            # what the handler's module prints before a crash at import is there.
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            os.close(out_w)
-            os.close(err_w)
-            for stream in (sys.stdout, sys.stderr):
-                reconfigure = getattr(stream, "reconfigure", None)
-                if reconfigure is not None:
-                    reconfigure(line_buffering=True)
             import faulthandler  # noqa: PLC0415
 
             faulthandler.enable(file=fault_w, all_threads=True)
+            from lambda_bulkhead.worker._child import take_output_pipes  # noqa: PLC0415
+
+            take_output_pipes(out_w, err_w)
             status = _template_main(theirs, events_w, fault_w, source, task_root, meta, log,
                                     load)
         finally:

@@ -5,12 +5,15 @@ stacks, arenas, an untouched ``np.zeros``, OpenBLAS's buffers): RSS of the
 worker and of every process it started, less the worker's baseline.
 
 * The worker's own RSS is read every sample through an fd kept open on its
-  ``statm`` (one ``pread``): cheaper than psutil, and it keeps psutil's import
-  (about 30 ms) off the invocation path.
-* Its descendants are found with psutil (a scan of every process, about 1 ms
-  with 80 processes) at most every :data:`DESCENDANT_SCAN_S`, and their RSS
+  ``statm`` (one ``pread``, 2 µs against psutil's 16 µs): the cap holds from
+  the first invocation, which runs before the supervisor imports psutil
+  (28 ms; docs/benchmarks.md, "/proc readers or psutil").
+* Its descendants are found with psutil (a scan of every process, about 1.5 ms
+  with 70 processes) at most every :data:`DESCENDANT_SCAN_S`, and their RSS
   added at every sample.  A descendant's pages shared with the worker count
-  twice: the cap errs on the side of stopping.
+  twice: the cap errs on the side of stopping.  (PSS would not count them
+  twice, but psutil reads it from ``smaps_rollup`` in about 1 ms for a 100 MB
+  worker: a tenth of a core per busy worker at the default 10 ms sampling.)
 
 :func:`oom_kills` reads the kernel's count of OOM kills, so that a worker the
 kernel killed for memory (it is the first victim: ``oom_score_adj`` 1000) is

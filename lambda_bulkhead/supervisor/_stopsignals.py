@@ -4,9 +4,13 @@ A handler runs as the runtime's own user, so it can ``kill`` the supervisor
 like anything else of that user.  A stop signal is only obeyed when it comes
 from outside the runtime's process tree (Lambda, a container runtime, the
 terminal: sender pid 0 or a process that is not our descendant); one sent by
-a worker, or anything a worker started, is logged and ignored.  (A sender that
-has exited by the time the runtime looks, a fraction of a millisecond, cannot
-be placed, and is obeyed.)
+a worker, or anything a worker started, is logged and ignored.
+
+The sender's ancestry is read with psutil (about 1 ms), which checks each
+parent's start time, so a recycled pid is not taken for one of ours.  psutil
+is imported on the first signal if the supervisor's first answer has not
+imported it yet (28 ms), never on the way to the first ``/next``.  A sender
+that has exited by the time the runtime looks cannot be placed, and is obeyed.
 
 Python's signal handlers are not told the sender, so the two signals are
 blocked in every thread of the supervisor (before its threads start; they
@@ -21,7 +25,6 @@ import threading
 from collections.abc import Callable
 
 from lambda_bulkhead.process import _signals
-from lambda_bulkhead.process._procfs import descends_from
 
 __all__ = ["STOP_SIGNALS", "StopSignals"]
 
@@ -47,7 +50,7 @@ class StopSignals:
     def _take(self) -> None:
         while True:
             signum, sender = _signals.wait_for(STOP_SIGNALS)
-            if sender > 0 and descends_from(sender, self._supervisor):
+            if sender > 0 and self._from_our_tree(sender):
                 self._ignored(signum, sender)
                 continue
             self.received.append(signum)
@@ -55,3 +58,13 @@ class StopSignals:
                 os.write(self._wake_fd, b"t")
             except BlockingIOError:
                 pass
+
+    def _from_our_tree(self, sender: int) -> bool:
+        """Whether ``sender`` descends from the supervisor (False once it is gone)."""
+        import psutil  # noqa: PLC0415 - off the cold start (tests/test_imports.py)
+
+        try:
+            ancestors = psutil.Process(sender).parents()
+        except psutil.Error:
+            return False
+        return any(parent.pid == self._supervisor for parent in ancestors)

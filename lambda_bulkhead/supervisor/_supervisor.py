@@ -482,7 +482,7 @@ def supervise(
         )
         log.release()
         # The memory watch scans a long invocation's descendants with psutil
-        # (about 30 ms to import): here, not in a slot while it waits.
+        # (28 ms to import): here, not in a slot while it waits.
         import psutil  # noqa: F401, PLC0415
 
     init_ms = round((time.monotonic() - started) * 1000, 1)

@@ -51,6 +51,7 @@ from lambda_bulkhead._errors import (
     MAX_RESPONSE_BYTES,
     HandlerCrash,
     InvocationError,
+    error_dict,
     too_large_error,
 )
 from lambda_bulkhead._record import NamedTuple
@@ -85,6 +86,7 @@ from lambda_bulkhead.wire._frames import (
     WaitOn,
 )
 from lambda_bulkhead.wire._pipes import read_message, send_message
+from lambda_bulkhead.worker._child import take_output_pipes
 from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
@@ -134,14 +136,7 @@ def become_worker_process(fds: WorkerFds) -> None:
 
 def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
     become_worker_process(fds)
-    os.dup2(fds.stdout, 1)
-    os.dup2(fds.stderr, 2)
-    os.close(fds.stdout)
-    os.close(fds.stderr)
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(line_buffering=True)
+    take_output_pipes(fds.stdout, fds.stderr)
     # The handler's own signal dispositions start from the defaults.
     _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
     _signals.signal(_signals.SIGINT, _signals.default_int_handler)
@@ -237,7 +232,7 @@ def _failure(request_id: str, error: InvocationError, *, fatal: bool, turn: int)
         error_type=error.error_type,
         error_message=error.error_message,
         stack_trace=error.stack_trace,
-        causes=tuple(_cause_dict(cause) for cause in error.causes),
+        causes=tuple(error_dict(cause) for cause in error.causes),
         fatal=fatal,
         peak_rss=_peak_rss(),
         turn=turn,
@@ -282,14 +277,6 @@ class _PeakReset:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self._fd, b"5")
-
-
-def _cause_dict(error: InvocationError) -> dict[str, object]:
-    return {
-        "errorType": error.error_type,
-        "errorMessage": error.error_message,
-        "stackTrace": list(error.stack_trace),
-    }
 
 
 def run_worker(
