@@ -19,7 +19,6 @@ from lambda_bulkhead.supervisor._decisions import (
     OUTPUT_LOST,
     WROTE_OUT_OF_TURN,
     CrashCounter,
-    Crashes,
     Disposal,
     IdleReplacement,
     Outcome,
@@ -93,7 +92,7 @@ def test_a_result_is_a_success_and_the_worker_is_kept() -> None:
     verdict = answer_verdict(Result(RID, "text/plain", b"hi", peak_rss=5 * MB, turn=7), RID)
     assert verdict == Verdict(Outcome.SUCCESS, answer=Answer(b"hi", "text/plain"), peak=5 * MB)
     assert kept(verdict) == Disposal(
-        replace=False, reason=None, reap_later=False, crashes=Crashes.COMPLETED, completed=True
+        replace=False, reason=None, reap_later=False, crashed=False, completed=True
     )
 
 
@@ -110,7 +109,7 @@ def test_a_handlers_exception_is_posted_with_its_own_type_and_the_worker_is_kept
     assert [(c.error_type, c.error_message) for c in verdict.error.causes] == [("KeyError", "'k'")]
     assert not verdict.replace
     assert kept(verdict).reason is None
-    assert kept(verdict).crashes is Crashes.COMPLETED
+    assert kept(verdict).completed
 
 
 @pytest.mark.parametrize("reason", ["exit status 3", "KeyboardInterrupt"])
@@ -127,7 +126,7 @@ def test_sys_exit_or_keyboard_interrupt_in_the_handler_replaces_the_worker(reaso
     )
     disposal = kept(verdict)
     assert (disposal.replace, disposal.reason, disposal.reap_later) == (True, "error", False)
-    assert disposal.crashes is Crashes.COMPLETED
+    assert (disposal.crashed, disposal.completed) == (False, True)
 
 
 def test_a_native_allocation_failure_is_reported_as_out_of_memory() -> None:
@@ -139,7 +138,7 @@ def test_a_native_allocation_failure_is_reported_as_out_of_memory() -> None:
     assert verdict.outcome is Outcome.OOM
     disposal = kept(verdict)
     assert disposal.replace
-    assert disposal.crashes is Crashes.UNCHANGED
+    assert (disposal.crashed, disposal.completed) == (False, False)
     assert not disposal.completed
 
 
@@ -162,7 +161,7 @@ def test_an_answer_in_turn_for_another_request_is_a_protocol_violation() -> None
         "(unexpected answer for request id 'someone-else')"
     )
     disposal = kept(verdict)
-    assert (disposal.replace, disposal.reason, disposal.crashes) == (True, "crash", Crashes.CRASHED)
+    assert (disposal.replace, disposal.reason, disposal.crashed) == (True, "crash", True)
 
 
 def test_a_malformed_frame_is_a_protocol_violation() -> None:
@@ -185,7 +184,7 @@ def test_a_frame_out_of_turn_retires_its_sender_after_the_answer_in_flight() -> 
     success = Verdict(Outcome.SUCCESS, answer=Answer(b"{}"))
     disposal = dispose(success, 0, None, WROTE_OUT_OF_TURN)
     assert (disposal.replace, disposal.reason) == (True, WROTE_OUT_OF_TURN)
-    assert disposal.crashes is Crashes.COMPLETED
+    assert (disposal.crashed, disposal.completed) == (False, True)
 
 
 # -- deaths (rows 6-8) ---------------------------------------------------------------------
@@ -217,7 +216,7 @@ def test_a_worker_that_dies_is_a_crash_in_lambdas_words(
     assert verdict.error.stack_trace == tuple(STACK)
     disposal = kept(verdict)
     assert (disposal.replace, disposal.reason, disposal.reap_later) == (True, "crash", False)
-    assert disposal.crashes is Crashes.CRASHED
+    assert (disposal.crashed, disposal.completed) == (True, False)
 
 
 def test_only_a_sigkill_may_be_the_kernels_oom_kill() -> None:
@@ -239,7 +238,7 @@ def test_an_oom_kill_is_out_of_memory_and_no_crash() -> None:
         f"RequestId: {RID} Error: Runtime exited with error: signal: killed"
     )
     disposal = kept(verdict)
-    assert (disposal.replace, disposal.reason, disposal.crashes) == (True, "oom", Crashes.UNCHANGED)
+    assert (disposal.replace, disposal.reason, disposal.crashed) == (True, "oom", False)
 
 
 def test_a_worker_that_dies_right_after_answering_keeps_its_answer() -> None:
@@ -263,7 +262,7 @@ def test_the_deadline_is_a_timeout_answered_before_the_worker_is_reaped() -> Non
     assert verdict.error.stack_trace == tuple(STACK)
     disposal = kept(verdict)
     assert (disposal.replace, disposal.reason, disposal.reap_later) == (True, "timeout", True)
-    assert disposal.crashes is Crashes.UNCHANGED
+    assert (disposal.crashed, disposal.completed) == (False, False)
 
 
 @given(
@@ -288,9 +287,7 @@ def test_memory_over_the_cap_is_out_of_memory() -> None:
         "(peak seen 262 MB above the worker's baseline)"
     )
     disposal = kept(verdict)
-    assert (disposal.reason, disposal.reap_later, disposal.crashes) == (
-        "oom", True, Crashes.UNCHANGED
-    )
+    assert (disposal.reason, disposal.reap_later, disposal.crashed) == ("oom", True, False)
 
 
 def test_the_shutdown_grace_running_out_is_an_exit_error() -> None:
@@ -375,8 +372,7 @@ def test_dispose_is_consistent(
     disposal = dispose(Verdict(outcome, replace=replace), invocations, recycle_at, retire_reason)
     answered = outcome in (Outcome.SUCCESS, Outcome.ERROR)
     assert disposal.completed == answered
-    assert (disposal.crashes is Crashes.COMPLETED) == answered
-    assert (disposal.crashes is Crashes.CRASHED) == (outcome is Outcome.CRASH)
+    assert disposal.crashed == (outcome is Outcome.CRASH)
     assert (disposal.reason is not None) == disposal.replace
     if replace:
         assert disposal.replace
@@ -415,18 +411,18 @@ def test_an_idle_worker_is_replaced_when_it_died_spoke_or_retires() -> None:
 # -- the storm guard -----------------------------------------------------------------------
 
 
-@given(st.lists(st.sampled_from(list(Crashes)), max_size=60))
-def test_the_crash_count_is_the_crashes_since_the_last_answer(events: list[Crashes]) -> None:
+@given(st.lists(st.sampled_from(list(Outcome)), max_size=60))
+def test_the_crash_count_is_the_crashes_since_the_last_answer(outcomes: list[Outcome]) -> None:
     """CrashCounter.count_in: crashes add up, an answer resets, timeouts and
     memory kills leave the count alone; the delay is the policy's for it."""
     policy = RestartPolicy()
     counter = CrashCounter(policy)
     expected = 0
-    for event in events:
-        counter.count_in(event)
-        if event is Crashes.CRASHED:
+    for outcome in outcomes:
+        counter.count_in(kept(Verdict(outcome, replace=outcome is not Outcome.SUCCESS)))
+        if outcome is Outcome.CRASH:
             expected += 1
-        elif event is Crashes.COMPLETED:
+        elif outcome in (Outcome.SUCCESS, Outcome.ERROR):
             expected = 0
         assert counter.count == expected
         assert counter.delay() == policy.delay(expected)
@@ -435,7 +431,7 @@ def test_the_crash_count_is_the_crashes_since_the_last_answer(events: list[Crash
 def test_the_storm_guard_gives_up_after_consecutive_crashes() -> None:
     """Past give_up_after crashes in a row the runtime exits (RestartStorm)."""
     counter = CrashCounter(RestartPolicy(give_up_after=3))
-    crash = kept(death_verdict(RID, signalled(signal.SIGSEGV), [])).crashes
+    crash = kept(death_verdict(RID, signalled(signal.SIGSEGV), []))
     for _ in range(3):
         assert counter.delay() is not None
         counter.count_in(crash)

@@ -71,7 +71,6 @@ __all__ = [
     "OUTPUT_LOST",
     "WROTE_OUT_OF_TURN",
     "CrashCounter",
-    "Crashes",
     "Disposal",
     "IdleReplacement",
     "InvocationReport",
@@ -286,14 +285,6 @@ def unframable_verdict(why: str) -> Verdict:
 # -- what becomes of the worker --------------------------------------------------------
 
 
-class Crashes(enum.Enum):
-    """What an invocation does to the count of consecutive crashes."""
-
-    CRASHED = "crashed"
-    COMPLETED = "completed"
-    UNCHANGED = "unchanged"
-
-
 class Disposal(NamedTuple):
     """What becomes of the worker once its invocation has a verdict."""
 
@@ -304,9 +295,15 @@ class Disposal(NamedTuple):
     #: Already SIGKILLed: answer first, reap it before the next ``/next`` (the
     #: kernel frees a big worker's memory before it reports the exit).
     reap_later: bool
-    crashes: Crashes
-    #: The worker completed an invocation: it counts towards its recycling.
+    #: A crash: one more for the restart-storm guard.
+    crashed: bool
+    #: It answered: the crash count restarts, and the invocation counts towards
+    #: the worker's recycling.  (Neither, for a timeout or a memory kill.)
     completed: bool
+
+
+#: The common case: it answered and takes the next event.
+_KEPT = Disposal(False, None, False, crashed=False, completed=True)
 
 
 def dispose(
@@ -317,24 +314,21 @@ def dispose(
     ``retire_reason`` (closed its output, changed its process for good, wrote
     out of turn) or none."""
     outcome = verdict.outcome
-    replace = verdict.replace
-    if outcome is Outcome.CRASH:
-        crashes, completed = Crashes.CRASHED, False
-    elif outcome is Outcome.TIMEOUT or outcome is Outcome.OOM:
-        # Ours, not the worker failing to run (see the module docstring).
-        crashes, completed = Crashes.UNCHANGED, False
-    else:
-        crashes, completed = Crashes.COMPLETED, True
-        replace = (
-            replace
-            or (recycle_at is not None and invocations + 1 >= recycle_at)
+    if outcome is Outcome.SUCCESS or outcome is Outcome.ERROR:
+        if (
+            verdict.replace
             or retire_reason is not None
-        )
-    if not replace:
-        return Disposal(False, None, False, crashes, completed)
-    reason = outcome.value if verdict.replace else retire_reason or "recycled"
-    reap_later = outcome is Outcome.TIMEOUT or outcome is Outcome.OOM
-    return Disposal(True, reason, reap_later, crashes, completed)
+            or (recycle_at is not None and invocations + 1 >= recycle_at)
+        ):
+            reason = outcome.value if verdict.replace else retire_reason or "recycled"
+            return Disposal(True, reason, False, crashed=False, completed=True)
+        return _KEPT
+    crashed = outcome is Outcome.CRASH
+    if not verdict.replace:
+        return Disposal(False, None, False, crashed=crashed, completed=False)
+    # A timeout or memory kill is ours, not the worker failing to run (see the
+    # module docstring); the worker was SIGKILLed and is reaped after the answer.
+    return Disposal(True, outcome.value, not crashed, crashed=crashed, completed=False)
 
 
 class IdleReplacement(NamedTuple):
@@ -383,11 +377,11 @@ class CrashCounter:
             with self._lock:
                 self._count = 0
 
-    def count_in(self, crashes: Crashes) -> None:
+    def count_in(self, disposal: Disposal) -> None:
         """Apply what one invocation did to the count."""
-        if crashes is Crashes.CRASHED:
+        if disposal.crashed:
             self.crashed()
-        elif crashes is Crashes.COMPLETED:
+        elif disposal.completed:
             self.completed()
 
     def delay(self) -> float | None:

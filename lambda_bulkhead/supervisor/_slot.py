@@ -375,7 +375,7 @@ class Slot:
         assert isinstance(verdict, Verdict)  # (for the type checker)
         peak = max(peak, verdict.peak)
         disposal = dispose(verdict, worker.invocations, worker.recycle_at, worker.retire_reason)
-        self._crashes.count_in(disposal.crashes)
+        self._crashes.count_in(disposal)
         if disposal.completed:
             worker.invocations += 1
         if disposal.reason is not None:
