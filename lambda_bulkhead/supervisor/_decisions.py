@@ -36,9 +36,9 @@ its recycling count.  A worker found dead, out of turn or retiring while idle
 is replaced before it is given an event (:func:`idle_replacement`).
 
 Crash counting (the restart-storm guard, :class:`CrashCounter`): a crash (5,
-6, 11) counts one; an answer (1-3) resets the count; timeouts and memory kills
-(7, 9, 10) leave it alone: a handler that times out because a dependency is
-down must not make the runtime back off or give up.
+6, 11) counts one; an answer (1, 2) resets the count; timeouts and running out
+of memory (3, 7, 9, 10) leave it alone: a handler that times out because a
+dependency is down must not make the runtime back off or give up.
 """
 
 from __future__ import annotations
