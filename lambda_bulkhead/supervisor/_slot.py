@@ -58,6 +58,7 @@ from lambda_bulkhead.handler._handler import Answer
 from lambda_bulkhead.process import _signals
 from lambda_bulkhead.process._affinity import pin_thread
 from lambda_bulkhead.supervisor._decisions import (
+    DIED_WHILE_IDLE,
     OUTPUT_LOST,
     WROTE_OUT_OF_TURN,
     CrashCounter,
@@ -248,7 +249,7 @@ class Slot:
         if worker is not None and worker.is_alive():
             return
         if worker is not None:
-            self._discard(worker, reason="died while idle")
+            self._discard(worker, reason=DIED_WHILE_IDLE)
         delay = self._crashes.delay()
         if delay is None:
             raise restart_storm(self._crashes.count)
