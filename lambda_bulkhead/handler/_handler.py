@@ -36,6 +36,7 @@ from lambda_bulkhead._errors import (
     InvalidEvent,
     InvocationError,
     handler_stack,
+    runtime_exited,
 )
 from lambda_bulkhead._record import NamedTuple
 
@@ -339,7 +340,7 @@ def load_handler(spec: str, task_root: str) -> Callable[[Any, Context], Any]:
         ) from exc
     except SystemExit as exc:
         raise InitError(
-            "Runtime.ExitError", f"Runtime exited with error: exit status {exit_code(exc)}"
+            "Runtime.ExitError", runtime_exited(f"exit status {exit_code(exc)}")
         ) from exc
     except Exception as exc:
         raise InitError(type(exc).__name__, str(exc), handler_stack(exc)) from exc
@@ -365,7 +366,5 @@ def exit_error(request_id: str, exc: BaseException) -> InvocationError:
     """``Runtime.ExitError`` for a handler that asked the process to end."""
     reason = f"exit status {exit_code(exc)}" if isinstance(exc, SystemExit) else type(exc).__name__
     return InvocationError(
-        "Runtime.ExitError",
-        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
-        handler_stack(exc),
+        "Runtime.ExitError", runtime_exited(reason, request_id), handler_stack(exc)
     )
