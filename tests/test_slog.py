@@ -16,8 +16,8 @@ import structlog
 from structlog.testing import capture_logs
 from structlog.typing import FilteringBoundLogger
 
-from lambda_bulkhead.logs._format import LogFormat
-from lambda_bulkhead.logs._structlog import SUPERVISOR_LOGGER, configure
+from lambda_bulkhead.logs._format import RUNTIME_LOGGER, LogFormat
+from lambda_bulkhead.logs._structlog import configure
 
 T = 1795238169.123  # 2026-11-21T05:16:09.123Z
 
@@ -60,7 +60,7 @@ def test_json_line_layout() -> None:
         "timestamp": "2026-11-21T05:16:09Z",
         "level": "INFO",
         "message": "worker started",
-        "logger": SUPERVISOR_LOGGER,
+        "logger": RUNTIME_LOGGER,
         "pid": 42,
         "slot": 3,
     }
