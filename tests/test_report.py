@@ -204,3 +204,15 @@ def test_a_message_with_a_lone_surrogate_is_written_escaped() -> None:
         os.close(write_fd)
     assert b"caf\\udce9" in line
     assert json.loads(line)["errorMessage"] == f"bad file {name}"
+
+
+def test_a_held_report_keeps_the_time_the_invocation_ended() -> None:
+    """A report emitted later (held until the runtime log exists) is stamped with
+    the time given, not the time it was written."""
+    written: list[str] = []
+    log = configure(LogFormat.TEXT, None, written.append, clock=lambda: T + 60)
+    emit_report(log, _report("success"), LogFormat.TEXT, T)
+    emit_report(log, _report("success"), LogFormat.TEXT)
+    assert [line.split("\t")[1] for line in written] == [
+        "2026-11-21T05:16:09.123Z", "2026-11-21T05:17:09.123Z",
+    ]

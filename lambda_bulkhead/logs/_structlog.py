@@ -8,7 +8,8 @@ report) goes through this chain::
     make_filtering_bound_logger   level filter: a method below the threshold is a no-op
     merge_contextvars             fields bound with structlog.contextvars (requestId,
                                   tenantId while an invocation's record is emitted)
-    _add_timestamp                "timestamp": the clock's float, rendered last
+    _add_timestamp                "timestamp": the clock's float (unless the call
+                                  gave one), rendered last
     _add_level                    "level": the official name (WARNING, CRITICAL, ...)
     _add_exception                exc_info -> stackTrace, errorType, errorMessage
     _render_json | _render_text   the final processor: the line, laid out by
@@ -80,7 +81,9 @@ def _make_add_timestamp(clock: Callable[[], float]) -> Processor:
     def _add_timestamp(
         _logger: WrappedLogger, _method_name: str, event_dict: EventDict
     ) -> EventDict:
-        event_dict["timestamp"] = clock()
+        # A record made later than the moment it describes (held until the
+        # logger exists) brings its own.
+        event_dict.setdefault("timestamp", clock())
         return event_dict
 
     return _add_timestamp

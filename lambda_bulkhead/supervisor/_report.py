@@ -78,11 +78,16 @@ def report_record(report: InvocationReport, fmt: LogFormatName) -> tuple[str, st
     }
 
 
-def emit_report(log: RuntimeLog, report: InvocationReport, fmt: LogFormatName) -> None:
+def emit_report(
+    log: RuntimeLog, report: InvocationReport, fmt: LogFormatName, timestamp: float | None = None
+) -> None:
     """Log the summary record of ``report`` through the runtime's log (structlog's
-    chain), with the invocation's ids bound to the context while it is made."""
+    chain), with the invocation's ids bound to the context while it is made.
+    ``timestamp``: when the invocation ended, for a record emitted later (default: now)."""
     from lambda_bulkhead.logs._structlog import invocation_context  # noqa: PLC0415
 
     method, message, fields = report_record(report, fmt)
+    if timestamp is not None:
+        fields["timestamp"] = timestamp
     with invocation_context(report.request_id, report.tenant_id):
         getattr(log, method)(message, **fields)

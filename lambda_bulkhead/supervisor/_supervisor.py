@@ -438,7 +438,8 @@ def supervise(
     shutdown = Shutdown()
 
     def report(summary: InvocationReport) -> None:
-        log.emit(lambda runtime_log: emit_report(runtime_log, summary, settings.format))
+        ended = time.time()  # the first report is held until structlog is loaded
+        log.emit(lambda runtime_log: emit_report(runtime_log, summary, settings.format, ended))
         control.answered()
 
     cpus = slot_cpus(config.workers) if config.colocate else [None] * config.workers
