@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lambda_bulkhead.emulator import Emulator  # noqa: E402
+from lambda_bulkhead.logs._format import utc_seconds  # noqa: E402
 
 HANDLER = '''
 import logging
@@ -188,8 +189,6 @@ _QUOTE = json.JSONEncoder(ensure_ascii=False)
 def previous_report_json(report: object, now: float) -> bytes:
     """The success report as ``supervisor/_report.py`` rendered it before issue 19
     (an f-string, bypassing structlog): the baseline of ``--micro``."""
-    from lambda_bulkhead.logs._format import utc_seconds  # noqa: PLC0415
-
     r: Any = report
     quote = _QUOTE.encode
     tenant = f'"tenantId": {quote(r.tenant_id)}, ' if r.tenant_id else ""
