@@ -66,7 +66,7 @@ from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Any, Literal
 
     from lambda_bulkhead._config import LogFormatName
 
@@ -176,7 +176,7 @@ def utc_millis(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def render_json(fields: Mapping[str, object]) -> str:
+def render_json(fields: Mapping[str, Any]) -> str:
     """One JSON record, without its ``\\n``: the official layout, and the only
     place it is written.
 
@@ -187,7 +187,7 @@ def render_json(fields: Mapping[str, object]) -> str:
     caller that merges extras gives them first and the layout values after.
     """
     record: dict[str, object] = {
-        "timestamp": utc_seconds(fields["timestamp"]),  # type: ignore[arg-type]
+        "timestamp": utc_seconds(fields["timestamp"]),
         "level": fields["level"],
         "message": fields["message"],
     }

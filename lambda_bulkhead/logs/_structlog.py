@@ -19,7 +19,7 @@ report) goes through this chain::
 :func:`configure` builds a logger from explicit processors with
 ``structlog.wrap_logger``; structlog's global configuration is never touched, so
 handler code that configures structlog for itself is unaffected.  Callers import
-this module lazily: structlog (about 50 ms to import) stays off the path to the
+this module lazily: structlog (about 80 ms to import) stays off the path to the
 first invocation.
 """
 
