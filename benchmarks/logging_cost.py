@@ -3,6 +3,7 @@
     python benchmarks/logging_cost.py                 # 3 rounds x 1000 invocations per case
     python benchmarks/logging_cost.py --quick         # one short round: a smoke run
     python benchmarks/logging_cost.py --rounds 5 -n 2000
+    python benchmarks/logging_cost.py --micro         # per record and import costs only
 
 One handler, five cases (the event says which):
 
@@ -23,6 +24,14 @@ and the CPU time of the runtime's whole process tree over the same window
 median latency, p99, and CPU per invocation, and the difference from ``silent``.
 The line count ``wc`` saw is checked against what the handler and the
 supervisor wrote, so a case that lost its output fails.
+
+``--micro`` (issue 19, "One log pipeline") times single records in this
+process instead, best of 40 short repeats: the invocation report through the structlog
+chain against the direct f-string renderer it replaced (kept below as
+:func:`previous_report_json`, the baseline), a runtime record, a filtered one,
+a captured stdout line and a worker's ``logging`` record; then what importing
+structlog costs a fresh interpreter (fastest of 15 runs, ``python -c pass``
+subtracted).
 """
 
 from __future__ import annotations
@@ -36,8 +45,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -45,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lambda_bulkhead.emulator import Emulator  # noqa: E402
+from lambda_bulkhead.logs._format import utc_seconds  # noqa: E402
 
 HANDLER = '''
 import logging
@@ -138,10 +151,10 @@ def one_run(case: str, task_root: Path, n: int, warm: int) -> Run:
         out, _ = counter.communicate(timeout=10)
     invocations = warm + n
     # Per invocation: the handler's lines and a summary record (filtered at ERROR);
-    # plus "runtime started", "runtime stopped" and two "worker forked" (the worker
-    # and its spare), all INFO.
+    # plus "runtime started", "worker start", "runtime stopped" and two "worker
+    # forked" (the worker and its spare), all INFO.
     reports = 0 if extra_env.get("AWS_LAMBDA_LOG_LEVEL") == "ERROR" else 1
-    expected = invocations * (lines_each + reports) + 4 * reports
+    expected = invocations * (lines_each + reports) + 5 * reports
     seen = int(out.split()[0])
     if seen != expected:
         raise SystemExit(f"{case}: stdout had {seen} lines, expected {expected}")
@@ -170,6 +183,113 @@ def machine() -> str:
     )
 
 
+_QUOTE = json.JSONEncoder(ensure_ascii=False)
+
+
+def previous_report_json(report: object, now: float) -> bytes:
+    """The success report as ``supervisor/_report.py`` rendered it before issue 19
+    (an f-string, bypassing structlog): the baseline of ``--micro``."""
+    r: Any = report
+    quote = _QUOTE.encode
+    tenant = f'"tenantId": {quote(r.tenant_id)}, ' if r.tenant_id else ""
+    replaced = "true" if r.worker_replaced else "false"
+    return (
+        f'{{"timestamp": "{utc_seconds(now)}", "level": "INFO", '
+        f'"message": "invocation report", "logger": "lambda_bulkhead.supervisor", '
+        f'"requestId": {quote(r.request_id)}, {tenant}'
+        f'"type": "bulkhead.report", '
+        f'"outcome": "success", "durationMs": {round(r.duration_ms, 3)!r}, '
+        f'"maxMemoryUsedMB": {round(r.max_memory_mb, 1)!r}, '
+        f'"workerPid": {r.worker_pid}, "workerReplaced": {replaced}}}\n'
+    ).encode("utf-8", "backslashreplace")
+
+
+def best_us(call: Callable[[], object], number: int = 2_000) -> float:
+    """Best of 40 short repeats, µs per call (on a shared machine the fastest
+    repeat is the one least disturbed)."""
+    return min(timeit.repeat(call, number=number, repeat=40)) / number * 1e6
+
+
+def import_ms(statement: str, runs: int = 15) -> float:
+    """Fastest wall time of ``python -c statement`` minus that of ``python -c
+    pass``, in ms."""
+
+    def fastest_run(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    return (fastest_run(statement) - fastest_run("pass")) * 1000
+
+
+def micro() -> None:
+    import logging  # noqa: PLC0415
+
+    from lambda_bulkhead.logs._format import (  # noqa: PLC0415
+        LogFormat,
+        format_captured_line,
+    )
+    from lambda_bulkhead.logs._stdlib import LambdaLogFormatter  # noqa: PLC0415
+    from lambda_bulkhead.logs._structlog import configure  # noqa: PLC0415
+    from lambda_bulkhead.supervisor._report import emit_report, report_record  # noqa: PLC0415
+    from lambda_bulkhead.supervisor._slot import InvocationReport  # noqa: PLC0415
+
+    print(machine(), flush=True)
+    request_id = "8f5c1c8e-2f43-4d59-9a3e-0c8b8a1b2c3d"
+    report = InvocationReport(
+        request_id=request_id, tenant_id=None, outcome="success", duration_ms=1.2345,
+        max_memory_mb=41.27, worker_pid=4321, worker_replaced=False,
+    )
+    written: list[str] = []
+    sink = written.append
+    json_log = configure(LogFormat.JSON, None, sink)
+    text_log = configure(LogFormat.TEXT, None, sink)
+    error_only = configure(LogFormat.JSON, logging.ERROR, sink)
+    _, message, fields = report_record(report, LogFormat.JSON)
+    record = logging.LogRecord("bench", logging.INFO, "/var/task/app.py", 7,
+                               "processed item %d", (1,), None)
+    record.aws_request_id, record.tenant_id = request_id, None
+    formatter = LambdaLogFormatter(LogFormat.JSON)
+    line = b"processed item 01 of the batch: status=ok elapsed_ms=0.01"
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("report, previous direct f-string (baseline)",
+         lambda: previous_report_json(report, time.time())),
+        ("report, structlog chain + contextvars bound (emit_report)",
+         lambda: emit_report(json_log, report, LogFormat.JSON)),
+        ("report, structlog chain, ids as plain fields",
+         lambda: json_log.info(message, requestId=request_id, **fields)),
+        ("runtime record, structlog chain, JSON", lambda: json_log.info(
+            "worker forked", pid=1234, forkMs=2.37, baselineRssMB=14.1)),
+        ("runtime record, structlog chain, Text", lambda: text_log.info(
+            "worker forked", pid=1234, forkMs=2.37, baselineRssMB=14.1)),
+        ("runtime record below the level (filtered)", lambda: error_only.info(
+            "worker forked", pid=1234, forkMs=2.37, baselineRssMB=14.1)),
+        ("captured stdout line (format_captured_line)", lambda: format_captured_line(
+            line, stream="stdout", request_id=request_id, tenant_id=None,
+            fmt=LogFormat.JSON, min_level=0, now=time.time())),
+        ("worker logging record (LambdaLogFormatter)", lambda: formatter.format(record)),
+    ]
+    print()
+    print("| per record | µs |")
+    print("|---|---:|")
+    for name, call in cases:
+        print(f"| {name} | {best_us(call):.2f} |", flush=True)
+        written.clear()
+    print()
+    print("| import, fresh interpreter | ms |")
+    print("|---|---:|")
+    for name, statement in [
+        ("structlog", "import structlog"),
+        ("the runtime log (logs._structlog: structlog + logging)",
+         "import lambda_bulkhead.logs._structlog"),
+    ]:
+        print(f"| {name} | {import_ms(statement):.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -177,7 +297,11 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=100, help="untimed invocations first")
     parser.add_argument("--quick", action="store_true", help="1 round, n=200, warm=20")
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument("--micro", action="store_true", help="per-record and import costs")
     args = parser.parse_args()
+    if args.micro:
+        micro()
+        return
     if args.quick:
         args.rounds, args.n, args.warm = 1, 200, 20
     cases = args.only.split(",")

@@ -101,7 +101,8 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
 
     def report_json() -> Callable[[], object]:
         from lambda_bulkhead.logs._format import LogSettings
-        from lambda_bulkhead.supervisor._report import format_report
+        from lambda_bulkhead.logs._structlog import configure
+        from lambda_bulkhead.supervisor._report import emit_report
         from lambda_bulkhead.supervisor._slot import InvocationReport
 
         report = InvocationReport(
@@ -110,7 +111,8 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
             worker_replaced=False,
         )
         settings = LogSettings.from_environ({})
-        return lambda: format_report(report, settings, time.time())
+        log = configure(settings.format, settings.level, lambda line: None)
+        return lambda: emit_report(log, report, settings.format)
 
     def peak_rss() -> Callable[[], object]:
         import resource
@@ -179,7 +181,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         ("encode_head(response_request(...))", response_request),
         ("Invoke frame: encode + decode (100 B)", invoke_frame),
         ("Result frame: encode + decode", result_frame),
-        ("format_report (JSON summary record)", report_json),
+        ("emit_report (JSON summary record, structlog chain)", report_json),
         ("worker peak RSS (getrusage)", peak_rss),
         ("RssReader.read (/proc statm)", rss_reader),
         ("set_trace_id (os.environ)", trace_env),

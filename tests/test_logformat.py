@@ -28,11 +28,11 @@ from lambda_bulkhead.logs._format import (
     LogFormat,
     LogSettings,
     format_captured_line,
-    format_json_record,
     format_text_record,
     level_name,
     parse_log_format,
     parse_log_level,
+    render_json,
 )
 from lambda_bulkhead.logs._stdlib import LambdaLogHandler, install_worker_logging
 
@@ -122,21 +122,22 @@ def test_level_name_rounds_down_like_the_official_json_formatter(levelno: int, n
 # ---------------------------------------------------------------- pure formatters
 
 
-def test_format_json_record_orders_keys_and_drops_none() -> None:
+def test_render_json_orders_keys_and_drops_none() -> None:
     """JSON records follow the official key order, drop None values and append extra fields."""
-    line = format_json_record(
-        timestamp=T,
-        level="ERROR",
-        message="boom",
-        logger="app",
-        stack_trace=['  File "x.py", line 1, in f\n'],
-        error_type="ValueError",
-        error_message="bad",
-        request_id=REQUEST_ID,
-        location="x.py:f:1",
-        tenant_id=None,
-        extra={"order": 7, "skipped": None, "level": "spoofed"},
-    )
+    line = render_json({
+        "order": 7,
+        "skipped": None,
+        "timestamp": T,
+        "level": "ERROR",
+        "message": "boom",
+        "logger": "app",
+        "stackTrace": ['  File "x.py", line 1, in f\n'],
+        "errorType": "ValueError",
+        "errorMessage": "bad",
+        "requestId": REQUEST_ID,
+        "location": "x.py:f:1",
+        "tenantId": None,
+    })
     record = json.loads(line)
     assert list(record) == [
         "timestamp",
@@ -155,11 +156,9 @@ def test_format_json_record_orders_keys_and_drops_none() -> None:
     assert "\n" not in line
 
 
-def test_format_json_record_keeps_unicode_and_stringifies_unknown_values() -> None:
+def test_render_json_keeps_unicode_and_stringifies_unknown_values() -> None:
     """Non-ASCII stays unescaped (ensure_ascii=False) and unencodable extras become str()."""
-    line = format_json_record(
-        timestamp=T, level="INFO", message="héllo", extra={"path": Path("/t")}
-    )
+    line = render_json({"timestamp": T, "level": "INFO", "message": "héllo", "path": Path("/t")})
     assert '"message": "héllo"' in line
     assert json.loads(line)["path"] == "/t"
 

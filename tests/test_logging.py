@@ -419,6 +419,23 @@ def test_summary_record_for_every_outcome(
     assert len(by_id) == len(results)
 
 
+def test_first_report_follows_the_start_up_record_with_its_own_time(
+    runtime: StartRuntime,
+) -> None:
+    """The first invocation's report waits for the runtime log (structlog, loaded
+    after the first answer): it comes after "runtime started", its request id
+    bound, stamped with the time the invocation ended."""
+    rt = _start(runtime)
+    result = _act(rt, "sources")
+    records = _records_until_report(rt, result.request_id)
+    messages = [r.get("message") for r in records]
+    started = messages.index("runtime started")
+    report = messages.index("invocation report")
+    assert started < report
+    assert records[report]["requestId"] == result.request_id
+    assert records[report]["timestamp"] <= records[started]["timestamp"]
+
+
 def test_start_up_record_names_the_runtime_and_its_config(runtime: StartRuntime) -> None:
     """The supervisor's start-up record: versions, workers, memory cap, template pid."""
     rt = _start(runtime, BULKHEAD_WORKERS="2", BULKHEAD_MEMORY_LIMIT_MB="256")

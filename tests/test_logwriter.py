@@ -29,14 +29,14 @@ from lambda_bulkhead.logs._format import (
     LogFormat,
     LogSettings,
     format_captured_line,
-    format_json_record,
     format_text_record,
+    render_json,
 )
 from lambda_bulkhead.logs._stdlib import LambdaLogFormatter
 from lambda_bulkhead.logs._telemetry import decode_frame
 from lambda_bulkhead.logs._writer import LogWriter, record_level
 from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
-from lambda_bulkhead.supervisor._report import format_report
+from lambda_bulkhead.supervisor._report import emit_report
 
 T = 1795238169.123
 
@@ -258,7 +258,7 @@ def test_telemetry_drop_notice_is_a_frame_too(small_pipe: tuple[int, int]) -> No
 
 def _render(fmt: LogFormatName, level: str, message: str) -> bytes:
     if fmt == LogFormat.JSON:
-        return format_json_record(timestamp=T, level=level, message=message).encode()
+        return render_json({"timestamp": T, "level": level, "message": message}).encode()
     return format_text_record(timestamp=T, level=level, message=message, request_id="r").encode()
 
 
@@ -301,9 +301,9 @@ def test_record_level_of_every_producer(fmt: LogFormatName) -> None:
         worker_pid=1, worker_replaced=True, error_type="Runtime.ExitError", signal="SIGSEGV",
         stack=("  File \"a.py\", line 1 in f\n",),
     )
-    line = format_report(report, LogSettings(format=fmt), T)
-    assert line is not None
-    assert record_level(line) == 40
+    written.clear()
+    emit_report(log, report, fmt)
+    assert [record_level(line.encode()) for line in written] == [40]
 
 
 @pytest.mark.parametrize(

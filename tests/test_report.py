@@ -1,15 +1,27 @@
-"""Tests for lambda_bulkhead.supervisor._report: the per-invocation summary record."""
+"""Tests for lambda_bulkhead.supervisor._report: the per-invocation summary record,
+emitted through the runtime's structlog chain."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from typing import TYPE_CHECKING
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
+from structlog.typing import EventDict, WrappedLogger
 
-from lambda_bulkhead.logs._format import LogFormat, LogSettings, format_json_record
+from lambda_bulkhead.logs._format import LogFormat, LogSettings
+from lambda_bulkhead.logs._structlog import configure
+from lambda_bulkhead.logs._writer import LogWriter, default_log
 from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
-from lambda_bulkhead.supervisor._report import format_report
+from lambda_bulkhead.supervisor._report import emit_report
+
+if TYPE_CHECKING:
+    from lambda_bulkhead._config import LogFormatName
 
 T = 1795238169.123  # 2026-11-21T05:16:09.123Z
 STACK = ("Current thread 0x00007f (most recent call first):\n",
@@ -24,6 +36,15 @@ def _report(outcome: str, **fields: object) -> InvocationReport:
     }
     values.update(fields)
     return InvocationReport(**values)  # type: ignore[arg-type]
+
+
+def format_report(report: InvocationReport, settings: LogSettings, now: float) -> bytes | None:
+    """The line the runtime's log writes for ``report`` at ``now`` (None: filtered)."""
+    written: list[str] = []
+    log = configure(settings.format, settings.level, written.append, clock=lambda: now)
+    emit_report(log, report, settings.format)
+    assert len(written) <= 1
+    return written[0].encode() if written else None
 
 
 def _json(report: InvocationReport, level: int | None = None) -> dict[str, object] | None:
@@ -95,25 +116,104 @@ def test_text_report_line() -> None:
 
 @pytest.mark.parametrize("tenant_id", [None, "tenant-\u00e9\"1"])
 @pytest.mark.parametrize("replaced", [False, True])
-def test_the_success_fast_path_matches_the_general_record(
+def test_success_record_is_byte_identical_to_the_previous_direct_rendering(
     tenant_id: str | None, replaced: bool
 ) -> None:
-    """The specialised success record has the same keys, order and values as
-    format_json_record builds for it, escapes included."""
+    """Through the structlog chain, a success record has the bytes the direct
+    f-string renderer it replaced wrote, escapes included."""
     report = InvocationReport(
         request_id='id-"quoted"\\\u2028', tenant_id=tenant_id, outcome=Outcome.SUCCESS,
         duration_ms=1.23456, max_memory_mb=41.27, worker_pid=4321, worker_replaced=replaced,
     )
     now = 1_795_000_000.5
-    fast = format_report(report, LogSettings(), now)
-    assert fast is not None
-    general = format_json_record(
-        timestamp=now, level="INFO", message="invocation report",
-        logger="lambda_bulkhead.supervisor", request_id=report.request_id, tenant_id=tenant_id,
-        extra={
-            "type": "bulkhead.report", "outcome": "success", "durationMs": 1.235,
-            "maxMemoryUsedMB": 41.3, "workerPid": 4321, "workerReplaced": replaced,
-        },
-    )
-    assert fast.endswith(b"\n")
-    assert list(json.loads(fast).items()) == list(json.loads(general).items())
+    tenant = f'"tenantId": {json.dumps(tenant_id, ensure_ascii=False)}, ' if tenant_id else ""
+    previous = (
+        f'{{"timestamp": "2026-11-18T11:06:40Z", "level": "INFO", '
+        f'"message": "invocation report", "logger": "lambda_bulkhead.supervisor", '
+        f'"requestId": {json.dumps(report.request_id, ensure_ascii=False)}, {tenant}'
+        f'"type": "bulkhead.report", "outcome": "success", "durationMs": 1.235, '
+        f'"maxMemoryUsedMB": 41.3, "workerPid": 4321, '
+        f'"workerReplaced": {"true" if replaced else "false"}}}\n'
+    ).encode()
+    assert format_report(report, LogSettings(), now) == previous
+
+
+@pytest.fixture
+def clean_contextvars() -> None:
+    """structlog's contextvars, cleared before the test."""
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.parametrize("fmt", list(LogFormat.ALL))
+def test_ids_are_bound_only_while_the_report_is_made(
+    fmt: LogFormatName, clean_contextvars: None
+) -> None:
+    """The report's request and tenant ids are structlog context variables while
+    it is emitted (a processor sees them), and gone afterwards."""
+    seen: list[dict[str, object]] = []
+
+    def look(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        seen.append(dict(structlog.contextvars.get_contextvars()))
+        return event_dict
+
+    structlog.contextvars.bind_contextvars(requestId="outer")
+    written: list[str] = []
+    log = configure(fmt, None, written.append, clock=lambda: T)
+    with capture_logs(processors=[look]) as captured:
+        emit_report(structlog.get_logger(), _report("success", tenant_id="t-1"), fmt)
+    emit_report(log, _report("success", tenant_id="t-1"), fmt)
+    assert seen == [{"requestId": "req-1", "tenantId": "t-1"}]
+    assert captured[0]["log_level"] == "info"
+    assert structlog.contextvars.get_contextvars() == {"requestId": "outer"}
+    assert "req-1" in written[0]
+    structlog.contextvars.clear_contextvars()
+
+
+def test_reports_from_two_threads_keep_their_own_request_id() -> None:
+    """A slot thread's bound request id never tags another thread's report."""
+    written: list[str] = []
+    log = configure(LogFormat.JSON, None, written.append, clock=lambda: T)
+    barrier = threading.Barrier(2)
+
+    def slot(request_id: str) -> None:
+        for _ in range(200):
+            barrier.wait()
+            emit_report(log, _report("success", request_id=request_id), LogFormat.JSON)
+
+    threads = [threading.Thread(target=slot, args=(rid,)) for rid in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [json.loads(line)["requestId"] for line in written]
+    assert sorted(ids) == ["a"] * 200 + ["b"] * 200
+
+
+def test_a_message_with_a_lone_surrogate_is_written_escaped() -> None:
+    """An error message holding undecodable bytes (surrogateescape) reaches the
+    log escaped, through the runtime's default log and its writer."""
+    read_fd, write_fd = os.pipe()
+    try:
+        writer = LogWriter(write_fd)
+        name = b"caf\xe9".decode("utf-8", "surrogateescape")
+        report = _report("error", error_type="ValueError", error_message=f"bad file {name}")
+        emit_report(default_log(LogSettings(), writer), report, LogFormat.JSON)
+        writer.close()
+        line = os.read(read_fd, 65536)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert b"caf\\udce9" in line
+    assert json.loads(line)["errorMessage"] == f"bad file {name}"
+
+
+def test_a_held_report_keeps_the_time_the_invocation_ended() -> None:
+    """A report emitted later (held until the runtime log exists) is stamped with
+    the time given, not the time it was written."""
+    written: list[str] = []
+    log = configure(LogFormat.TEXT, None, written.append, clock=lambda: T + 60)
+    emit_report(log, _report("success"), LogFormat.TEXT, T)
+    emit_report(log, _report("success"), LogFormat.TEXT)
+    assert [line.split("\t")[1] for line in written] == [
+        "2026-11-21T05:16:09.123Z", "2026-11-21T05:17:09.123Z",
+    ]

@@ -16,8 +16,8 @@ import structlog
 from structlog.testing import capture_logs
 from structlog.typing import FilteringBoundLogger
 
-from lambda_bulkhead.logs._format import LogFormat
-from lambda_bulkhead.logs._structlog import SUPERVISOR_LOGGER, configure
+from lambda_bulkhead.logs._format import RUNTIME_LOGGER, LogFormat
+from lambda_bulkhead.logs._structlog import configure
 
 T = 1795238169.123  # 2026-11-21T05:16:09.123Z
 
@@ -60,7 +60,7 @@ def test_json_line_layout() -> None:
         "timestamp": "2026-11-21T05:16:09Z",
         "level": "INFO",
         "message": "worker started",
-        "logger": SUPERVISOR_LOGGER,
+        "logger": RUNTIME_LOGGER,
         "pid": 42,
         "slot": 3,
     }
@@ -197,3 +197,12 @@ def test_global_structlog_configuration_is_untouched() -> None:
     assert captured == []
     assert [r["message"] for r in lines.records()] == ["private"]
     assert structlog.get_config() == before
+
+
+def test_text_layout_has_no_tenant_column(clean_contextvars: None) -> None:
+    """A bound tenantId, like the logger name, has no place in the official Text
+    layout: it is not appended as a field; the request id takes its column."""
+    lines = Lines()
+    structlog.contextvars.bind_contextvars(requestId="req-1", tenantId="t-1")
+    _logger(lines, fmt=LogFormat.TEXT).info("dispatched", worker=1)
+    assert lines.written == ["[INFO]\t2026-11-21T05:16:09.123Z\treq-1\tdispatched worker=1\n"]

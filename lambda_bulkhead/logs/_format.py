@@ -1,10 +1,13 @@
 """Log lines in the official Python runtime's layout, as pure functions.
 
-Who writes what::
+Every record the runtime writes is laid out here, by :func:`render_json` or
+:func:`format_text_record`, whoever makes it::
 
-    worker  logging record ──LambdaLogHandler (_loghandler)──▶ fd 1:  b"\\x1e" + line + b"\\n"
+    runtime's own records  ──structlog chain (_structlog)──────▶ render_json / format_text_record
+    worker  logging record ──LambdaLogHandler (_stdlib)──▶ fd 1:  b"\\x1e" + line + b"\\n"
     worker  print(), C code, tracebacks ───────▶ fd 1/2: raw bytes
     supervisor ──LineAssembler──▶ LineChunk ──format_captured_line──▶ its own stdout
+    LogWriter's dropped-records notice ──────────────────────▶ render_json / format_text_record
 
 A captured line starting with :data:`RECORD_MARKER` (ASCII record separator) was
 already formatted by the worker and passes through without the marker; a line
@@ -18,7 +21,8 @@ Facts followed (awslambdaric ``lambda_runtime_log_utils.py`` and ``bootstrap.py`
 1. JSON keys in order, ``None`` values dropped: ``timestamp``, ``level``,
    ``message``, ``logger``, ``stackTrace``, ``errorType``, ``errorMessage``,
    ``requestId``, ``location``, ``tenantId``, then the record's ``extra`` fields
-   (which never replace those keys).  Encoded with ``ensure_ascii=False`` and the
+   (which never replace those keys): :data:`JSON_KEYS`, laid out by
+   :func:`render_json` alone.  Encoded with ``ensure_ascii=False`` and the
    default separators.
 2. JSON ``timestamp`` has second precision, UTC: ``2026-11-21T05:16:09Z``
    (milliseconds are only an opt-in in an unmerged upstream change).
@@ -44,7 +48,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from lambda_bulkhead._config import (
     CRITICAL,
@@ -62,7 +66,7 @@ from lambda_bulkhead._record import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Any, Literal
 
     from lambda_bulkhead._config import LogFormatName
 
@@ -72,19 +76,21 @@ __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "ERROR",
     "INFO",
+    "JSON_KEYS",
     "LOG_LEVELS",
     "RECORD_MARKER",
+    "RUNTIME_LOGGER",
     "WARNING",
     "LineAssembler",
     "LineChunk",
     "LogFormat",
     "LogSettings",
     "format_captured_line",
-    "format_json_record",
     "format_text_record",
     "level_name",
     "parse_log_format",
     "parse_log_level",
+    "render_json",
     "utc_millis",
     "utc_seconds",
     "write_fully",
@@ -128,20 +134,28 @@ def _encode_json() -> Callable[[object], str]:
 
     return json.JSONEncoder(ensure_ascii=False, default=_json_fallback).encode
 
-_JSON_KEYS = frozenset(
-    {
-        "timestamp",
-        "level",
-        "message",
-        "logger",
-        "stackTrace",
-        "errorType",
-        "errorMessage",
-        "requestId",
-        "location",
-        "tenantId",
-    }
+#: The official JSON record's keys, in their order; every other field follows
+#: them as an extra.  The one list: every JSON record is laid out by
+#: :func:`render_json` from a mapping with these names.
+JSON_KEYS = (
+    "timestamp",
+    "level",
+    "message",
+    "logger",
+    "stackTrace",
+    "errorType",
+    "errorMessage",
+    "requestId",
+    "location",
+    "tenantId",
 )
+_LAYOUT_KEYS = frozenset(JSON_KEYS)
+#: The keys after the three every record has.
+_OPTIONAL_KEYS = JSON_KEYS[3:]
+
+RUNTIME_LOGGER = "lambda_bulkhead.supervisor"
+"""The ``logger`` of the runtime's own records (supervised and in-process alike:
+the name users filter on)."""
 
 
 def utc_seconds(timestamp: float) -> str:
@@ -162,43 +176,30 @@ def utc_millis(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def format_json_record(
-    *,
-    timestamp: float,
-    level: str,
-    message: object,
-    logger: str | None = None,
-    stack_trace: Sequence[str] | None = None,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    request_id: str | None = None,
-    location: str | None = None,
-    tenant_id: str | None = None,
-    extra: Mapping[str, object] | None = None,
-) -> str:
-    """One JSON record, without its ``\\n``, in the official key order."""
+def render_json(fields: Mapping[str, Any]) -> str:
+    """One JSON record, without its ``\\n``: the official layout, and the only
+    place it is written.
+
+    ``fields`` holds ``timestamp`` (epoch seconds, a float), ``level`` and
+    ``message`` (both kept as they are, ``None`` included), any of the other
+    :data:`JSON_KEYS`, then extra fields, which follow in their own order.  A
+    ``None`` value is dropped.  An extra never takes a layout key's place: a
+    caller that merges extras gives them first and the layout values after.
+    """
     record: dict[str, object] = {
-        "timestamp": utc_seconds(timestamp),
-        "level": level,
-        "message": message,
+        "timestamp": utc_seconds(fields["timestamp"]),
+        "level": fields["level"],
+        "message": fields["message"],
     }
     # Building only the non-None keys keeps the official order without a second
     # filtering pass.
-    for key, value in (
-        ("logger", logger),
-        ("stackTrace", None if stack_trace is None else list(stack_trace)),
-        ("errorType", error_type),
-        ("errorMessage", error_message),
-        ("requestId", request_id),
-        ("location", location),
-        ("tenantId", tenant_id),
-    ):
+    for key in _OPTIONAL_KEYS:
+        value = fields.get(key)
         if value is not None:
             record[key] = value
-    if extra:
-        for extra_key, extra_value in extra.items():
-            if extra_value is not None and extra_key not in _JSON_KEYS:
-                record[extra_key] = extra_value
+    for key, value in fields.items():
+        if value is not None and key not in _LAYOUT_KEYS:
+            record[key] = value
     return _encode_json()(record)
 
 
@@ -435,14 +436,15 @@ def format_captured_line(
                 timestamp=now, level=level_name(level), message=message, request_id=request_id
             ) + ("\t[continued]" if more else "")
         else:
-            rendered = format_json_record(
-                timestamp=now,
-                level=level_name(level),
-                message=message,
-                request_id=request_id or "",
-                tenant_id=tenant_id,
-                extra={"stream": stream, "continued": True if more else None},
-            )
+            rendered = render_json({
+                "timestamp": now,
+                "level": level_name(level),
+                "message": message,
+                "requestId": request_id or "",
+                "tenantId": tenant_id,
+                "stream": stream,
+                "continued": True if more else None,
+            })
         return rendered.encode("utf-8", "backslashreplace")
 
     def render_within_limit(message: str, more: bool) -> list[bytes]:

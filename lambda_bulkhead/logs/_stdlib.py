@@ -16,9 +16,9 @@ from collections.abc import Callable
 from lambda_bulkhead.logs._format import (
     RECORD_MARKER,
     LogFormat,
-    format_json_record,
     format_text_record,
     level_name,
+    render_json,
     utc_millis,
     write_fully,
 )
@@ -85,19 +85,21 @@ class LambdaLogFormatter(logging.Formatter):
         # A dict logged on its own stays an object, so Logs Insights can query
         # its fields, as the official runtime's JSON formatter keeps it.
         message = record.msg if isinstance(record.msg, dict) and not record.args else None
-        return format_json_record(
-            timestamp=record.created,
-            level=level_name(record.levelno),
-            message=record.getMessage() if message is None else message,
-            logger=record.name,
-            stack_trace=stack_trace,
-            error_type=error_type,
-            error_message=error_message,
-            request_id=request_id,
-            location=f"{record.pathname}:{record.funcName}:{record.lineno}" if error else None,
-            tenant_id=getattr(record, "tenant_id", None),
-            extra={k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES},
+        # Extras first: the layout values after them take any key they share.
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+        fields["timestamp"] = record.created
+        fields["level"] = level_name(record.levelno)
+        fields["message"] = record.getMessage() if message is None else message
+        fields["logger"] = record.name
+        fields["stackTrace"] = stack_trace
+        fields["errorType"] = error_type
+        fields["errorMessage"] = error_message
+        fields["requestId"] = request_id
+        fields["location"] = (
+            f"{record.pathname}:{record.funcName}:{record.lineno}" if error else None
         )
+        fields["tenantId"] = getattr(record, "tenant_id", None)
+        return render_json(fields)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         """The Text layout's timestamp (for subclasses and ``%(asctime)s`` users)."""

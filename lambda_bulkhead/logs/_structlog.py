@@ -1,45 +1,54 @@
-"""The supervisor's own log: structlog, one line per record, in the handler's layout.
+"""The runtime's own log: structlog's processor chain, one line per record, in
+the official layout.
+
+Every record the runtime writes about itself (the supervisor's and the
+in-process runtime's: start-up, workers, Runtime API trouble, the invocation
+report) goes through this chain::
+
+    make_filtering_bound_logger   level filter: a method below the threshold is a no-op
+    merge_contextvars             fields bound with structlog.contextvars (requestId,
+                                  tenantId while an invocation's record is emitted)
+    _add_timestamp                "timestamp": the clock's float (unless the call
+                                  gave one), rendered last
+    _add_level                    "level": the official name (WARNING, CRITICAL, ...)
+    _add_exception                exc_info -> stackTrace, errorType, errorMessage
+    _render_json | _render_text   the final processor: the line, laid out by
+                                  lambda_bulkhead.logs._format (render_json,
+                                  format_text_record), as every other record is
 
 :func:`configure` builds a logger from explicit processors with
 ``structlog.wrap_logger``; structlog's global configuration is never touched, so
 handler code that configures structlog for itself is unaffected.  Callers import
-this module lazily: structlog stays off the path to the first invocation.
-
-The processor chain, each step small::
-
-    merge_contextvars   fields bound with structlog.contextvars (say, requestId)
-    _add_timestamp      "timestamp": the clock's float, rendered last
-    _add_level          "level": the official name (WARNING, CRITICAL, ...)
-    _add_exception      exc_info -> stackTrace, errorType, errorMessage
-    _render_json |      the line, laid out by lambda_bulkhead.logs._format:
-    _render_text        timestamp, level, message (the event), logger, fields...
-
-Filtering happens before any of that: methods below the threshold are no-ops
-(``structlog.make_filtering_bound_logger``).
+this module lazily: structlog (about 80 ms to import) stays off the path to the
+first invocation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from structlog.contextvars import merge_contextvars
+from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from lambda_bulkhead.logs._format import LogFormat, format_json_record, format_text_record
+from lambda_bulkhead.logs._format import (
+    RUNTIME_LOGGER,
+    LogFormat,
+    format_text_record,
+    render_json,
+)
 from lambda_bulkhead.logs._stdlib import exception_fields
 
 if TYPE_CHECKING:
     from lambda_bulkhead._config import LogFormatName
     from lambda_bulkhead.logs._stdlib import ExcInfo
 
-__all__ = ["SUPERVISOR_LOGGER", "configure"]
-
-SUPERVISOR_LOGGER = "lambda_bulkhead.supervisor"
+__all__ = ["configure", "invocation_context"]
 
 # structlog calls the wrapped logger's method named after the level; these are
 # the names its filtering loggers use (warn/fatal/exception/msg are aliases).
@@ -50,18 +59,6 @@ _LEVEL_NAMES = {
     "error": "ERROR",
     "critical": "CRITICAL",
 }
-
-# Keys with a fixed place in the layout; every other key is a trailing field.
-_LAYOUT_KEYS = (
-    "logger",
-    "stackTrace",
-    "errorType",
-    "errorMessage",
-    "requestId",
-    "location",
-    "tenantId",
-)
-
 
 class _LineWriter:
     """The wrapped logger: hands each rendered line, ``\\n`` included, to ``write``."""
@@ -84,7 +81,9 @@ def _make_add_timestamp(clock: Callable[[], float]) -> Processor:
     def _add_timestamp(
         _logger: WrappedLogger, _method_name: str, event_dict: EventDict
     ) -> EventDict:
-        event_dict["timestamp"] = clock()
+        # A record made later than the moment it describes (held until the
+        # logger exists) brings its own.
+        event_dict.setdefault("timestamp", clock())
         return event_dict
 
     return _add_timestamp
@@ -112,20 +111,8 @@ def _add_exception(_logger: WrappedLogger, _method_name: str, event_dict: EventD
 
 
 def _render_json(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> str:
-    layout = {key: event_dict.pop(key, None) for key in _LAYOUT_KEYS}
-    return format_json_record(
-        timestamp=event_dict.pop("timestamp"),
-        level=event_dict.pop("level"),
-        message=str(event_dict.pop("event", "")),
-        logger=layout["logger"],
-        stack_trace=layout["stackTrace"],
-        error_type=layout["errorType"],
-        error_message=layout["errorMessage"],
-        request_id=layout["requestId"],
-        location=layout["location"],
-        tenant_id=layout["tenantId"],
-        extra=event_dict,
-    )
+    event_dict["message"] = str(event_dict.pop("event", ""))
+    return render_json(event_dict)
 
 
 def _text_value(value: object) -> str:
@@ -140,7 +127,9 @@ def _render_text(_logger: WrappedLogger, _method_name: str, event_dict: EventDic
     stack_trace = event_dict.pop("stackTrace", None)
     error_type = event_dict.pop("errorType", None)
     error_message = event_dict.pop("errorMessage", None)
-    event_dict.pop("logger", None)  # Text lines have no logger column, as in the official layout
+    # The official Text layout has no logger or tenant column.
+    event_dict.pop("logger", None)
+    event_dict.pop("tenantId", None)
     message = str(event_dict.pop("event", ""))
     fields = " ".join(
         f"{key}={_text_value(value)}" for key, value in event_dict.items() if value is not None
@@ -173,8 +162,8 @@ def configure(
     """A logger writing one ``fmt`` line (with its ``\\n``) per record to ``write``.
 
     ``min_level`` is a :mod:`logging` level (``None`` keeps everything).  Records
-    name ``logger`` :data:`SUPERVISOR_LOGGER` unless ``initial_values`` (fields
-    bound to every record) say otherwise.
+    name ``logger`` :data:`~lambda_bulkhead.logs._format.RUNTIME_LOGGER` unless
+    ``initial_values`` (fields bound to every record) say otherwise.
     """
     processors: list[Processor] = [
         merge_contextvars,
@@ -192,6 +181,21 @@ def configure(
     # bind() resolves the lazy proxy once, so calls go straight to the filtering
     # logger instead of through the proxy.  The context goes here, not to
     # wrap_logger: its first parameter is itself named `logger`.
-    context: dict[str, Any] = {"logger": SUPERVISOR_LOGGER, **initial_values}
+    context: dict[str, Any] = {"logger": RUNTIME_LOGGER, **initial_values}
     logger: FilteringBoundLogger = proxy.bind(**context)
     return logger
+
+
+@contextlib.contextmanager
+def invocation_context(request_id: str, tenant_id: str | None) -> Iterator[None]:
+    """Records emitted inside carry the invocation's ``requestId`` and ``tenantId``.
+
+    Bound with :mod:`structlog.contextvars`, so only for the current thread (its
+    context): a slot thread emitting its invocation's record does not tag
+    another slot's.  The previous values are restored on the way out.
+    """
+    tokens = bind_contextvars(requestId=request_id, tenantId=tenant_id)
+    try:
+        yield
+    finally:
+        reset_contextvars(**tokens)

@@ -259,13 +259,13 @@ def _dropped_notice(dropped: int, settings: LogSettings | None) -> bytes:
             timestamp=time.time(), level="WARNING", message=message, request_id=None
         )
     else:
-        line = _logformat.format_json_record(
-            timestamp=time.time(),
-            level="WARNING",
-            message=message,
-            logger="lambda_bulkhead.supervisor",
-            extra={"droppedRecords": dropped},
-        )
+        line = _logformat.render_json({
+            "timestamp": time.time(),
+            "level": "WARNING",
+            "message": message,
+            "logger": _logformat.RUNTIME_LOGGER,
+            "droppedRecords": dropped,
+        })
     return line.encode("utf-8") + b"\n"
 
 
@@ -282,5 +282,9 @@ def default_log(settings: LogSettings, writer: LogWriter | None = None) -> Runti
 
     out = stdout_writer() if writer is None else writer
     return _slog.configure(
-        settings.format, settings.level, lambda line: out.write(line.encode())
+        settings.format,
+        settings.level,
+        # A lone surrogate (a surrogateescape'd file name in an error message)
+        # is written escaped rather than failing the record.
+        lambda line: out.write(line.encode("utf-8", "backslashreplace")),
     )

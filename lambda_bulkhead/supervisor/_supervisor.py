@@ -68,7 +68,7 @@ from lambda_bulkhead.supervisor._pool import (
     WorkerHandle,
     WorkerPool,
 )
-from lambda_bulkhead.supervisor._report import format_report
+from lambda_bulkhead.supervisor._report import emit_report
 from lambda_bulkhead.supervisor._slot import (
     CrashCounter,
     InvocationReport,
@@ -193,16 +193,20 @@ class _Refiller:
 
 class _LazyLog:
     """The structlog logger writing to ``writer``, made the first time something
-    is logged (a :class:`RuntimeLog`, also for the slots' Runtime API clients)."""
+    is logged (a :class:`RuntimeLog`, also for the slots' Runtime API clients).
+
+    Records that come before the start-up record (the first invocation's
+    report, the info events of start-up) are held and emitted after it, by
+    the main thread: making the logger imports structlog, which must stay off
+    the first invocation's path.
+    """
 
     def __init__(self, settings: LogSettings, writer: LogWriter) -> None:
         self._settings = settings
         self._writer = writer
         self._log: RuntimeLog | None = None
         self._lock = threading.Lock()
-        #: Events raised before the start-up record, emitted after it: making the
-        #: logger imports structlog, which must stay off the first invocation.
-        self._held: list[tuple[str, str, dict[str, Any]]] | None = []
+        self._held: list[Callable[[RuntimeLog], None]] | None = []
 
     def get(self) -> RuntimeLog:
         if self._log is None:
@@ -211,20 +215,30 @@ class _LazyLog:
                     self._log = default_log(self._settings, self._writer)
         return self._log
 
+    def emit(self, record: Callable[[RuntimeLog], None]) -> None:
+        """Make ``record`` with the logger now, or after the start-up record."""
+        with self._lock:
+            held = self._held
+            if held is not None:
+                held.append(record)
+                return
+        record(self.get())
+
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
         """Log ``event`` at ``level`` (a :class:`RuntimeLog` method name); held
-        until :meth:`release` when it comes before the start-up record."""
-        held = self._held
-        if held is not None and level in ("debug", "info"):
-            held.append((level, event, fields))
-            return
-        getattr(self.get(), level)(event, **fields)
+        until :meth:`release` when it is a debug or info event that comes
+        before the start-up record."""
+        if level in ("debug", "info"):
+            self.emit(lambda log: getattr(log, level)(event, **fields))
+        else:
+            getattr(self.get(), level)(event, **fields)
 
     def release(self) -> None:
-        """Emit the held events (after the start-up record), and hold no more."""
-        held, self._held = self._held or [], None
-        for level, event, fields in held:
-            getattr(self.get(), level)(event, **fields)
+        """Emit the held records (after the start-up record), and hold no more."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        for record in held:
+            record(self.get())
 
     def debug(self, event: str, **fields: Any) -> None:
         self.get().debug(event, **fields)
@@ -431,9 +445,8 @@ def supervise(
     shutdown = Shutdown()
 
     def report(summary: InvocationReport) -> None:
-        line = format_report(summary, settings, time.time())
-        if line is not None:
-            writer.write(line)
+        ended = time.time()  # the first report is held until structlog is loaded
+        log.emit(lambda runtime_log: emit_report(runtime_log, summary, settings.format, ended))
         control.answered()
 
     cpus = slot_cpus(config.workers) if config.colocate else [None] * config.workers
