@@ -315,7 +315,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def refuse(self, status: int, error_type: str, message: str) -> None:
         """Answer with a JSON error and close: the byte stream is not to be trusted."""
-        self._sink = None
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.lost()  # e.g. a streamed body cut short: its owner must know
         self.answer(status, _JSON, json_error(error_type, message), close=True)
 
     def answer(
