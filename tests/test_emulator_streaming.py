@@ -79,17 +79,20 @@ def test_chunks_reach_the_caller_as_they_arrive(emu: Emulator) -> None:
     runtime = StreamingRuntime(emu, next_request_id(emu))
     runtime.chunk(b"first")
     first = stream.next_chunk(WAIT_S)
-    assert first is not None and first.data == b"first"
+    assert first is not None
+    assert first.data == b"first"
     runtime.chunk(b"second")
     reply = runtime.end()
     assert reply.startswith(b"HTTP/1.1 202 ")
     result = stream.result(WAIT_S)
-    assert result.kind == "response" and result.streamed
+    assert result.kind == "response"
+    assert result.streamed
     assert [chunk.data for chunk in result.chunks] == [b"first", b"second"]
     assert result.chunks[0].at <= result.chunks[1].at
     assert result.body == b"firstsecond"
     assert result.stream_sha256 == hashlib.sha256(b"firstsecond").hexdigest()
-    assert emu.answers[-1].streamed and emu.answers[-1].status == 202
+    assert emu.answers[-1].streamed
+    assert emu.answers[-1].status == 202
     runtime.close()
 
 
@@ -133,8 +136,10 @@ def test_counting_mode_keeps_no_chunks(emu: Emulator) -> None:
         runtime.chunk(payload)
     runtime.end()
     result = future.result(WAIT_S)
-    assert result.chunks == () and result.body == b""
-    assert result.chunk_count == 10 and result.stream_bytes == 1_000_000
+    assert result.chunks == ()
+    assert result.body == b""
+    assert result.chunk_count == 10
+    assert result.stream_bytes == 1_000_000
     assert result.stream_sha256 == hashlib.sha256(payload * 10).hexdigest()
     runtime.close()
 
@@ -160,13 +165,15 @@ def test_invoke_endpoint_streams_an_http_integration_response(emu: Emulator) -> 
     runtime.chunk(prelude + b"\0" * 8 + b"hello ")
     head = caller.recv(65536)
     assert head.startswith(b"HTTP/1.1 201 ")
-    assert b"x-custom: yes" in head.lower() and b"set-cookie: a=1" in head.lower()
+    assert b"x-custom: yes" in head.lower()
+    assert b"set-cookie: a=1" in head.lower()
     assert b"transfer-encoding: chunked" in head.lower()
     runtime.chunk(b"world")
     runtime.end(error_trailers("Runtime.ExitError", "worker died"))
     rest = read_chunked_answer(caller)
     body = head + rest
-    assert b"hello " in body and b"world" in body
+    assert b"hello " in body
+    assert b"world" in body
     assert b"lambda-runtime-function-error-type: runtime.exiterror" in body.lower()
     caller.close()
     runtime.close()
@@ -215,7 +222,8 @@ def test_runtime_connection_lost_mid_stream_ends_it_with_an_error(emu: Emulator)
     runtime.chunk(b"half")
     runtime.close()
     result = future.result(WAIT_S)
-    assert result.kind == "error" and result.stream_error_type == "Runtime.TruncatedResponse"
+    assert result.kind == "error"
+    assert result.stream_error_type == "Runtime.TruncatedResponse"
 
 
 def test_on_chunk_sees_each_chunk(emu: Emulator) -> None:
