@@ -279,3 +279,18 @@ def test_on_body_gets_the_callers_bytes_after_the_prelude(emu: Emulator) -> None
     assert result.status == 404
     assert result.body == b"gone"
     runtime.close()
+
+
+@pytest.mark.parametrize("chunks", [0, 1])
+def test_a_timeout_mid_stream_ends_it_with_sandbox_timedout(chunks: int) -> None:
+    """Before or after the first chunk, the timeout ends the stream with its error."""
+    with Emulator(timeout_s=0.3) as emu:
+        future = emu.submit(b"{}")
+        runtime = StreamingRuntime(emu, next_request_id(emu))
+        for _ in range(chunks):
+            runtime.chunk(b"early")
+        result = future.result(WAIT_S)
+        assert result.kind == "timeout"
+        assert result.stream_error_type == "Sandbox.Timedout"
+        assert runtime.end().startswith(b"HTTP/1.1 410 ")
+        runtime.close()

@@ -487,10 +487,15 @@ class RuntimeRoutes:
         if error_type is not None and error_body is None:
             error_body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
         collector = stream.collector
-        if caller_status is not None and not stream.started_caller:
+        kind: InvokeKind = (
+            "response" if state == "responded" else "timeout" if state == "timed_out"
+            else "exit" if state == "exited" else "error")
+        if collector.head is None and not collector.http_integration:
+            collector.finish()  # a plain stream's head needs no byte: 200 and its type
+        if collector.head is None or (caller_status is not None and not stream.started_caller):
             # Nothing reached the caller yet: it gets an ordinary error answer.
             result = InvokeResult(
-                kind="error", status=caller_status,
+                kind=kind, status=caller_status or 502,
                 headers={"Content-Type": "application/json",
                          "X-Amzn-RequestId": invocation.request_id,
                          "X-Amz-Function-Error": "Unhandled"},
@@ -499,7 +504,7 @@ class RuntimeRoutes:
                 chunk_count=collector.chunk_count, stream_bytes=collector.size,
                 stream_sha256=collector.sha256, stream_error_type=error_type,
                 stream_error_body=error_body)
-            self._p.finish(invocation, "errored", result)
+            self._p.finish(invocation, state, result)
             return
         stream.begin_caller()
         trailers: dict[str, str] = {}
@@ -510,10 +515,6 @@ class RuntimeRoutes:
                     base64.b64encode(error_body or b"").decode("ascii"),
             }
         head = collector.head
-        assert head is not None
-        kind: InvokeKind = (
-            "response" if state == "responded" else "timeout" if state == "timed_out"
-            else "exit" if state == "exited" else "error")
         result = InvokeResult(
             kind=kind,
             status=head.status,
