@@ -204,6 +204,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.on_writable is not None:
+            self.on_writable(True)  # nobody left to wait for: stop holding back the source
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.lost()
