@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -294,3 +295,23 @@ def test_a_timeout_mid_stream_ends_it_with_sandbox_timedout(chunks: int) -> None
         assert result.stream_error_type == "Sandbox.Timedout"
         assert runtime.end().startswith(b"HTTP/1.1 410 ")
         runtime.close()
+
+
+def test_counting_mode_streams_100_mib_in_bounded_memory(emu: Emulator) -> None:
+    """100 MiB through the counting mode: the emulator's peak allocation stays small."""
+    chunk = b"m" * (1024 * 1024)
+    future = emu.submit(b"{}", keep_chunks=False)
+    runtime = StreamingRuntime(emu, next_request_id(emu))
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            runtime.chunk(chunk)
+        assert runtime.end().startswith(b"HTTP/1.1 202 ")
+        result = future.result(WAIT_S)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.stream_bytes == 100 * len(chunk)
+    assert result.chunk_count == 100
+    assert peak < 16 * 1024 * 1024, peak
+    runtime.close()
