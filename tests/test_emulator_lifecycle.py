@@ -193,3 +193,12 @@ def test_no_delivery_before_restore() -> None:
         with pytest.raises(TimeoutError):
             runtime.recv(1024)
         runtime.close()
+
+
+def test_a_restarted_runtime_registers_its_extensions_anew(emu: Emulator) -> None:
+    """runtime_exited() forgets the dead runtime's extensions, as Lambda's reset does."""
+    register(emu, [])
+    emu.runtime_exited()
+    assert emu.extensions == []
+    register(emu, [])
+    assert len(emu.extensions) == 1

@@ -13,6 +13,9 @@ to callers::
         assert result.kind == "response"
         emu.inject(NextStatus(status=500))      # the next /next answers 500
 
+It also reads streamed ``/response`` bodies (``emu.stream(payload)`` iterates
+the chunks as they arrive), serves the Extensions API, simulates Lambda's
+shutdown (``emu.shutdown(process)``) and SnapStart (``Emulator(snap_start=True)``).
 See ``docs/emulator.md`` for every answer and the fault-injection API.
 """
 

@@ -134,6 +134,10 @@ class ExtensionRoutes:
         headers = (*_JSON, ("Lambda-Extension-Event-Identifier", str(uuid.uuid4())))
         connection.answer(200, headers, body)
 
+    def forget(self) -> None:
+        """The runtime's process is gone, and with it its extensions: a restart registers anew."""
+        self._extensions.clear()
+
     def connection_lost(self, connection: Connection) -> None:
         for extension in self._extensions.values():
             if extension.parked is connection:

@@ -139,6 +139,7 @@ class Core:
         """The runtime process died: fail what it held and what waits (rules 3, 7, 11)."""
         p = self._platform
         self._runtime.runtime_exited(reason)
+        self._extensions.forget()
         while p.queue:
             invocation = p.queue.popleft()
             if not invocation.is_abandoned():
