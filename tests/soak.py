@@ -64,11 +64,19 @@ def _live(processes: list[psutil.Process]) -> int:
     return live
 
 
-def _settle(pid: int, expected_descendants: int, timeout: float = 10.0) -> tuple[int, float, int]:
-    """The supervisor's state once its pool is back to full strength."""
+def _settle(
+    pid: int, expected_descendants: int, fds: int | None = None, timeout: float = 10.0
+) -> tuple[int, float, int]:
+    """The supervisor's state once its pool is back to full strength (and, given
+    ``fds``, its fd count back to that: a replacement still being set up holds
+    pipes for a moment; a leak holds them for good, past the timeout)."""
     deadline = time.monotonic() + timeout
+
+    def settled(state: tuple[int, float, int]) -> bool:
+        return state[2] == expected_descendants and (fds is None or state[0] == fds)
+
     state = _supervisor_state(pid)
-    while state[2] != expected_descendants and time.monotonic() < deadline:
+    while not settled(state) and time.monotonic() < deadline:
         time.sleep(0.05)
         state = _supervisor_state(pid)
     return state
@@ -128,7 +136,7 @@ def run_soak(invocations: int, *, workers: int = 4, seed: int = 1121, in_flight:
                 if (problem := _check(done_action, result)) is not None:
                     wrong.append(problem)
             seconds = time.monotonic() - started
-            fds_after, rss_after, _ = _settle(runtime.pid, expected)
+            fds_after, rss_after, _ = _settle(runtime.pid, expected, fds_before)
             descendants = psutil.Process(runtime.pid).children(recursive=True)
         finally:
             runtime.terminate()
