@@ -81,6 +81,7 @@ from lambda_bulkhead.wire._pipes import read_available, read_size, send_message,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lambda_bulkhead.runtime_api._stream import ResponseStream
     from lambda_bulkhead.supervisor._output import Stream
 
 __all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot"]
@@ -340,7 +341,7 @@ class Slot:
 
     # -- one invocation -----------------------------------------------------------
 
-    def __call__(self, invocation: Invocation) -> Answer:
+    def __call__(self, invocation: Invocation, stream: ResponseStream) -> Answer:
         self.busy = True
         try:
             if self._shutdown.requested.is_set():
