@@ -46,6 +46,7 @@ __all__ = [
     "UnexpectedStatus",
     "error_type_header",
     "handler_stack",
+    "runtime_exited",
     "too_large_error",
 ]
 
@@ -273,6 +274,17 @@ def error_type_header(error_type: str) -> str:
 def _is_bare_name(name: str) -> bool:
     """``[A-Z][a-zA-Z]+`` (without ``re``, which costs the cold start ~4 ms)."""
     return len(name) > 1 and name.isascii() and name.isalpha() and name[0].isupper()
+
+
+def runtime_exited(reason: str, request_id: str | None = None) -> str:
+    """The ``errorMessage`` of a runtime (or worker) that ended: Lambda's own words,
+    ``RequestId: <id> Error: Runtime exited with error: <reason>``, without the
+    ``RequestId`` part where no invocation is named.  The one place this text is
+    built: callers choose the error type (``Runtime.ExitError``,
+    ``Runtime.OutOfMemory``) and the reason."""
+    if request_id is None:
+        return f"Runtime exited with error: {reason}"
+    return f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
 
 
 def too_large_error(size: int) -> InvocationError:

@@ -35,8 +35,8 @@ from lambda_bulkhead.logs._format import (
 from lambda_bulkhead.logs._stdlib import LambdaLogFormatter
 from lambda_bulkhead.logs._telemetry import decode_frame
 from lambda_bulkhead.logs._writer import LogWriter, record_level
+from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
 from lambda_bulkhead.supervisor._report import format_report
-from lambda_bulkhead.supervisor._slot import InvocationReport
 
 T = 1795238169.123
 
@@ -297,7 +297,7 @@ def test_record_level_of_every_producer(fmt: LogFormatName) -> None:
     assert record_level(LambdaLogFormatter(fmt).format(record).encode()) == 50
 
     report = InvocationReport(
-        request_id="r", tenant_id=None, outcome="crash", duration_ms=1.0, max_memory_mb=1.0,
+        request_id="r", tenant_id=None, outcome=Outcome.CRASH, duration_ms=1.0, max_memory_mb=1.0,
         worker_pid=1, worker_replaced=True, error_type="Runtime.ExitError", signal="SIGSEGV",
         stack=("  File \"a.py\", line 1 in f\n",),
     )

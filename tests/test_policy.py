@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead.supervisor._decisions import CrashCounter
 from lambda_bulkhead.supervisor._policy import (
     RestartPolicy,
     choose_worker_start,
@@ -29,7 +30,6 @@ from lambda_bulkhead.supervisor._policy import (
     signal_name,
     timeout_error,
 )
-from lambda_bulkhead.supervisor._slot import CrashCounter
 
 
 def real_status(code: str) -> int:

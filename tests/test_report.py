@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from lambda_bulkhead.logs._format import LogFormat, LogSettings, format_json_record
+from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
 from lambda_bulkhead.supervisor._report import format_report
-from lambda_bulkhead.supervisor._slot import InvocationReport
 
 T = 1795238169.123  # 2026-11-21T05:16:09.123Z
 STACK = ("Current thread 0x00007f (most recent call first):\n",
@@ -18,8 +18,9 @@ STACK = ("Current thread 0x00007f (most recent call first):\n",
 
 def _report(outcome: str, **fields: object) -> InvocationReport:
     values: dict[str, object] = {
-        "request_id": "req-1", "tenant_id": None, "outcome": outcome, "duration_ms": 12.3456,
-        "max_memory_mb": 41.26, "worker_pid": 321, "worker_replaced": outcome != "success",
+        "request_id": "req-1", "tenant_id": None, "outcome": Outcome(outcome),
+        "duration_ms": 12.3456, "max_memory_mb": 41.26, "worker_pid": 321,
+        "worker_replaced": outcome != "success",
     }
     values.update(fields)
     return InvocationReport(**values)  # type: ignore[arg-type]
@@ -100,7 +101,7 @@ def test_the_success_fast_path_matches_the_general_record(
     """The specialised success record has the same keys, order and values as
     format_json_record builds for it, escapes included."""
     report = InvocationReport(
-        request_id='id-"quoted"\\\u2028', tenant_id=tenant_id, outcome="success",
+        request_id='id-"quoted"\\\u2028', tenant_id=tenant_id, outcome=Outcome.SUCCESS,
         duration_ms=1.23456, max_memory_mb=41.27, worker_pid=4321, worker_replaced=replaced,
     )
     now = 1_795_000_000.5

@@ -16,7 +16,7 @@ import functools
 import math
 import os
 
-from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._errors import InvocationError, runtime_exited
 from lambda_bulkhead._record import NamedTuple
 
 __all__ = [
@@ -113,11 +113,7 @@ def suspected_cause(status: int | None) -> str | None:
 def crash_error(request_id: str, status: int | None, stack: list[str]) -> InvocationError:
     """``Runtime.ExitError`` for a worker that died during an invocation."""
     reason = describe_exit(status) if status is not None else "exit status unknown"
-    return InvocationError(
-        "Runtime.ExitError",
-        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
-        stack,
-    )
+    return InvocationError("Runtime.ExitError", runtime_exited(reason, request_id), stack)
 
 
 def kill_time(
@@ -158,19 +154,18 @@ def oom_error(cap_mb: float, peak_mb: float) -> InvocationError:
     """``Runtime.OutOfMemory`` for a worker stopped past its cap."""
     return InvocationError(
         "Runtime.OutOfMemory",
-        f"Runtime exited with error: worker memory exceeded the per-invocation cap of "
-        f"{cap_mb:.0f} MB (peak seen {peak_mb:.0f} MB above the worker's baseline)",
+        runtime_exited(
+            f"worker memory exceeded the per-invocation cap of {cap_mb:.0f} MB "
+            f"(peak seen {peak_mb:.0f} MB above the worker's baseline)"
+        ),
     )
 
 
 def killed_for_memory_error(request_id: str, stack: list[str]) -> InvocationError:
     """``Runtime.OutOfMemory`` for a worker the kernel's OOM killer stopped, in
     the words Lambda uses when it stops a runtime for memory."""
-    return InvocationError(
-        "Runtime.OutOfMemory",
-        f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
-        stack,
-    )
+    message = runtime_exited("signal: killed", request_id)
+    return InvocationError("Runtime.OutOfMemory", message, stack)
 
 
 def fault_stack(text: str, runtime_dir: str) -> list[str]:

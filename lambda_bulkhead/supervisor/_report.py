@@ -34,7 +34,7 @@ from lambda_bulkhead.logs._format import (
     level_name,
     utc_seconds,
 )
-from lambda_bulkhead.supervisor._slot import InvocationReport
+from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
 
 __all__ = ["format_report"]
 
@@ -43,10 +43,11 @@ _LOGGER = "lambda_bulkhead.supervisor"
 
 def format_report(report: InvocationReport, settings: LogSettings, now: float) -> bytes | None:
     """The summary line for ``report`` (with its newline), None when filtered out."""
-    level = INFO if report.outcome == "success" else ERROR
+    success = report.outcome == Outcome.SUCCESS
+    level = INFO if success else ERROR
     if level < settings.threshold:
         return None
-    if report.outcome == "success" and settings.format == LogFormat.JSON:
+    if success and settings.format == LogFormat.JSON:
         return _success_json(report, now)
     if settings.format == LogFormat.TEXT:
         parts = [

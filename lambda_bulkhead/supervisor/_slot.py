@@ -1,5 +1,12 @@
 """One slot: the supervised executor that runs invocations on its own worker.
 
+The slot is the I/O shell around the decision core
+(:mod:`lambda_bulkhead.supervisor._decisions`): it waits on the worker's fds,
+reads its frames, sends the Invoke, kills and reaps the worker, forwards its
+output, and applies what the core decides from what it observed (the
+:class:`~lambda_bulkhead.supervisor._decisions.Verdict` on the invocation, the
+:class:`~lambda_bulkhead.supervisor._decisions.Disposal` of the worker).
+
 For each invocation it writes an Invoke frame (the :class:`Invocation`) to the
 worker and waits,
 with one ``poll`` over the worker's pipes and its pidfd, for the first of:
@@ -45,29 +52,46 @@ import time
 from collections.abc import Callable
 
 from lambda_bulkhead._context import Invocation
-from lambda_bulkhead._errors import InvocationError, RestartStorm
+from lambda_bulkhead._errors import InvocationError
 from lambda_bulkhead._record import NamedTuple
 from lambda_bulkhead.handler._handler import Answer
 from lambda_bulkhead.process import _signals
 from lambda_bulkhead.process._affinity import pin_thread
+from lambda_bulkhead.supervisor._decisions import (
+    OUTPUT_LOST,
+    WROTE_OUT_OF_TURN,
+    CrashCounter,
+    InvocationReport,
+    Rerun,
+    Verdict,
+    answer_verdict,
+    deadline_verdict,
+    death_verdict,
+    dispose,
+    idle_replacement,
+    late_verdict,
+    may_be_oom_kill,
+    memory_verdict,
+    out_of_turn_reason,
+    over_memory_cap,
+    restart_storm,
+    shutdown_verdict,
+    shutting_down_error,
+    unframable_verdict,
+    violation_verdict,
+)
 from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink
 from lambda_bulkhead.supervisor._policy import (
-    RestartPolicy,
-    crash_error,
     fault_stack,
     function_timeout,
     kill_time,
-    killed_for_memory_error,
-    oom_error,
     recycle_after,
     signal_name,
     suspected_cause,
-    timeout_error,
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 from lambda_bulkhead.wire._frames import (
-    RETIRE_OUTPUT_LOST,
     RETIRE_REASONS,
     TURN_MASK,
     Declined,
@@ -81,10 +105,13 @@ from lambda_bulkhead.wire._pipes import read_available, read_size, send_message,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lambda_bulkhead._config import Config
     from lambda_bulkhead.runtime_api._stream import ResponseStream
     from lambda_bulkhead.supervisor._output import Stream
 
-__all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot"]
+# InvocationReport and CrashCounter live in the decision core; named here too
+# for the modules that took them from the slot.
+__all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot", "SlotSettings", "Supervision"]
 
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: How long a worker stopped for its deadline gets to write its stack.
@@ -101,27 +128,6 @@ _MB = 1024 * 1024
 #: What may come back for an Invoke, carrying its turn (a tuple: a union would
 #: build a union object at each check, once per invocation).
 _IN_TURN = (Result, Failure, Declined)
-#: The ``worker replaced`` reason of a worker that declined an event (see
-#: :class:`~lambda_bulkhead.wire._frames.Declined`).
-CHANGED_FOR_GOOD = "changed its process state for good"
-#: The ``worker replaced`` reason of a worker that wrote a frame out of turn.
-WROTE_OUT_OF_TURN = "wrote out of turn"
-
-
-class InvocationReport(NamedTuple):
-    """What the per-invocation summary record says."""
-
-    request_id: str
-    tenant_id: str | None
-    outcome: str  # success | error | crash | timeout | oom
-    duration_ms: float
-    max_memory_mb: float
-    worker_pid: int
-    worker_replaced: bool
-    error_type: str | None = None
-    signal: str | None = None
-    stack: tuple[str, ...] = ()
-    error_message: str | None = None
 
 
 class Shutdown:
@@ -136,94 +142,73 @@ class Shutdown:
         self.requested.set()
 
 
-class CrashCounter:
-    """Consecutive worker deaths without a completed invocation, across slots."""
+class SlotSettings(NamedTuple):
+    """The configuration every slot runs with."""
 
-    def __init__(self, policy: RestartPolicy) -> None:
-        self._policy = policy
-        self._lock = threading.Lock()
-        self._count = 0
+    #: How long before the deadline a worker is stopped.
+    timeout_margin_ms: int
+    #: How often the worker's memory is sampled during an invocation.
+    memory_poll_ms: int
+    #: Recycle a worker after about this many invocations (0: never).
+    max_invocations: int
+    #: ``AWS_LAMBDA_FUNCTION_TIMEOUT``, for the timeout message (None: derived).
+    function_timeout_s: float | None = None
 
-    def crashed(self) -> None:
-        with self._lock:
-            self._count += 1
-
-    def completed(self) -> None:
-        if self._count:
-            with self._lock:
-                self._count = 0
-
-    def delay(self) -> float | None:
-        with self._lock:
-            return self._policy.delay(self._count)
-
-    @property
-    def count(self) -> int:
-        return self._count
+    @classmethod
+    def from_config(cls, config: Config) -> SlotSettings:
+        return cls(
+            timeout_margin_ms=config.timeout_margin_ms,
+            memory_poll_ms=config.memory_poll_ms,
+            max_invocations=config.max_invocations,
+            function_timeout_s=config.function.timeout_s,
+        )
 
 
-class _Outcome:
-    __slots__ = ("answer", "error", "kind", "peak", "replace", "signal")
+class Supervision(NamedTuple):
+    """What every slot shares with the others and the main thread."""
 
-    def __init__(
-        self,
-        answer: Answer | None = None,
-        error: InvocationError | None = None,
-        kind: str = "success",
-        replace: bool = False,
-        signal: str | None = None,
-        peak: int = 0,
-    ) -> None:
-        self.answer = answer
-        self.error = error
-        self.kind = kind
-        self.replace = replace
-        self.signal = signal
-        #: The peak RSS the worker's answer reported (0: none).
-        self.peak = peak
+    pool: WorkerPool
+    exits: ExitRegistry
+    crashes: CrashCounter
+    shutdown: Shutdown
+    #: The kernel's OOM kills.
+    oom: OomKills
+    #: Writes an invocation's summary record.
+    report: Callable[[InvocationReport], None]
+    #: Logs a worker's life event (``worker replaced``, ``worker died``...).
+    on_worker_event: Callable[..., None]
 
 
 class Slot:
-    """Runs one invocation at a time on its own worker (an ``Executor``)."""
+    """Runs one invocation at a time on its own worker (an ``Executor``): the
+    I/O shell around the decisions of :mod:`lambda_bulkhead.supervisor._decisions`."""
 
     def __init__(
         self,
-        pool: WorkerPool,
-        exits: ExitRegistry,
-        crashes: CrashCounter,
-        shutdown: Shutdown,
+        supervision: Supervision,
+        settings: SlotSettings,
         output: OutputSink,
-        report: Callable[[InvocationReport], None],
-        on_worker_event: Callable[..., None],
-        *,
-        timeout_margin_ms: int,
-        memory_poll_ms: int,
-        max_invocations: int,
         cpu: int | None = None,
-        oom: OomKills | None = None,
-        function_timeout_s: float | None = None,
     ) -> None:
-        self._pool = pool
-        self._exits = exits
-        self._crashes = crashes
-        self._shutdown = shutdown
+        self._pool = pool = supervision.pool
+        self._exits = supervision.exits
+        self._crashes = supervision.crashes
+        self._shutdown = supervision.shutdown
+        self._oom = supervision.oom
+        self._report = supervision.report
+        self._event = supervision.on_worker_event
         self._output = output
-        self._report = report
-        self._event = on_worker_event
-        self._margin_ms = timeout_margin_ms
-        #: AWS_LAMBDA_FUNCTION_TIMEOUT, for the timeout message (None: derived).
-        self._function_timeout_s = function_timeout_s
-        self._poll_s = memory_poll_ms / 1000.0
-        self._max_invocations = max_invocations
+        self._margin_ms = settings.timeout_margin_ms
+        self._function_timeout_s = settings.function_timeout_s
+        self._poll_s = settings.memory_poll_ms / 1000.0
+        self._max_invocations = settings.max_invocations
         #: The CPU this slot's thread and its worker wait on (None: anywhere).
         self._cpu = cpu
-        #: The kernel's OOM kills, shared by every slot.
-        self._oom = oom or OomKills()
         self._worker: WorkerHandle | None = None
         #: A worker killed for its deadline or memory, reaped after the answer is
         #: posted (with its reason), before this slot polls ``/next`` again.
         self._killed: tuple[WorkerHandle, str] | None = None
-        self._cap_bytes = pool.memory_limit_bytes
+        self._cap_bytes = pool.memory_limit_bytes or 0
         if not self._cap_bytes:
             # No cap: the samples only back up the worker's own peak and the wait
             # loop only has the shutdown to notice, so wake less often.
@@ -267,10 +252,7 @@ class Slot:
             self._discard(worker, reason="died while idle")
         delay = self._crashes.delay()
         if delay is None:
-            raise RestartStorm(
-                f"{self._crashes.count} workers in a row died without completing an "
-                "invocation; exiting so that Lambda re-initialises the environment"
-            )
+            raise restart_storm(self._crashes.count)
         if delay:
             self._event(
                 "restart back-off", level="warning", delaySeconds=delay,
@@ -345,11 +327,7 @@ class Slot:
         self.busy = True
         try:
             if self._shutdown.requested.is_set():
-                raise InvocationError(
-                    "Runtime.ExitError",
-                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
-                    "runtime shutting down (SIGTERM)",
-                )
+                raise shutting_down_error(invocation.request_id)
             return self._run(invocation)
         finally:
             self.busy = False
@@ -369,98 +347,85 @@ class Slot:
         if kill_at is not None and kill_at <= started:
             # Delivered at (or past) its kill time: answer without running it,
             # and keep the worker, which was never touched.
-            late = timeout_error(
-                function_timeout(self._function_timeout_s, invocation.deadline_ms, received), []
+            timeout_s = function_timeout(
+                self._function_timeout_s, invocation.deadline_ms, received
             )
-            raise self._not_run(worker, invocation, "timeout", late)
+            raise self._not_run(worker, invocation, late_verdict(timeout_s))
         turn = self._turn = (self._turn + 1) & TURN_MASK
         try:
             frame = encode_invoke(turn, invocation)
         except WireError as exc:  # an event no frame can carry (over MAX_FRAME)
-            unframed = InvocationError(
-                "Runtime.UnmarshalError", f"Unable to hand the event to a worker: {exc}"
-            )
-            raise self._not_run(worker, invocation, "error", unframed) from None
+            raise self._not_run(worker, invocation, unframable_verdict(str(exc))) from None
         worker.move("invoke")
         worker.memory.start(started)
         self._output.begin(invocation.request_id, invocation.tenant_id)
         try:
             write_parts(worker.invoke_fd, frame, kill_at)
         except TimeoutError:  # still full at the kill time: it stopped reading
-            outcome = self._stop_for_deadline(worker, invocation, started)
+            verdict: Verdict | Rerun = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
         except BrokenPipeError:
-            outcome = self._died(worker, invocation, turn, b"")
+            verdict = self._died(worker, invocation, turn, b"")
             peak = worker.baseline_rss
         else:
-            outcome, peak = self._wait(worker, invocation, turn, started, kill_at)
-            peak = max(peak, outcome.peak)
+            verdict, peak = self._wait(worker, invocation, turn, started, kill_at)
         self._output.end()
-        if outcome.kind == "declined":  # not run: another worker takes it
-            self._discard(worker, reason=CHANGED_FOR_GOOD)
+        if type(verdict) is Rerun:  # not run: another worker takes it
+            self._discard(worker, reason=verdict.reason)
             return self._run(invocation)
-        replaced = outcome.replace
-        if outcome.kind == "crash":
-            self._crashes.crashed()
-        elif outcome.kind not in ("timeout", "oom"):
-            # (Timeouts and OOM kills are ours, not a worker failing to run: a
-            # handler that keeps timing out because a dependency is down must not
-            # make the runtime back off or give up; they leave the count alone.)
-            self._crashes.completed()
+        assert isinstance(verdict, Verdict)  # (for the type checker)
+        peak = max(peak, verdict.peak)
+        disposal = dispose(verdict, worker.invocations, worker.recycle_at, worker.retire_reason)
+        self._crashes.count_in(disposal.crashes)
+        if disposal.completed:
             worker.invocations += 1
-            if worker.recycle_at is not None and worker.invocations >= worker.recycle_at:
-                replaced = True
-            # It closed its fd 1 or 2 (every later line would be lost), changed its
-            # process in a way the next invocation would inherit, or wrote out of
-            # turn (not trusted with another event).
-            replaced = replaced or worker.retire_reason is not None
-        if replaced:
+        if disposal.reason is not None:
             if worker.state is not WorkerState.DEAD:
                 worker.move("retire")
-            reason = outcome.kind if outcome.replace else (
-                worker.retire_reason or "recycled"
-            )
-            if outcome.kind in ("timeout", "oom"):
+            if disposal.reap_later:
                 # Already SIGKILLed: answer first, reap in prepare().  Waiting here
                 # for the exit status would put the kernel's teardown of the
                 # worker's memory between the kill and the /error post.
-                self._killed = (worker, reason)
+                self._killed = (worker, disposal.reason)
                 self._worker = None
             else:
-                self._discard(worker, reason=reason)
+                self._discard(worker, reason=disposal.reason)
         else:
             worker.move("answer")
-        error = outcome.error
+        error = verdict.error
         self.flush_report()
         self._unreported = InvocationReport(
             request_id=invocation.request_id,
             tenant_id=invocation.tenant_id,
-            outcome=outcome.kind,
+            outcome=verdict.outcome,
             duration_ms=(time.monotonic() - started) * 1000,
             max_memory_mb=peak / _MB,
             worker_pid=worker.pid,
-            worker_replaced=replaced,
+            worker_replaced=disposal.replace,
             error_type=error.error_type if error else None,
-            signal=outcome.signal,
+            signal=verdict.signal,
             stack=tuple(error.stack_trace) if error else (),
             error_message=error.error_message if error else None,
         )
         if error is not None:
             raise error
-        assert outcome.answer is not None
-        return outcome.answer
+        assert verdict.answer is not None
+        return verdict.answer
 
     def _not_run(
-        self, worker: WorkerHandle, invocation: Invocation, outcome: str, error: InvocationError
+        self, worker: WorkerHandle, invocation: Invocation, verdict: Verdict
     ) -> InvocationError:
-        """``error``, for an invocation answered without being run (the worker,
-        never touched, is kept), with its summary."""
+        """The error of ``verdict``, for an invocation answered without being run
+        (the worker, never touched, is kept), with its summary."""
+        error = verdict.error
+        assert error is not None
         self.flush_report()
         self._unreported = InvocationReport(
             request_id=invocation.request_id, tenant_id=invocation.tenant_id,
-            outcome=outcome, duration_ms=0.0, max_memory_mb=worker.baseline_rss / _MB,
-            worker_pid=worker.pid, worker_replaced=False,
-            error_type=error.error_type, error_message=error.error_message,
+            outcome=verdict.outcome, duration_ms=0.0,
+            max_memory_mb=worker.baseline_rss / _MB, worker_pid=worker.pid,
+            worker_replaced=False, error_type=error.error_type,
+            error_message=error.error_message,
         )
         return error
 
@@ -479,20 +444,20 @@ class Slot:
         for _ in range(IDLE_READS):
             if not read_available(worker.fault_fd):
                 break  # (a stack written as it died: the death is what is reported)
-        # Bytes, not the hang-up a dead worker's pipe reports.
-        spoke = any(fd == worker.result_fd and mask & select.POLLIN for fd, mask in polled)
-        died = worker.pidfd in ready
-        if not (spoke or died or worker.retire_reason is not None):
+        replacement = idle_replacement(
+            # Bytes, not the hang-up a dead worker's pipe reports.
+            spoke=any(fd == worker.result_fd and mask & select.POLLIN for fd, mask in polled),
+            died=worker.pidfd in ready,
+            retire_reason=worker.retire_reason,
+        )
+        if replacement is None:
             return worker
-        if spoke:
+        if replacement.violation is not None:
             self._event(
                 "worker protocol violation", level="error", pid=worker.pid,
-                reason="wrote on its result pipe with no invocation in flight",
+                reason=replacement.violation,
             )
-        self._discard(worker, reason=(
-            "died while idle" if died
-            else WROTE_OUT_OF_TURN if spoke else worker.retire_reason or WROTE_OUT_OF_TURN
-        ))
+        self._discard(worker, reason=replacement.reason)
         self.prepare()
         assert self._worker is not None
         return self._worker
@@ -504,7 +469,7 @@ class Slot:
         turn: int,
         started: float,
         kill_at: float | None,
-    ) -> tuple[_Outcome, int]:
+    ) -> tuple[Verdict | Rerun, int]:
         peak: int = worker.baseline_rss
         fault = bytearray()
         next_sample = started + self._poll_s
@@ -519,8 +484,8 @@ class Slot:
                 rss = worker.memory.sample(now)
                 if rss is not None:
                     peak = max(peak, rss)
-                    if self._cap_bytes and rss - worker.baseline_rss > self._cap_bytes:
-                        return self._stop_for_memory(worker, invocation, peak), peak
+                    if over_memory_cap(rss, worker.baseline_rss, self._cap_bytes):
+                        return self._stop_for_memory(worker, peak), peak
                 next_sample = now + self._poll_s
             wake_at = next_sample
             if kill_at is not None and kill_at < wake_at:
@@ -531,12 +496,12 @@ class Slot:
             died = False
             for fd, _ in events:
                 if fd == worker.result_fd:
-                    outcome = self._read_answer(worker, invocation, turn)
-                    if outcome is not None:
+                    verdict = self._read_answer(worker, invocation, turn)
+                    if verdict is not None:
                         # Output written before the answer is already in its pipe,
                         # so poll reported that pipe in this same call.
                         self._drain_output(worker, [fd for fd, _ in events])
-                        return outcome, peak
+                        return verdict, peak
                 elif fd == worker.pidfd:
                     died = True
                 elif fd == worker.fault_fd:
@@ -548,8 +513,8 @@ class Slot:
 
     def _read_answer(
         self, worker: WorkerHandle, invocation: Invocation, turn: int
-    ) -> _Outcome | None:
-        """The outcome if the answer of ``turn`` is in, None to keep waiting."""
+    ) -> Verdict | Rerun | None:
+        """The verdict if the answer of ``turn`` is in, None to keep waiting."""
         data = read_available(worker.result_fd, read_size(worker.decoder))
         if data is None:
             return None
@@ -561,7 +526,7 @@ class Slot:
         try:
             messages = worker.decoder.feed(data)
         except WireError as exc:
-            return self._violation(worker, invocation, str(exc))
+            return self._violation(worker, violation_verdict(invocation.request_id, str(exc)))
         message: Result | Failure | Declined | None = None
         for frame in messages:
             if message is None and isinstance(frame, _IN_TURN) and frame.turn == turn:
@@ -574,46 +539,32 @@ class Slot:
             # Bytes after the answer: the start of a frame out of turn, which
             # would swallow the next invocation's answer.
             self._out_of_turn(worker, "a partial frame")
-        if isinstance(message, Declined):
-            return _Outcome(kind="declined", replace=True)
-        if message.request_id != invocation.request_id:
-            # In turn, so written by this invocation's own code.
-            return self._violation(
-                worker, invocation, f"unexpected answer for request id {message.request_id!r:.80}"
-            )
-        if message.retire:
-            worker.retire_reason = RETIRE_REASONS[message.retire]
-        if isinstance(message, Result):
-            return _Outcome(answer=Answer(message.body, message.content_type),
-                            peak=message.peak_rss)
-        causes = tuple(_cause(c) for c in message.causes)
-        error = InvocationError(
-            message.error_type, message.error_message, message.stack_trace, causes
-        )
-        # A native allocation failure is reported as out of memory.
-        kind = "oom" if message.error_type == "Runtime.OutOfMemory" else "error"
-        return _Outcome(error=error, kind=kind, replace=message.fatal, peak=message.peak_rss)
+        verdict = answer_verdict(message, invocation.request_id)
+        if type(verdict) is Verdict:
+            if verdict.violation is not None:
+                return self._violation(worker, verdict)
+            assert not isinstance(message, Declined)  # (a Declined is a Rerun)
+            if message.retire:
+                worker.retire_reason = RETIRE_REASONS[message.retire]
+        return verdict
 
     def _out_of_turn(self, worker: WorkerHandle, frame: object) -> None:
         """A frame that answers no invocation in flight: blamed on ``worker``
         (logged once), which is replaced after the invocation in flight."""
         if worker.retire_reason != WROTE_OUT_OF_TURN:
             worker.retire_reason = WROTE_OUT_OF_TURN
-            request_id = getattr(frame, "request_id", None)
             self._event(
                 "worker protocol violation", level="error", pid=worker.pid,
-                reason=f"out of turn: {type(frame).__name__} for request id {request_id!r:.80}",
+                reason=out_of_turn_reason(frame),
             )
 
-    def _violation(self, worker: WorkerHandle, invocation: Invocation, why: str) -> _Outcome:
-        self._event("worker protocol violation", level="error", pid=worker.pid, reason=why)
-        worker.kill()
-        error = InvocationError(
-            "Runtime.ExitError",
-            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
-            f"worker protocol violation ({why})",
+    def _violation(self, worker: WorkerHandle, verdict: Verdict) -> Verdict:
+        """Apply a protocol violation: logged against ``worker``, which is killed."""
+        self._event(
+            "worker protocol violation", level="error", pid=worker.pid, reason=verdict.violation
         )
-        return _Outcome(error=error, kind="crash", replace=True)
+        worker.kill()
+        return verdict
 
     def _forward(self, worker: WorkerHandle, fd: int) -> None:
         data = read_available(fd)
@@ -647,7 +598,7 @@ class Slot:
     @staticmethod
     def _output_ended(worker: WorkerHandle, fd: int) -> None:
         """End of file on fd 1 or 2: the handler closed it (or the worker is dying)."""
-        worker.retire_reason = RETIRE_REASONS[RETIRE_OUTPUT_LOST]
+        worker.retire_reason = OUTPUT_LOST
         with contextlib.suppress(KeyError):
             worker.poller.unregister(fd)
 
@@ -680,57 +631,44 @@ class Slot:
 
     def _died(
         self, worker: WorkerHandle, invocation: Invocation, turn: int, fault: bytes
-    ) -> _Outcome:
+    ) -> Verdict | Rerun:
         # An answer may have been written just before the exit (a fatal Failure).
-        outcome = self._read_answer(worker, invocation, turn)
+        answered = self._read_answer(worker, invocation, turn)
         status, stack = self._collect_death(worker, fault)
-        if outcome is not None:
-            outcome.replace = True
-            return outcome
-        if status is not None and self._killed_for_memory(status):
-            error = killed_for_memory_error(invocation.request_id, stack)
-            return _Outcome(error=error, kind="oom", replace=True, signal="SIGKILL")
-        error = crash_error(invocation.request_id, status, stack)
-        return _Outcome(
-            error=error, kind="crash", replace=True,
-            signal=signal_name(status) if status is not None else None,
+        if type(answered) is Rerun:
+            return answered
+        assert answered is None or isinstance(answered, Verdict)  # (for the type checker)
+        return death_verdict(
+            invocation.request_id, status, stack,
+            # The kernel's record of OOM kills is only asked about (and the kill
+            # claimed) for a death that may be one.
+            oom_killed=status is not None and may_be_oom_kill(status) and self._oom.claim(),
+            answered=answered,
         )
-
-    def _killed_for_memory(self, status: int) -> bool:
-        """Whether a worker that died of SIGKILL (not ours) was an OOM kill."""
-        return signal_name(status) == "SIGKILL" and self._oom.claim()
 
     def _stop_for_deadline(
         self, worker: WorkerHandle, invocation: Invocation, started: float
-    ) -> _Outcome:
+    ) -> Verdict:
         received = time.time() - (time.monotonic() - started)  # the wall time at `started`
         timeout_s = function_timeout(self._function_timeout_s, invocation.deadline_ms, received)
         worker.kill(_signals.SIGUSR1)  # faulthandler: dump every thread's stack
         fault = self._read_fault(worker, STACK_GRACE_S)
         worker.kill()
-        stack = self._drain_dead(worker, fault)
-        return _Outcome(error=timeout_error(timeout_s, stack), kind="timeout", replace=True)
+        return deadline_verdict(timeout_s, self._drain_dead(worker, fault))
 
-    def _stop_for_memory(self, worker: WorkerHandle, invocation: Invocation, peak: int) -> _Outcome:
+    def _stop_for_memory(self, worker: WorkerHandle, peak: int) -> Verdict:
         worker.kill()
         self._drain_dead(worker, b"")
-        cap_mb = (self._cap_bytes or 0) / _MB
-        error = oom_error(cap_mb, (peak - worker.baseline_rss) / _MB)
-        return _Outcome(error=error, kind="oom", replace=True)
+        return memory_verdict(self._cap_bytes, peak - worker.baseline_rss)
 
-    def _stop_for_shutdown(self, worker: WorkerHandle, invocation: Invocation) -> _Outcome:
+    def _stop_for_shutdown(self, worker: WorkerHandle, invocation: Invocation) -> Verdict:
         worker.kill()
         # Not _collect_death: the main thread no longer reads exit statuses, so
         # waiting for this one (REAP_TIMEOUT_S) would outlast the shutdown and
         # the invocation would never be answered.
         self._drain_output(worker)
         worker.move("died")
-        error = InvocationError(
-            "Runtime.ExitError",
-            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
-            "runtime shut down (SIGTERM) before the invocation finished",
-        )
-        return _Outcome(error=error, kind="crash", replace=True)
+        return shutdown_verdict(invocation.request_id)
 
     @staticmethod
     def _read_fault(worker: WorkerHandle, grace_s: float) -> bytes:
@@ -749,12 +687,3 @@ class Slot:
 
 def _stream_of(worker: WorkerHandle, fd: int) -> Stream:
     return "stdout" if fd == worker.stdout_fd else "stderr"
-
-
-def _cause(raw: dict[str, object]) -> InvocationError:
-    stack = raw.get("stackTrace")
-    return InvocationError(
-        str(raw.get("errorType", "")),
-        str(raw.get("errorMessage", "")),
-        [str(line) for line in stack] if isinstance(stack, list) else [],
-    )

@@ -69,7 +69,14 @@ from lambda_bulkhead.supervisor._pool import (
     WorkerPool,
 )
 from lambda_bulkhead.supervisor._report import format_report
-from lambda_bulkhead.supervisor._slot import CrashCounter, InvocationReport, Shutdown, Slot
+from lambda_bulkhead.supervisor._slot import (
+    CrashCounter,
+    InvocationReport,
+    Shutdown,
+    Slot,
+    SlotSettings,
+    Supervision,
+)
 from lambda_bulkhead.supervisor._stopsignals import StopSignals
 from lambda_bulkhead.wire._frames import (
     FrameDecoder,
@@ -430,18 +437,10 @@ def supervise(
         control.answered()
 
     cpus = slot_cpus(config.workers) if config.colocate else [None] * config.workers
-    oom = OomKills()
+    supervision = Supervision(pool, exits, crashes, shutdown, OomKills(), report, log.event)
+    slot_settings = SlotSettings.from_config(config)
     slots = [
-        Slot(
-            pool, exits, crashes, shutdown,
-            OutputSink(settings, writer.write), report, log.event,
-            timeout_margin_ms=config.timeout_margin_ms,
-            memory_poll_ms=config.memory_poll_ms,
-            max_invocations=config.max_invocations,
-            cpu=cpu,
-            oom=oom,
-            function_timeout_s=config.function.timeout_s,
-        )
+        Slot(supervision, slot_settings, OutputSink(settings, writer.write), cpu)
         for cpu in cpus
     ]
     threads = [
