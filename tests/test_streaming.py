@@ -106,7 +106,7 @@ async def agen(event, context):
         yield f"async {index}\n"
 '''
 
-ISOLATIONS = ["none"]
+ISOLATIONS = ["none", "process"]
 
 
 def start(runtime: StartRuntime, isolation: str, emulator: Emulator | None = None,
