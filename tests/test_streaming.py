@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import threading
 from typing import Any
 
+import psutil
 import pytest
-from conftest import RuntimeProcess, StartRuntime
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime
 
 from lambda_bulkhead.emulator import Emulator, InvokeResult
 
@@ -71,6 +73,19 @@ def hang(event):
     time.sleep(600)
 
 
+def endless(event, context):
+    chunk = b"x" * event.get("size", 65536)
+    while True:
+        yield chunk
+
+
+def timed(event, context):
+    # Each chunk says when it was yielded (CLOCK_MONOTONIC is the machine's).
+    pad = b"x" * (event["size"] - 32)
+    for _ in range(event["count"]):
+        yield b"%031.6f|" % time.monotonic() + pad
+
+
 def big(event, context):
     chunk = os.urandom(1 << 20)
     for _ in range(event["mib"]):
@@ -97,6 +112,8 @@ ACTIONS = {
     "big": big,
     "http": http,
     "pid": pid,
+    "endless": endless,
+    "timed": timed,
 }
 
 
@@ -205,3 +222,125 @@ def test_an_exception_mid_stream_ends_it_with_the_trailers(
     trailers = {name.lower(): value for name, value in result.trailers.items()}
     assert json.loads(base64.b64decode(trailers["lambda-runtime-function-error-body"])) == body
     assert emulator.invoke(event(n=1), timeout=WAIT_S).stream_error_type is None
+
+
+def worker_pid(emulator: Emulator) -> int:
+    result = emulator.invoke(event(action="pid"), timeout=WAIT_S)
+    return int(result.chunks[0].data)
+
+
+@pytest.mark.parametrize(
+    ("action", "trailer", "error_type", "words"),
+    [
+        ("segfault", "Runtime.ExitError", "Runtime.ExitError", "signal: segmentation fault"),
+        ("exit", "Runtime.ExitError", "Runtime.ExitError", "exit status 3"),
+        ("hog", "Runtime.OutOfMemory", "Runtime.OutOfMemory", "memory"),
+        ("hang", "Runtime.Timedout", "Sandbox.Timedout", "Task timed out after 2.00 seconds"),
+    ],
+)
+def test_a_worker_lost_mid_stream_ends_it_with_the_trailers_and_is_replaced(
+    runtime: StartRuntime, make_emulator: MakeEmulator,
+    action: str, trailer: str, error_type: str, words: str,
+) -> None:
+    """Supervised: after the first chunk, a segfault, os._exit, the memory cap or
+    the deadline ends the stream with the trailers (the error body the
+    non-streaming answer has), and the worker is replaced; the runtime serves on."""
+    emu = make_emulator(timeout_s=2.0)
+    proc = start(runtime, "process", emulator=emu, env={"BULKHEAD_MEMORY_LIMIT_MB": "128"})
+    before = worker_pid(emu)
+    result = emu.invoke(event(action=action, pause=0.2), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], proc.describe()
+    assert result.streamed
+    assert result.stream_error_type == trailer
+    body = error_body(result)
+    assert body["errorType"] == error_type
+    assert words in body["errorMessage"], body
+    assert worker_pid(emu) != before
+
+
+def test_the_watch_goes_on_while_the_runtime_api_holds_a_chunk_back(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """Supervised, with a Runtime API that reads slowly: the slot waits in a write
+    of a chunk when the deadline comes, and still stops the worker then (the
+    stream ends with the timeout in its trailers)."""
+    emu = make_emulator(timeout_s=6.0)
+    emu.read_streams_slowly(512 * 1024, read_size=16 * 1024)
+    # The worker is stopped 4.5 s before the deadline: the slow reader then has
+    # time to take what was already written (socket buffers) before the trailers.
+    proc = start(runtime, "process", emulator=emu,
+                 env={"BULKHEAD_TIMEOUT_MARGIN_MS": "4500"})
+    result = emu.invoke(event(action="endless", size=16 * 1024), timeout=WAIT_S)
+    assert result.stream_error_type == "Runtime.Timedout", (result, proc.describe())
+    assert error_body(result)["errorType"] == "Sandbox.Timedout"
+    assert proc.wait_for(lambda record: record.get("type") == "bulkhead.report", WAIT_S)
+    (report,) = [record for record in proc.records() if record.get("type") == "bulkhead.report"]
+    # Stopped at its kill time (1.5 s), while the Runtime API still held chunks back.
+    assert report["outcome"] == "timeout"
+    assert 1400 < report["durationMs"] < 3000, report
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_slow_runtime_api_slows_the_handlers_yield(
+    runtime: StartRuntime, make_emulator: MakeEmulator, isolation: str
+) -> None:
+    """Back-pressure end to end: with the Runtime API reading 2 MiB/s, a handler
+    yielding 12 MiB in 64 KiB chunks is held back (its yields spread over
+    seconds, not the milliseconds they take alone); every byte arrives."""
+    emu = make_emulator(timeout_s=30.0)
+    emu.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    start(runtime, isolation, emulator=emu)
+    count = 12 * 16
+    result = emu.invoke(event(action="timed", size=65536, count=count), timeout=WAIT_S)
+    assert result.stream_bytes == count * 65536, result.stream_error_type
+    body = b"".join(chunk.data for chunk in result.chunks)
+    yielded = [float(body[offset : offset + 31]) for offset in range(0, len(body), 65536)]
+    # Pipes and socket buffers hold a few MiB; the rest waited for the reader.
+    assert yielded[-1] - yielded[0] > 2.0, yielded[-1] - yielded[0]
+
+
+def test_100_mb_stream_through_a_supervisor_whose_memory_stays_flat(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """Supervised: 100 MiB in 1 MiB yields reach the Runtime API whole, and the
+    supervisor's resident memory grows by far less than the stream (it holds a
+    chunk at a time)."""
+    emu = make_emulator(timeout_s=60.0)
+    proc = start(runtime, "process", emulator=emu)
+    supervisor = psutil.Process(proc.pid)
+    worker_pid(emu)  # warm: the first invocation's allocations are not the stream's
+    baseline = supervisor.memory_info().rss
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, supervisor.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = emu.submit(event(action="big", mib=100), keep_chunks=False).result(WAIT_S * 2)
+    finally:
+        done.set()
+        sampler.join()
+    assert result.stream_bytes == 100 * 1024 * 1024, result
+    assert result.stream_error_type is None
+    assert peak - baseline < 24 * 1024 * 1024, (baseline, peak)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_caller_that_disconnects_mid_stream_costs_nothing_else(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """A caller that goes away mid-stream: the runtime streams on to the end (the
+    Runtime API drops the rest) and serves the next invocation."""
+    start(runtime, isolation)
+    stream = emulator.stream(event(n=4, pause=0.2))
+    assert stream.next_chunk(WAIT_S) is not None
+    stream.disconnect()
+    result = stream.result(WAIT_S)
+    assert result.caller_disconnected
+    assert result.stream_error_type is None
+    assert emulator.invoke(event(n=1), timeout=WAIT_S).chunks[0].data == b"chunk 0\n"

@@ -53,6 +53,8 @@ MAX_HEAD_BYTES = 64 * 1024
 # into one buffer of their exact size instead.
 _RECV_BYTES = 64 * 1024
 _COALESCE_BYTES = 64 * 1024
+#: The send buffer of a connection that streamed an answer (the kernel doubles it).
+STREAM_SEND_BUFFER = 256 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -320,6 +322,10 @@ class SocketTransport:
             self.close()
             sock = None
         sock = sock or self._connect()
+        # A bounded send buffer (the kernel's grows to 4 MiB): what a slow reader
+        # has not taken yet stays little, so the handler's yield follows the
+        # reader closely and trailers after a failure are not queued behind MiBs.
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         _set_kernel_timeout(sock, tick)
         self._kernel_timeout = tick
         head = encode_head(request, self._host_header)
@@ -494,8 +500,8 @@ class ChunkedUpload:
     """One streamed request body, written chunk by chunk on its transport's socket.
 
     :meth:`send` writes a chunk (the request head first, with the first one);
-    while the socket has no room, ``blocked`` is called every tick (it may
-    raise: the unsent rest is kept and sent by :meth:`finish`).  A server that
+    while the socket has no room, ``blocked`` is called every tick, or sooner
+    (it may raise: the unsent rest is kept and sent by :meth:`finish`).  A server that
     takes no byte for ``stall_limit`` seconds has failed.  :meth:`finish`
     ends the body, with trailers if given, and returns the server's answer.
     Any failure closes the connection and raises :class:`TransportError`.
@@ -566,6 +572,8 @@ class ChunkedUpload:
                     else:
                         views[0] = first[written:]
                         written = 0
+                if views and blocked is not None:
+                    blocked()  # a part went, within a tick: a slow reader all the same
         except TimeoutError as exc:
             self._transport.close()
             raise TransportError(self._request.call, "the stream was not read in time") from exc

@@ -383,7 +383,7 @@ def encode(message: Message) -> list[bytes]:
         if not message.data:  # type: ignore[union-attr]
             raise WireError("Chunk: empty")
         try:
-            return encode_chunk(*message)  # type: ignore[arg-type]
+            return encode_chunk(*message)
         except struct.error as exc:
             raise WireError(f"Chunk: {exc}") from None
     if cls is StreamStart:
