@@ -264,20 +264,22 @@ def test_the_watch_goes_on_while_the_runtime_api_holds_a_chunk_back(
     """Supervised, with a Runtime API that reads slowly: the slot waits in a write
     of a chunk when the deadline comes, and still stops the worker then (the
     stream ends with the timeout in its trailers)."""
-    emu = make_emulator(timeout_s=6.0)
-    emu.read_streams_slowly(512 * 1024, read_size=16 * 1024)
-    # The worker is stopped 4.5 s before the deadline: the slow reader then has
+    emu = make_emulator(timeout_s=8.0)
+    emu.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    # The worker is stopped 6.5 s before the deadline: the slow reader then has
     # time to take what was already written (socket buffers) before the trailers.
     proc = start(runtime, "process", emulator=emu,
-                 env={"BULKHEAD_TIMEOUT_MARGIN_MS": "4500"})
-    result = emu.invoke(event(action="endless", size=16 * 1024), timeout=WAIT_S)
+                 env={"BULKHEAD_TIMEOUT_MARGIN_MS": "6500"})
+    # 4 MiB chunks: each takes the slow reader about 2 s, so the kill time comes
+    # while one is being written.
+    result = emu.invoke(event(action="endless", size=4 * 1024 * 1024), timeout=WAIT_S)
     assert result.stream_error_type == "Runtime.Timedout", (result, proc.describe())
     assert error_body(result)["errorType"] == "Sandbox.Timedout"
     assert proc.wait_for(lambda record: record.get("type") == "bulkhead.report", WAIT_S)
     (report,) = [record for record in proc.records() if record.get("type") == "bulkhead.report"]
-    # Stopped at its kill time (1.5 s), while the Runtime API still held chunks back.
+    # Stopped at its kill time (1.5 s), in the middle of a chunk's write.
     assert report["outcome"] == "timeout"
-    assert 1400 < report["durationMs"] < 3000, report
+    assert 1400 < report["durationMs"] < 2000, report
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

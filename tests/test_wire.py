@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import struct
@@ -519,3 +520,30 @@ def test_decoding_stops_at_the_bad_frame() -> None:
     decoder = FrameDecoder()
     with pytest.raises(WireError):
         decoder.feed(frame(Spawned(pid=1)) + raw_frame(77, b""))
+
+
+@given(
+    st.lists(st.one_of(chunks, stream_starts, stream_ends, results), max_size=6),
+    st.lists(st.integers(1, 70), min_size=1, max_size=8),
+)
+def test_frames_read_in_place_decode_as_fed_ones(messages: list[Message], sizes: list[int]) -> None:
+    """Read into the decoder in place (reserve/commit, as the supervisor reads a
+    stream's chunks, a chunk's data into its own buffer) in any sizes, the frames
+    decode to the same messages as when fed."""
+    stream = b"".join(frame(message) for message in messages)
+    decoder = FrameDecoder()
+    decoded: list[Message] = []
+    offset = 0
+    for size in itertools.cycle(sizes):
+        if offset >= len(stream):
+            break
+        with decoder.reserve(size) as view:
+            piece = stream[offset : offset + len(view)]
+            view[: len(piece)] = piece
+        offset += len(piece)
+        decoded += decoder.commit(len(piece))
+    normalised = [
+        Chunk(m.turn, bytes(m.data)) if isinstance(m, Chunk) else m for m in decoded
+    ]
+    assert normalised == messages
+    assert decoder.pending == 0

@@ -54,7 +54,7 @@ MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 64 * 1024
 _COALESCE_BYTES = 64 * 1024
 #: The send buffer of a connection that streamed an answer (the kernel doubles it).
-STREAM_SEND_BUFFER = 256 * 1024
+STREAM_SEND_BUFFER = 1024 * 1024
 
 
 class ProtocolViolation(Exception):

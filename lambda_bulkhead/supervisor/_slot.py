@@ -99,6 +99,7 @@ from lambda_bulkhead.supervisor._policy import (
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 from lambda_bulkhead.wire._frames import (
+    CHUNK_HEAD_BYTES,
     RETIRE_REASONS,
     TURN_MASK,
     Chunk,
@@ -111,13 +112,20 @@ from lambda_bulkhead.wire._frames import (
     WireError,
     encode_invoke,
 )
-from lambda_bulkhead.wire._pipes import read_available, read_size, send_message, write_parts
+from lambda_bulkhead.wire._pipes import (
+    read_available,
+    read_frames,
+    read_size,
+    send_message,
+    write_parts,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import Config
     from lambda_bulkhead.runtime_api._stream import ResponseStream
     from lambda_bulkhead.supervisor._output import Stream
+    from lambda_bulkhead.wire._frames import Message
 
 # InvocationReport and CrashCounter live in the decision core; named here too
 # for the modules that took them from the slot.
@@ -580,18 +588,17 @@ class Slot:
         """The verdict if the answer of ``turn`` is in, None to keep waiting;
         the chunks of a streamed answer read meanwhile are forwarded to ``stream``
         (``blocked`` called while the Runtime API holds one back)."""
-        data = read_available(worker.result_fd, read_size(worker.decoder))
-        if data is None:
-            return None
-        if data == b"":
+        try:
+            messages = self._receive(worker, streaming=stream.begun)
+        except EOFError:
             # Closed: wait for the pidfd.  _died reads again after the EOF was seen.
             with contextlib.suppress(KeyError):
                 worker.poller.unregister(worker.result_fd)
             return None
-        try:
-            messages = worker.decoder.feed(data)
         except WireError as exc:
             return self._violation(worker, violation_verdict(invocation.request_id, str(exc)))
+        if messages is None:
+            return None
         message: Result | Failure | Declined | StreamEnd | None = None
         for frame in messages:
             if message is None and isinstance(frame, _STREAMED) and frame.turn == turn:
@@ -616,6 +623,20 @@ class Slot:
             if message.retire:
                 worker.retire_reason = RETIRE_REASONS[message.retire]
         return verdict
+
+    @staticmethod
+    def _receive(worker: WorkerHandle, *, streaming: bool) -> list[Message] | None:
+        """The frames completed by what the result pipe holds now (None: nothing);
+        ``EOFError`` once it is closed."""
+        decoder = worker.decoder
+        if streaming:
+            # Chunks: a frame's head, then the rest in its exact size, read into
+            # the decoder in place (a MiB is not copied to join its pieces).
+            return read_frames(worker.result_fd, decoder, decoder.remaining() or CHUNK_HEAD_BYTES)
+        data = read_available(worker.result_fd, read_size(decoder))
+        if data == b"":
+            raise EOFError
+        return None if data is None else decoder.feed(data)
 
     def _forward_streamed(
         self,

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
 __all__ = [
+    "CHUNK_HEAD_BYTES",
     "HEADER",
     "KINDS",
     "MAX_FRAME",
@@ -104,6 +105,9 @@ _RESULT_HEAD = struct.Struct(">IBBHQQIIB")
 #: A Chunk frame's header and turn; a StreamStart's, with its two text lengths.
 _CHUNK_HEAD = struct.Struct(">IBBHQ")
 _START_HEAD = struct.Struct(">IBBHQII")
+#: The bytes of a Chunk frame before its data (what a reader of chunks asks for
+#: first, to learn the rest's exact size).
+CHUNK_HEAD_BYTES = _CHUNK_HEAD.size
 #: Turns are ``u64``: a slot's count wraps at this.
 TURN_MASK = 2**64 - 1
 _INVOKE_KIND = 1
@@ -565,19 +569,64 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self._max_frame = max_frame
+        self._reserved = 0
+        #: The data of the Chunk frame being read in place (see :meth:`reserve`).
+        self._chunk: bytearray | None = None
+        self._chunk_turn = 0
+        self._filled = 0
 
     @property
     def pending(self) -> int:
         """Bytes held that do not yet form a whole frame (half a frame at EOF: an error)."""
-        return len(self._buffer)
+        return len(self._buffer) + (0 if self._chunk is None else _CHUNK_HEAD.size + self._filled)
 
     def remaining(self) -> int:
         """Bytes still missing from the frame being received (0 before its header),
         so that a reader can ask for the whole rest of a large frame at once."""
+        if self._chunk is not None:
+            return len(self._chunk) - self._filled
         if len(self._buffer) < HEADER.size:
             return 0
         length: int = _LEN.unpack_from(self._buffer, 0)[0]
         return max(0, HEADER.size + length - len(self._buffer))
+
+    def reserve(self, size: int) -> memoryview:
+        """Up to ``size`` writable bytes for a reader to fill in place, then
+        :meth:`commit` how many it filled (release the view first).
+
+        Once a :class:`Chunk` frame's head is held, the view is of the chunk's own
+        data buffer: read in its exact size, however many reads it takes, a
+        chunk's bytes are never copied to join their pieces nor to decode them.
+        """
+        if self._chunk is None and len(self._buffer) == _CHUNK_HEAD.size:
+            length, version, kind, _, turn = _CHUNK_HEAD.unpack_from(self._buffer)
+            if (
+                kind == _CHUNK_KIND and version == VERSION
+                and _CHUNK_HEAD.size - HEADER.size < length <= self._max_frame
+            ):
+                self._chunk = bytearray(length - (_CHUNK_HEAD.size - HEADER.size))
+                self._chunk_turn = turn
+                self._filled = 0
+                self._buffer.clear()
+        if self._chunk is not None:
+            return memoryview(self._chunk)[self._filled : self._filled + size]
+        held = len(self._buffer)
+        self._buffer.extend(bytes(size))
+        self._reserved = held
+        return memoryview(self._buffer)[held:]
+
+    def commit(self, filled: int) -> list[Message]:
+        """The messages completed by ``filled`` bytes read into :meth:`reserve`'s view."""
+        chunk = self._chunk
+        if chunk is not None:
+            self._filled += filled
+            if self._filled < len(chunk):
+                return []
+            self._chunk = None
+            # The bytearray is the chunk's data as it is (a bytes-like value).
+            return [Chunk(self._chunk_turn, chunk)]  # type: ignore[arg-type]
+        del self._buffer[self._reserved + filled :]
+        return self.feed(b"")
 
     def feed(self, data: bytes) -> list[Message]:
         if self._buffer:

@@ -117,9 +117,9 @@ class WorkerFds(NamedTuple):
 EXIT_START_HOOK_FAILED = 5
 #: A worker's exit status after it declined an Invoke (see :class:`Declined`).
 EXIT_DECLINED = 6
-#: The largest Chunk frame a worker writes: a larger yield goes in pieces (each
-#: fits the enlarged pipe, so the supervisor reads one whole and forwards it).
-CHUNK_FRAME_BYTES = FRAME_PIPE_BYTES // 2
+#: The largest Chunk frame a worker writes: a larger yield goes in pieces, so that
+#: the supervisor holds at most this much of a stream at once.
+CHUNK_FRAME_BYTES = 4 * FRAME_PIPE_BYTES
 #: Free heap a worker keeps between events when its cap allows (keep_heap).
 KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
