@@ -171,3 +171,24 @@ def test_a_stream_past_the_limit_is_too_large_and_closes_the_handler() -> None:
         next(stream)
     assert caught.value.error_type == "Function.ResponseSizeTooLarge"
     assert closed == [True]
+
+
+def test_the_official_runtime_cannot_marshal_what_streams_here() -> None:
+    """Side by side: awslambdaric 4.2.2 answers a generator or async generator
+    handler's result with Runtime.MarshalError (docs/api.md says so); here
+    both stream."""
+    from awslambdaric.lambda_runtime_exception import FaultException  # noqa: PLC0415
+    from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller  # noqa: PLC0415
+
+    def gen(event: Any, context: Context) -> Iterator[bytes]:
+        yield b"x"
+
+    async def agen(event: Any, context: Context) -> AsyncIterator[bytes]:
+        yield b"x"
+
+    for handler, name in ((gen, "generator"), (agen, "async_generator")):
+        with pytest.raises(FaultException) as caught:
+            LambdaMarshaller().marshal_response(handler({}, None))  # type: ignore[arg-type]
+        assert caught.value.exception_type == "Runtime.MarshalError"
+        assert f"Object of type {name} is not JSON serializable" in caught.value.msg
+        assert list(stream_of(handler)) == [b"x"]
