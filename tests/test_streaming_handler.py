@@ -20,6 +20,7 @@ from lambda_bulkhead._streaming import (
     PRELUDE_DELIMITER,
 )
 from lambda_bulkhead.handler._handler import (
+    CoroutineHandler,
     Streamed,
     execute,
     is_streaming_handler,
@@ -28,10 +29,25 @@ from lambda_bulkhead.handler._handler import (
 from lambda_bulkhead.responses import HttpPrelude
 
 META = FunctionMeta(function_name="f")
+#: The core handlers made by a test, whose event loops it closes at teardown.
+MADE: list[object] = []
+
+
+@pytest.fixture(autouse=True)
+def close_event_loops() -> Iterator[None]:
+    """An async generator's handler makes an event loop: closed after each test."""
+    yield
+    asyncio.set_event_loop(None)
+    while MADE:
+        handler = MADE.pop()
+        if isinstance(handler, CoroutineHandler) and handler.loops.loop is not None:
+            handler.loops.loop.close()
 
 
 def stream_of(function: Any, payload: bytes = b'{"n": 3}') -> Streamed:
-    answer = execute(official_handler(function), Invocation("req-1", payload), META)
+    handler = official_handler(function)
+    MADE.append(handler)
+    answer = execute(handler, Invocation("req-1", payload), META)
     assert answer.stream is not None
     assert answer.body == b""
     return answer.stream
