@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from lambda_bulkhead.runtime_api._client import RuntimeApi
     from lambda_bulkhead.runtime_api._loop import Executor, process_invocation, serve
     from lambda_bulkhead.runtime_api._protocol import PostOutcome, Request, Response
+    from lambda_bulkhead.runtime_api._stream import ResponseStream
     from lambda_bulkhead.runtime_api._transport import Transport
 
 _LAZY = {
@@ -53,6 +54,7 @@ _LAZY = {
     "PostOutcome": "lambda_bulkhead.runtime_api._protocol",
     "Request": "lambda_bulkhead.runtime_api._protocol",
     "Response": "lambda_bulkhead.runtime_api._protocol",
+    "ResponseStream": "lambda_bulkhead.runtime_api._stream",
     "ClientContext": "lambda_bulkhead._context",
     "CognitoIdentity": "lambda_bulkhead._context",
     "Context": "lambda_bulkhead._context",
@@ -99,6 +101,7 @@ __all__ = [
     "PostOutcome",
     "Request",
     "Response",
+    "ResponseStream",
     "RestartStorm",
     "RuntimeApi",
     "RuntimeApiError",

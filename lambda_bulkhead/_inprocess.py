@@ -18,6 +18,7 @@ from lambda_bulkhead.handler._handler import (
 from lambda_bulkhead.handler._hooks import run_worker_start_hooks
 from lambda_bulkhead.runtime_api._client import RuntimeApi
 from lambda_bulkhead.runtime_api._loop import Executor, in_process, serve
+from lambda_bulkhead.runtime_api._stream import ResponseStream
 
 __all__ = ["run_in_process"]
 
@@ -76,10 +77,10 @@ def run_in_process(config: Config, source: HandlerSource) -> int:
 def _tracking(execute: Executor, current: CurrentInvocation) -> Executor:
     """``execute``, recording which invocation runs (for log records' request id)."""
 
-    def run(invocation: Invocation) -> Answer:
+    def run(invocation: Invocation, stream: ResponseStream) -> Answer:
         current.request_id, current.tenant_id = invocation.request_id, invocation.tenant_id
         try:
-            return execute(invocation)
+            return execute(invocation, stream)
         finally:
             current.request_id = current.tenant_id = None
 

@@ -29,6 +29,17 @@ own (``req.response_target``):
 
 ``bytes`` bodies are base64-encoded and flagged ``isBase64Encoded: true``.
 
+A streaming handler (a generator function) that answers a function URL or API
+Gateway's response streaming yields an :class:`HttpPrelude` first: its status,
+headers and cookies, sent as the body's JSON prelude and 8 NUL bytes, with the
+content type ``application/vnd.awslambda.http-integration-response``
+(see docs/api.md, "Response streaming")::
+
+    def handler(event, context):
+        yield HttpPrelude(200, {"content-type": "text/event-stream"})
+        for token in generate():
+            yield f"data: {token}\n\n"
+
 ``json`` and ``http`` are imported on first use to keep the import light.
 """
 
@@ -39,13 +50,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from lambda_bulkhead import _streaming
+
 __all__ = [
+    "HttpPrelude",
     "ProxyResponse",
     "ResponseTarget",
     "batch_item_failures",
     "json_response",
     "proxy_response",
 ]
+
+#: The status, headers and cookies of a streamed HTTP response (defined beside the
+#: runtime, which sends it; see :class:`lambda_bulkhead._streaming.HttpPrelude`).
+HttpPrelude = _streaming.HttpPrelude
 
 ResponseTarget = Literal[
     "api-gateway-v1", "api-gateway-v2", "function-url", "alb", "alb-multi-value"

@@ -37,11 +37,12 @@ from lambda_bulkhead.supervisor._decisions import (
     restart_storm,
     shutdown_verdict,
     shutting_down_error,
+    stream_frame_violation,
     unframable_verdict,
     violation_verdict,
 )
 from lambda_bulkhead.supervisor._policy import RestartPolicy
-from lambda_bulkhead.wire._frames import Declined, Failure, Result
+from lambda_bulkhead.wire._frames import Chunk, Declined, Failure, Result, StreamEnd, StreamStart
 
 RID = "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
 MB = 1024 * 1024
@@ -140,6 +141,51 @@ def test_a_native_allocation_failure_is_reported_as_out_of_memory() -> None:
     assert disposal.replace
     assert (disposal.crashed, disposal.completed) == (False, False)
     assert not disposal.completed
+
+
+def test_a_stream_that_ends_well_is_a_success_and_the_worker_is_kept() -> None:
+    """Row 14: StreamEnd after StreamStart is a success (its bytes went with the
+    chunks); the worker stays, and its peak is the one it reported."""
+    verdict = answer_verdict(StreamEnd(turn=7, peak_rss=3 * MB), RID, streaming=True)
+    assert verdict == Verdict(Outcome.SUCCESS, answer=Answer(b"", ""), peak=3 * MB)
+    assert kept(verdict).replace is False
+
+
+def test_a_failure_mid_stream_is_the_same_verdict_as_without_a_stream() -> None:
+    """A Failure after StreamStart gets the verdict it gets without one (the loop
+    sends its error as the trailers)."""
+    failure = Failure(RID, "KeyError", "'k'", (), turn=7)
+    assert answer_verdict(failure, RID, streaming=True) == answer_verdict(failure, RID)
+
+
+@pytest.mark.parametrize(
+    ("message", "streaming", "why"),
+    [
+        (StreamEnd(turn=7), False, "a StreamEnd with no stream begun"),
+        (Result(RID, "text/plain", b"x", turn=7), True, "a Result ends a streamed answer"),
+        (Declined(turn=7), True, "a Declined ends a streamed answer"),
+    ],
+)
+def test_an_answer_out_of_a_streams_order_is_a_protocol_violation(
+    message: Result | Declined | StreamEnd, streaming: bool, why: str
+) -> None:
+    """Row 15: a stream ended without being begun, or a streamed answer ended by
+    anything but StreamEnd or Failure, gets the worker killed."""
+    verdict = answer_verdict(message, RID, streaming=streaming)
+    assert isinstance(verdict, Verdict)
+    assert verdict.outcome is Outcome.CRASH
+    assert verdict.violation == why
+
+
+def test_a_streams_frames_must_come_in_order() -> None:
+    """Row 15: one StreamStart, for the invocation's own request id, before any Chunk."""
+    start = StreamStart(turn=7, request_id=RID, content_type="text/plain")
+    assert stream_frame_violation(start, RID, streaming=False) is None
+    assert stream_frame_violation(start, RID, streaming=True) == "a second StreamStart"
+    assert stream_frame_violation(start._replace(request_id="other"), RID, streaming=False)
+    chunk = Chunk(turn=7, data=b"x")
+    assert stream_frame_violation(chunk, RID, streaming=True) is None
+    assert stream_frame_violation(chunk, RID, streaming=False) == "a Chunk before its StreamStart"
 
 
 def test_declined_reruns_the_event_on_another_worker() -> None:

@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,7 +25,13 @@ from lambda_bulkhead.runtime_api._http import (
     SocketTransport,
     encode_head,
 )
-from lambda_bulkhead.runtime_api._protocol import Request, Response, next_request, response_request
+from lambda_bulkhead.runtime_api._protocol import (
+    Request,
+    Response,
+    next_request,
+    response_request,
+    stream_request,
+)
 
 WAIT_S = 10.0
 
@@ -633,3 +640,41 @@ def test_the_api_pipelines_a_response_and_the_next_poll_unless_told_not_to(
         invocation = api.send_response_then_next("req", b"{}")
     assert invocation.request_id == "r2"
     assert (b"GET /2018-06-01/runtime/invocation/next" in first_reads[0]) is pipeline
+
+
+def reads_a_stream(received: list[bytes]) -> Behaviour:
+    """Read one chunked request to its last chunk, keep it, answer 202."""
+
+    def behave(conn: socket.socket) -> None:
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        received.append(data)
+        conn.sendall(OK)
+
+    return behave
+
+
+def test_a_stream_on_a_connection_the_server_closed_opens_a_new_one(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """A streamed answer cannot be sent twice: a kept-alive connection the server
+    closed while idle is found closed before the stream starts, and a new one used."""
+    received: list[bytes] = []
+    server = serve(answers(OK), reads_a_stream(received))
+    transport = SocketTransport("127.0.0.1", server.port)
+    try:
+        assert transport.request(post(), timeout=WAIT_S).status == 202
+        time.sleep(0.2)  # the server has closed the first connection by now
+        upload = transport.open_stream(
+            stream_request("req", "text/plain"), tick=0.05, stall_limit=WAIT_S
+        )
+        upload.send(b"hello")
+        assert upload.finish(timeout=WAIT_S).status == 202
+    finally:
+        transport.close()
+    assert server.accepted == 2
+    assert received[0].endswith(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n")

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lambda_bulkhead"
 #: Lowest first.  A module belongs to the first entry its dotted name starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("lambda_bulkhead._errors", "lambda_bulkhead._record", "lambda_bulkhead._lazy"),
-    ("lambda_bulkhead._config", "lambda_bulkhead._context"),
+    ("lambda_bulkhead._config", "lambda_bulkhead._context", "lambda_bulkhead._streaming"),
     ("lambda_bulkhead.process",),
     ("lambda_bulkhead.wire",),
     ("lambda_bulkhead.logs",),

@@ -31,6 +31,7 @@ from lambda_bulkhead._context import FunctionMeta
 from lambda_bulkhead.emulator import Emulator, NextReset, NextStatus
 from lambda_bulkhead.handler._handler import official_handler
 from lambda_bulkhead.runtime_api._loop import Executor, in_process
+from lambda_bulkhead.runtime_api._stream import ResponseStream
 
 WAIT_S = 10.0
 
@@ -148,7 +149,7 @@ def test_an_executor_failing_with_an_event_in_hand_answers_it_first(
     get a worker) posts Runtime.ExitError for the event in hand, then raises."""
     future = emulator.submit(b"{}")
 
-    def no_worker(invocation: Invocation) -> Answer:
+    def no_worker(invocation: Invocation, stream: ResponseStream) -> Answer:
         raise RuntimeError("no worker to be had")
 
     with pytest.raises(RuntimeError, match="no worker"):

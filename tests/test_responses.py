@@ -267,10 +267,11 @@ def test_sqs_batch_example() -> None:
 
 
 def test_all_is_complete() -> None:
-    """``__all__`` lists exactly the public names the module defines."""
+    """``__all__`` lists exactly the public names the module defines (and
+    HttpPrelude, defined beside the runtime that sends it)."""
     public = {
         name
         for name, value in vars(responses).items()
         if not name.startswith("_") and getattr(value, "__module__", None) == responses.__name__
     }
-    assert set(responses.__all__) == public | {"ResponseTarget"}
+    assert set(responses.__all__) == public | {"ResponseTarget", "HttpPrelude"}

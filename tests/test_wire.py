@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import struct
@@ -20,6 +21,7 @@ from lambda_bulkhead.wire._frames import (
     MAX_FRAME,
     VERSION,
     BecomeWorker,
+    Chunk,
     Declined,
     Failure,
     FrameDecoder,
@@ -29,6 +31,8 @@ from lambda_bulkhead.wire._frames import (
     Result,
     Spawn,
     Spawned,
+    StreamEnd,
+    StreamStart,
     TemplateFailed,
     TemplateNotes,
     TemplateReady,
@@ -104,15 +108,20 @@ template_faileds = st.builds(
 worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
 wait_ons = st.builds(WaitOn, cpu=st.integers(0, 4095))
 declineds = st.builds(Declined, turn=u64)
+stream_starts = st.builds(StreamStart, turn=u64, request_id=texts, content_type=texts)
+chunks = st.builds(Chunk, turn=u64, data=st.binary(min_size=1, max_size=300))
+stream_ends = st.builds(
+    StreamEnd, turn=u64, peak_rss=st.integers(0, 2**64 - 1), retire=st.sampled_from([0, 1])
+)
 messages = st.one_of(
     invokes, results, failures, readies, spawns, spawneds,
     template_readies, template_faileds, worker_exiteds, wait_ons, template_notes, become_workers,
-    declineds,
+    declineds, stream_starts, chunks, stream_ends,
 )
 
 ALL_KINDS = (
     Invoke, Result, Failure, Ready, Spawn, Spawned, TemplateReady, TemplateFailed,
-    WorkerExited, WaitOn, BecomeWorker, TemplateNotes, Declined,
+    WorkerExited, WaitOn, BecomeWorker, TemplateNotes, Declined, StreamStart, Chunk, StreamEnd,
 )
 
 
@@ -157,6 +166,9 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
         BecomeWorker(memory_limit_bytes=1 << 30),
         TemplateNotes(connections=("tcp 127.0.0.1:443",)),
         Declined(turn=2**64 - 1),
+        StreamStart(turn=7, request_id="r", content_type="text/event-stream"),
+        Chunk(turn=7, data=b"data: 1\n\n"),
+        StreamEnd(turn=7, peak_rss=1 << 20, retire=1),
     ]
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
         cls.__name__ for cls in ALL_KINDS
@@ -355,7 +367,7 @@ def test_a_wrong_version_is_refused(version: int) -> None:
         FrameDecoder().feed(raw_frame(KINDS[Spawned], b'{"pid": 1}', version=version))
 
 
-@pytest.mark.parametrize("kind", [0, 14, 99, 255])
+@pytest.mark.parametrize("kind", [0, 17, 99, 255])
 def test_an_unknown_kind_is_refused(kind: int) -> None:
     """A frame of a kind no message has is refused."""
     with pytest.raises(WireError, match="kind"):
@@ -472,6 +484,10 @@ def test_json_bodies_that_are_not_an_object_are_refused(body: bytes) -> None:
         (WorkerExited, struct.pack(">qq", 1, 2)[:-1]),
         (Spawn, struct.pack(">q", -2)),
         (BecomeWorker, struct.pack(">q", -2)),
+        (StreamEnd, struct.pack(">QQ", 1, 2)),
+        (StreamEnd, struct.pack(">QQB", 1, 2, 9)),
+        (Chunk, struct.pack(">Q", 1)),
+        (StreamStart, struct.pack(">QII", 1, 1, 0) + b"r" + b"extra"),
     ],
 )
 def test_number_bodies_of_the_wrong_size_or_value_are_refused(
@@ -481,6 +497,16 @@ def test_number_bodies_of_the_wrong_size_or_value_are_refused(
     is refused."""
     with pytest.raises(WireError, match=cls.__name__):
         FrameDecoder().feed(raw_frame(KINDS[cls], body))
+
+
+def test_a_chunk_keeps_its_data_a_separate_part_and_is_never_empty() -> None:
+    """A chunk's bytes are framed without being copied, and an empty chunk (which
+    would end the HTTP body early) cannot be sent."""
+    data = os.urandom(1 << 20)
+    parts = encode(Chunk(turn=3, data=data))
+    assert parts[-1] is data
+    with pytest.raises(WireError):
+        encode(Chunk(turn=3, data=b""))
 
 
 def test_a_negative_limit_is_not_sent() -> None:
@@ -494,3 +520,30 @@ def test_decoding_stops_at_the_bad_frame() -> None:
     decoder = FrameDecoder()
     with pytest.raises(WireError):
         decoder.feed(frame(Spawned(pid=1)) + raw_frame(77, b""))
+
+
+@given(
+    st.lists(st.one_of(chunks, stream_starts, stream_ends, results), max_size=6),
+    st.lists(st.integers(1, 70), min_size=1, max_size=8),
+)
+def test_frames_read_in_place_decode_as_fed_ones(messages: list[Message], sizes: list[int]) -> None:
+    """Read into the decoder in place (reserve/commit, as the supervisor reads a
+    stream's chunks, a chunk's data into its own buffer) in any sizes, the frames
+    decode to the same messages as when fed."""
+    stream = b"".join(frame(message) for message in messages)
+    decoder = FrameDecoder()
+    decoded: list[Message] = []
+    offset = 0
+    for size in itertools.cycle(sizes):
+        if offset >= len(stream):
+            break
+        with decoder.reserve(size) as view:
+            piece = stream[offset : offset + len(view)]
+            view[: len(piece)] = piece
+        offset += len(piece)
+        decoded += decoder.commit(len(piece))
+    normalised = [
+        Chunk(m.turn, bytes(m.data)) if isinstance(m, Chunk) else m for m in decoded
+    ]
+    assert normalised == messages
+    assert decoder.pending == 0

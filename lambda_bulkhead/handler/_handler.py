@@ -13,6 +13,11 @@ Answer``, raising :class:`InvocationError` for a reportable failure:
 :func:`execute` runs one invocation through a core handler in the current
 process; the in-process loop and the isolated worker both use it.
 
+:func:`official_handler` also takes a generator function or an async generator
+function (``yield`` in the handler): its answer is then *streamed*, an
+:class:`Answer` whose ``stream`` (a :class:`Streamed`) gives each yielded item's
+bytes as the caller pulls them (see :mod:`lambda_bulkhead._streaming`).
+
 Each wrapper also takes a coroutine function (``async def``), or a function
 that wraps one (``functools.wraps``): which it is, is decided once, when the
 handler is wrapped, so a plain function pays nothing per invocation.  The
@@ -39,9 +44,18 @@ from lambda_bulkhead._errors import (
     runtime_exited,
 )
 from lambda_bulkhead._record import NamedTuple
+from lambda_bulkhead._streaming import (
+    DEFAULT_STREAM_CONTENT_TYPE,
+    HTTP_INTEGRATION_CONTENT_TYPE,
+    MAX_STREAM_BYTES,
+    HttpPrelude,
+    chunk_bytes,
+    stream_too_large_error,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
     from typing import Any, TypeVar
 
     from lambda_bulkhead.handler._coroutines import EventLoops
@@ -54,9 +68,11 @@ __all__ = [
     "CoroutineHandler",
     "CurrentInvocation",
     "HandlerSource",
+    "Streamed",
     "execute",
     "exit_error",
     "is_coroutine_handler",
+    "is_streaming_handler",
     "json_handler",
     "load_handler",
     "official_handler",
@@ -65,12 +81,68 @@ __all__ = [
 ]
 
 
-
 class Answer(NamedTuple):
-    """A successful result, ready to post to ``/response``."""
+    """A successful result, ready to post to ``/response``; for a streamed one,
+    ``stream`` gives the body and ``body`` is empty."""
 
     body: bytes
     content_type: str = "application/json"
+    stream: Streamed | None = None
+
+
+class Streamed:
+    """A streaming handler's answer: the bytes of each item it yields, pulled one
+    at a time (the handler runs only while an item is pulled).
+
+    :attr:`content_type` is known once the first item was pulled: an
+    :class:`~lambda_bulkhead._streaming.HttpPrelude` first makes the stream an
+    HTTP integration response, whose first bytes are the prelude's.  Empty items
+    are skipped (an empty HTTP chunk would end the body).  A failure of the
+    handler is raised as an :class:`InvocationError` (the handler's own class
+    name, as for a plain handler); a stream past
+    :data:`~lambda_bulkhead._streaming.MAX_STREAM_BYTES` raises
+    ``Function.ResponseSizeTooLarge`` after closing the handler's generator.
+    """
+
+    __slots__ = ("_close", "_items", "_pulled", "content_type", "size")
+
+    def __init__(self, items: Iterator[object], close: Callable[[], object]) -> None:
+        self._items = items
+        self._close = close
+        self._pulled = False
+        self.content_type = DEFAULT_STREAM_CONTENT_TYPE
+        #: Bytes given so far.
+        self.size = 0
+
+    def __iter__(self) -> Streamed:
+        return self
+
+    def __next__(self) -> bytes:
+        while True:
+            try:
+                item = next(self._items)
+            except (StopIteration, InvocationError):
+                raise
+            except Exception as exc:
+                raise HandlerCrash.from_exception(exc) from exc
+            if not self._pulled:
+                self._pulled = True
+                if isinstance(item, HttpPrelude):
+                    self.content_type = HTTP_INTEGRATION_CONTENT_TYPE
+                    item = item.encode()
+            data = chunk_bytes(item)
+            if data:
+                break
+        self.size += len(data)
+        if self.size > MAX_STREAM_BYTES:
+            self.close()
+            raise stream_too_large_error(self.size)
+        return data
+
+    def close(self) -> None:
+        """Stop the handler where it is (its ``finally`` blocks run): the stream
+        will not be read further."""
+        self._close()
 
 
 CoreHandler = Callable[[Invocation, Context], Answer]
@@ -174,9 +246,12 @@ def encode_json(value: object) -> bytes:
         ) from exc
 
 
-#: The code flag of an ``async def`` function (``inspect.CO_COROUTINE``: inspect
-#: itself costs about 8 ms of a cold start, so it is not imported for this).
+#: The code flags of an ``async def`` function, a generator function and an async
+#: generator function (``inspect.CO_COROUTINE``...: inspect itself costs about 8 ms
+#: of a cold start, so it is not imported for this).
 _CO_COROUTINE = 0x80
+_CO_GENERATOR = 0x20
+_CO_ASYNC_GENERATOR = 0x200
 
 
 def is_coroutine_handler(function: object) -> bool:
@@ -187,6 +262,16 @@ def is_coroutine_handler(function: object) -> bool:
     so is a decorator made with ``functools.wraps`` (``__wrapped__``) around
     one, as handler decorators are: calling it gives the inner coroutine.
     """
+    return _has_code_flag(function, _CO_COROUTINE)
+
+
+def is_streaming_handler(function: object) -> bool:
+    """Whether ``function`` is a generator or async generator function, or wraps
+    one (seen through as :func:`is_coroutine_handler` sees)."""
+    return _has_code_flag(function, _CO_GENERATOR | _CO_ASYNC_GENERATOR)
+
+
+def _has_code_flag(function: object, mask: int) -> bool:
     seen: set[int] = set()
     candidate: object = function
     while candidate is not None and id(candidate) not in seen:
@@ -198,7 +283,7 @@ def is_coroutine_handler(function: object) -> bool:
         if code is None and callable(target):
             code = getattr(type(target).__call__, "__code__", None)
         flags = getattr(code, "co_flags", 0)
-        if isinstance(flags, int) and flags & _CO_COROUTINE:
+        if isinstance(flags, int) and flags & mask:
             return True
         candidate = getattr(candidate, "__wrapped__", None)
     return False
@@ -237,7 +322,10 @@ def _on_event_loop(
 
 def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
     """``def handler(event, context)`` with the official runtime's encodings;
-    ``async def handler(event, context)`` too."""
+    ``async def handler(event, context)`` too; a generator (or async generator)
+    function streams what it yields."""
+    if is_streaming_handler(function):
+        return _streaming_handler(function)
     if is_coroutine_handler(function):
         return _on_event_loop(function, official_handler)
     loads, _ = _json_codec()  # json imported now, at init, not at the first event
@@ -257,6 +345,56 @@ def official_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
         return Answer(encode_json(result), _JSON)
 
     return call
+
+
+def _streaming_handler(function: Callable[[Any, Context], Any]) -> CoreHandler:
+    """A generator function's (or async generator function's) core handler: the
+    event decoded as :func:`official_handler` does, the answer :class:`Streamed`.
+    An async generator's items are each awaited on the thread's event loop."""
+    loads, _ = _json_codec()
+    loops: EventLoops | None = None
+    if _has_code_flag(function, _CO_ASYNC_GENERATOR):
+        from lambda_bulkhead.handler._coroutines import EventLoops  # noqa: PLC0415 - async only
+
+        loops = EventLoops()
+
+    def call(invocation: Invocation, context: Context) -> Answer:
+        event: Any = invocation.payload
+        if _media_type(invocation.content_type) == _JSON:
+            try:
+                event = loads(invocation.payload)
+            except (ValueError, RecursionError) as exc:
+                raise InvocationError(
+                    "Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}"
+                ) from exc
+        items = function(event, context)
+        if loops is not None and hasattr(items, "__anext__"):
+            running = loops
+            return Answer(b"", stream=Streamed(
+                _pulled_on(running, items), lambda: _aclose(running, items)
+            ))
+        return Answer(b"", stream=Streamed(iter(items), getattr(items, "close", _nothing)))
+
+    return call if loops is None else CoroutineHandler(call, loops)
+
+
+def _pulled_on(loops: EventLoops, items: AsyncIterator[object]) -> Iterator[object]:
+    """An async generator's items, each awaited on ``loops``'s event loop."""
+    while True:
+        try:
+            yield loops.run(items.__anext__())
+        except StopAsyncIteration:
+            return
+
+
+def _aclose(loops: EventLoops, items: AsyncIterator[object]) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        loops.run(aclose())
+
+
+def _nothing() -> None:
+    pass
 
 
 def raw_handler(

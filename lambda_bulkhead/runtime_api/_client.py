@@ -36,12 +36,14 @@ from lambda_bulkhead.runtime_api._protocol import (
     response_request,
     too_large_error,
 )
+from lambda_bulkhead.runtime_api._stream import ResponseStream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import httpx
 
     from lambda_bulkhead.logs._interface import RuntimeLog
+    from lambda_bulkhead.runtime_api._http import SocketTransport
     from lambda_bulkhead.runtime_api._transport import PipelinedTransport, Transport
 
 __all__ = [
@@ -88,6 +90,9 @@ class RuntimeApi:
         self._post_timeout = post_timeout
         self._log = log
         self._log_settings = log_settings
+        #: The connection streamed answers go over, when it is not the transport's
+        #: own (httpx cannot send trailers): made on first use.
+        self._stream_transport: SocketTransport | None = None
 
     @classmethod
     def from_env(
@@ -135,6 +140,8 @@ class RuntimeApi:
 
     def close(self) -> None:
         self._transport.close()
+        if self._stream_transport is not None:
+            self._stream_transport.close()
 
     def __enter__(self) -> RuntimeApi:
         return self
@@ -201,6 +208,25 @@ class RuntimeApi:
             with side:
                 side.send_error(request_id, too_large_error(len(body)), invocation_id=invocation_id)
         return self._next(pending=True)
+
+    def open_stream(self, request_id: str, *, invocation_id: str | None = None) -> ResponseStream:
+        """The :class:`ResponseStream` an invocation's answer may be streamed on
+        (nothing is sent until its first chunk)."""
+        return ResponseStream(
+            self._streaming_transport, request_id, invocation_id,
+            post_timeout=self._post_timeout, log=lambda: self.log,
+        )
+
+    def _streaming_transport(self) -> SocketTransport:
+        transport = self._transport
+        if hasattr(transport, "open_stream"):  # the socket transport streams itself
+            return transport  # type: ignore[return-value]
+        if self._stream_transport is None:
+            make = getattr(transport, "stream_transport", None)
+            if make is None:
+                raise TransportError("response", f"{type(transport).__name__} cannot stream")
+            self._stream_transport = make()
+        return self._stream_transport
 
     def _next(self, *, pending: bool) -> Invocation:
         delays = iter(NEXT_RETRY_DELAYS_S)

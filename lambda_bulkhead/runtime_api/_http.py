@@ -8,12 +8,20 @@ are pure (bytes in, values out); :class:`SocketTransport` is the thin I/O edge.
 
 Supported answers: ``Content-Length`` bodies, ``Transfer-Encoding: chunked``
 bodies, and bodies delimited by the server closing the connection.
+
+A streamed ``/response`` (:meth:`SocketTransport.open_stream`) is sent as
+HTTP/1.1 chunks, each written as it comes, and ended by the last chunk with
+optional trailers (:func:`chunk_head`, :func:`last_chunk`); its writes wait for
+room in the socket a tick at a time, calling back between ticks, so that the
+caller can watch a deadline while a slow reader holds the stream back.
 """
 
 from __future__ import annotations
 
 import _socket
+import select
 import struct
+import time
 
 from lambda_bulkhead._errors import TransportError
 from lambda_bulkhead.runtime_api._protocol import NEXT_REQUEST, Request, Response
@@ -28,10 +36,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "ChunkedUpload",
     "ProtocolViolation",
     "ResponseParser",
     "SocketTransport",
+    "chunk_head",
     "encode_head",
+    "last_chunk",
 ]
 
 #: Largest answer body accepted; ``/next`` bodies are at most 6 MB.
@@ -42,6 +53,8 @@ MAX_HEAD_BYTES = 64 * 1024
 # into one buffer of their exact size instead.
 _RECV_BYTES = 64 * 1024
 _COALESCE_BYTES = 64 * 1024
+#: The send buffer of a connection that streamed an answer (the kernel doubles it).
+STREAM_SEND_BUFFER = 1024 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -52,9 +65,21 @@ def encode_head(request: Request, host: str) -> bytes:
     """The request line and headers for ``request`` (the body is sent after it)."""
     lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in request.headers)
-    if request.method != "GET" or request.body:
+    chunked = any(name == "Transfer-Encoding" for name, _ in request.headers)
+    if not chunked and (request.method != "GET" or request.body):
         lines.append(f"Content-Length: {len(request.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def chunk_head(size: int) -> bytes:
+    """What precedes a chunk of ``size`` bytes (``size`` > 0; ``\r\n`` follows it)."""
+    return b"%x\r\n" % size
+
+
+def last_chunk(trailers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The end of a chunked body: the zero-size chunk, the trailers, an empty line."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in trailers)
+    return b"0\r\n" + lines.encode("latin-1") + b"\r\n"
 
 
 class ResponseParser:
@@ -282,6 +307,30 @@ class SocketTransport:
             self.close()
             raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
 
+    def open_stream(
+        self, request: Request, *, tick: float, stall_limit: float | None
+    ) -> ChunkedUpload:
+        """Start ``request`` (a :func:`~lambda_bulkhead.runtime_api._protocol.stream_request`
+        head) on this connection; its body goes through the :class:`ChunkedUpload`.
+
+        The head is sent with the first chunk.  A reused connection the server
+        has closed meanwhile (it reads as readable: a keep-alive server sends
+        nothing unasked) is replaced first, since a stream cannot be sent twice.
+        """
+        sock = self._sock
+        if sock is not None and _reads_as_closed(sock):
+            self.close()
+            sock = None
+        sock = sock or self._connect()
+        # A bounded send buffer (the kernel's grows to 4 MiB): what a slow reader
+        # has not taken yet stays little, so the handler's yield follows the
+        # reader closely and trailers after a failure are not queued behind MiBs.
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+        _set_kernel_timeout(sock, tick)
+        self._kernel_timeout = tick
+        head = encode_head(request, self._host_header)
+        return ChunkedUpload(self, sock, head, request, stall_limit)
+
     def _send_and_receive(self, requests: tuple[Request, ...], timeout: float | None) -> Response:
         reused = self._sock is not None
         try:
@@ -439,6 +488,101 @@ def _recv_rest(sock: _socket.socket, start: bytes, rest: int, timeout: float | N
             raise ProtocolViolation("connection closed before the end of the body")
         received += got
     return bytes(buffer)
+
+
+def _reads_as_closed(sock: _socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class ChunkedUpload:
+    """One streamed request body, written chunk by chunk on its transport's socket.
+
+    :meth:`send` writes a chunk (the request head first, with the first one);
+    while the socket has no room, ``blocked`` is called every tick, or sooner
+    (it may raise: the unsent rest is kept and sent by :meth:`finish`).  A server that
+    takes no byte for ``stall_limit`` seconds has failed.  :meth:`finish`
+    ends the body, with trailers if given, and returns the server's answer.
+    Any failure closes the connection and raises :class:`TransportError`.
+    """
+
+    def __init__(
+        self,
+        transport: SocketTransport,
+        sock: _socket.socket,
+        head: bytes,
+        request: Request,
+        stall_limit: float | None,
+    ) -> None:
+        self._transport = transport
+        self._stall_limit = stall_limit
+        self._sock = sock
+        self._request = request
+        self._unsent: list[memoryview] = [memoryview(head)]
+        #: Whether any byte of the request was written.
+        self.started = False
+        #: Body bytes given to :meth:`send` so far.
+        self.size = 0
+
+    def send(self, chunk: bytes, blocked: Callable[[], object] | None = None) -> None:
+        self.size += len(chunk)
+        self._unsent += [memoryview(chunk_head(len(chunk))), memoryview(chunk), _CRLF]
+        self._write(blocked)
+
+    def finish(
+        self, trailers: tuple[tuple[str, str], ...] = (), *, timeout: float | None
+    ) -> Response:
+        """End the body and read the answer (within ``timeout`` s per wait)."""
+        sock = self._sock
+        if timeout is not None:
+            _set_kernel_timeout(sock, timeout)
+            self._transport._kernel_timeout = timeout
+        self._unsent.append(memoryview(last_chunk(trailers)))
+        self._write(None)
+        return self._transport._receive(sock, self._request, timeout)
+
+    def abort(self) -> None:
+        """Give up on the stream: the connection is closed (the server sees it cut)."""
+        self._transport.close()
+
+    def _write(self, blocked: Callable[[], object] | None) -> None:
+        views = self._unsent
+        stalled_since: float | None = None
+        try:
+            while views:
+                try:
+                    written = self._sock.sendmsg(views)
+                except BlockingIOError:  # no room for a whole tick
+                    now = time.monotonic()
+                    if stalled_since is None:
+                        stalled_since = now
+                    elif self._stall_limit is not None and now - stalled_since > self._stall_limit:
+                        raise TimeoutError from None
+                    if blocked is not None:
+                        blocked()
+                    continue
+                stalled_since = None
+                self.started = True
+                while written:
+                    first = views[0]
+                    if written >= len(first):
+                        written -= len(first)
+                        views.pop(0)
+                    else:
+                        views[0] = first[written:]
+                        written = 0
+                if views and blocked is not None:
+                    blocked()  # a part went, within a tick: a slow reader all the same
+        except TimeoutError as exc:
+            self._transport.close()
+            raise TransportError(self._request.call, "the stream was not read in time") from exc
+        except OSError as exc:
+            self._transport.close()
+            raise TransportError(self._request.call, str(exc)) from exc
+
+
+_CRLF = memoryview(b"\r\n")
 
 
 class _Retryable(Exception):

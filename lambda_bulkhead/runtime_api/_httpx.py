@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 
 from lambda_bulkhead._errors import TransportError
+from lambda_bulkhead.runtime_api._http import SocketTransport
 from lambda_bulkhead.runtime_api._protocol import Request, Response
 
 __all__ = ["HttpxTransport"]
@@ -20,9 +21,15 @@ class HttpxTransport:
     A client passed in is used as it is and left open on :meth:`close`; the
     default client has no timeouts, since ``/next`` may legitimately wait for
     as long as the environment is frozen.
+
+    httpx can stream a chunked request body but cannot send request trailers,
+    and a stream that fails after its first byte must end with them: streamed
+    answers go over the socket transport's own connection to the same endpoint
+    (:meth:`stream_transport`), not through the httpx client.
     """
 
     def __init__(self, host: str, port: int, client: httpx.Client | None = None) -> None:
+        self._address = (host, port)
         self._base = f"http://{host}:{port}"
         self._owns_client = client is None
         self._client = client or httpx.Client(
@@ -33,6 +40,10 @@ class HttpxTransport:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+    def stream_transport(self) -> SocketTransport:
+        """The connection streamed answers are sent on (see the class docstring)."""
+        return SocketTransport(*self._address)
 
     def request(self, request: Request, *, timeout: float | None = None) -> Response:
         # Streamed, so that the headers are known when the body fails to arrive:

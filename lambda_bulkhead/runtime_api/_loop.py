@@ -4,6 +4,11 @@ The loop takes what runs an invocation as a parameter (an :data:`Executor`):
 the in-process runtime passes one that calls the handler here, the supervisor
 one that hands the invocation to an isolated worker.  Both share this code.
 
+Each invocation's executor gets a :class:`ResponseStream` with it: an executor
+that streams its answer writes it there, and the loop then ends the stream
+(with the error trailers for a failure after its first byte) instead of
+posting a response; exactly one answer either way.
+
 ``serve`` only returns by raising: a
 :class:`~lambda_bulkhead.RuntimeApiError` when the Runtime API fails (the
 process should exit non-zero), or the ``SystemExit``/``KeyboardInterrupt`` of
@@ -15,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lambda_bulkhead._context import FunctionMeta, Invocation
-from lambda_bulkhead._errors import BrokenEvent, InvocationError
-from lambda_bulkhead.handler._handler import Answer, CoreHandler, exit_error
+from lambda_bulkhead._errors import BrokenEvent, InvocationError, RuntimeApiError
+from lambda_bulkhead.handler._handler import Answer, CoreHandler, Streamed, exit_error
 from lambda_bulkhead.handler._handler import execute as execute_in_process
 from lambda_bulkhead.runtime_api._client import RuntimeApi
+from lambda_bulkhead.runtime_api._stream import ResponseStream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,32 +34,76 @@ __all__ = [
     "Executor",
     "in_process",
     "process_invocation",
+    "send_streamed",
     "serve",
 ]
 
 
-#: Runs one invocation; raises :class:`InvocationError` for a reportable failure.
-Executor = Callable[[Invocation], Answer]
+#: Runs one invocation (streaming its answer to the :class:`ResponseStream`, or
+#: returning it); raises :class:`InvocationError` for a reportable failure.
+Executor = Callable[[Invocation, ResponseStream], Answer]
 
 
 def in_process(handler: CoreHandler, meta: FunctionMeta) -> Executor:
     """An executor that runs ``handler`` in this process."""
-    return lambda invocation: execute_in_process(handler, invocation, meta)
+
+    def run(invocation: Invocation, stream: ResponseStream) -> Answer:
+        answer = execute_in_process(handler, invocation, meta)
+        if answer.stream is not None:
+            send_streamed(answer.stream, stream)
+        return answer
+
+    return run
+
+
+def send_streamed(streamed: Streamed, stream: ResponseStream) -> None:
+    """Pull each chunk of a streaming handler and write it to ``stream`` before
+    pulling the next (a slow Runtime API slows the handler's yield).  A failure
+    to write stops the handler where it is (its generator is closed)."""
+    try:
+        for chunk in streamed:
+            if not stream.begun:
+                stream.begin(streamed.content_type)
+            stream.send(chunk)
+    except InvocationError:
+        raise  # the handler's (it has ended) or the size limit's (it was closed)
+    except BaseException:
+        streamed.close()
+        raise
+    if not stream.begun:  # nothing yielded: an empty stream
+        stream.begin(streamed.content_type)
 
 
 def _execute(api: RuntimeApi, invocation: Invocation, execute: Executor) -> Answer | None:
-    """Run ``invocation``: its answer, or None once its failure is posted to ``/error``."""
+    """Run ``invocation``: its answer, or None once it is answered (streamed, or
+    its failure posted to ``/error`` or sent as the stream's trailers)."""
     request_id, invocation_id = invocation.request_id, invocation.invocation_id
+    stream = api.open_stream(request_id, invocation_id=invocation_id)
     try:
-        return execute(invocation)
+        answer = execute(invocation, stream)
     except InvocationError as error:
-        api.send_error(request_id, error, invocation_id=invocation_id)
+        _fail(api, stream, error)
         return None
+    except RuntimeApiError:
+        raise  # the Runtime API failed while the answer was streamed: nothing to add
     except BaseException as exc:
         # Whatever ends the runtime here (SystemExit in-process, a supervisor
         # that can no longer get a worker), the event in hand gets its answer.
-        api.send_error(request_id, exit_error(request_id, exc), invocation_id=invocation_id)
+        _fail(api, stream, exit_error(request_id, exc))
         raise
+    if stream.begun:
+        stream.finish()
+        return None
+    return answer
+
+
+def _fail(api: RuntimeApi, stream: ResponseStream, error: InvocationError) -> None:
+    """Post ``error``: to ``/error`` before the answer's first byte, else as the
+    stream's trailers."""
+    if stream.started:
+        stream.fail(error)
+    else:
+        api.send_error(stream.request_id, error, invocation_id=stream.invocation_id)
 
 
 def _poll(api: RuntimeApi) -> Invocation | None:

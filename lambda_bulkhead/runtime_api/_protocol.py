@@ -43,6 +43,8 @@ __all__ = [
     "path_segment",
     "post_outcome",
     "response_request",
+    "stream_request",
+    "stream_trailers",
     "too_large_error",
 ]
 
@@ -52,6 +54,8 @@ INIT_ERROR_PATH = f"{API_PREFIX}/init/error"
 
 ERROR_CONTENT_TYPE = "application/vnd.aws.lambda.error+json"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
 
 
@@ -122,6 +126,33 @@ def response_request(
         headers += (("Content-Type", content_type),)
     path = f"{API_PREFIX}/invocation/{path_segment(request_id)}/response"
     return Request("response", "POST", path, headers, body)
+
+
+def stream_request(
+    request_id: str, content_type: str, *, invocation_id: str | None = None
+) -> Request:
+    """The head of a streamed ``/response``: its body follows in HTTP/1.1 chunks,
+    and the two error trailers are declared, to end it after a failure."""
+    headers = (
+        *_invocation_headers(invocation_id),
+        ("Content-Type", content_type),
+        (RESPONSE_MODE_HEADER, "streaming"),
+        ("Transfer-Encoding", "chunked"),
+        ("Trailer", f"{ERROR_TYPE_HEADER}, {ERROR_BODY_TRAILER}"),
+    )
+    path = f"{API_PREFIX}/invocation/{path_segment(request_id)}/response"
+    return Request("response", "POST", path, headers)
+
+
+def stream_trailers(error: InvocationError, request_id: str) -> tuple[tuple[str, str], ...]:
+    """The trailers that end a stream with ``error``: its type (as the ``/error``
+    header would be) and base64 of the ``/error`` body."""
+    import base64  # noqa: PLC0415 - mid-stream failures only
+
+    return (
+        (ERROR_TYPE_HEADER, error_type_header(error.error_type)),
+        (ERROR_BODY_TRAILER, base64.b64encode(error_body(error, request_id)).decode("ascii")),
+    )
 
 
 def error_request(

@@ -29,6 +29,13 @@ What an invocation gets (a :class:`Verdict`), by what was observed::
     11. the shutdown grace ran out       crash    Runtime.ExitError               killed
     12. event came at its kill time      timeout  Sandbox.Timedout, not run       kept
     13. no frame can carry the event     error    Runtime.UnmarshalError, not run kept
+    14. StreamStart, Chunks, StreamEnd   success  the stream, each chunk written  kept*
+        in turn                                   before the next is read
+    15. a stream's frames out of order,  crash    as row 5                        killed
+        or past the 200 MiB limit
+
+After a stream's first byte, rows 2-11 give the same verdict; the loop sends
+its error as the stream's trailers instead of posting ``/error``.
 
 \\* kept unless (:func:`dispose`) it wrote a frame out of turn (blamed on it,
 replaced after the answer in flight), closed its stdout or stderr, or reached
@@ -60,9 +67,12 @@ from lambda_bulkhead.supervisor._policy import (
 from lambda_bulkhead.wire._frames import (
     RETIRE_OUTPUT_LOST,
     RETIRE_REASONS,
+    Chunk,
     Declined,
     Failure,
     Result,
+    StreamEnd,
+    StreamStart,
 )
 
 __all__ = [
@@ -90,6 +100,7 @@ __all__ = [
     "restart_storm",
     "shutdown_verdict",
     "shutting_down_error",
+    "stream_frame_violation",
     "unframable_verdict",
     "violation_verdict",
 ]
@@ -163,12 +174,22 @@ _RERUN = Rerun()
 # -- an answer read from the worker ----------------------------------------------------
 
 
-def answer_verdict(message: Result | Failure | Declined, request_id: str) -> Verdict | Rerun:
+def answer_verdict(
+    message: Result | Failure | Declined | StreamEnd, request_id: str, *, streaming: bool = False
+) -> Verdict | Rerun:
     """The verdict on the frame that came back in turn for the Invoke of
-    ``request_id`` (rows 1-5)."""
-    if type(message) is Declined:
+    ``request_id`` (rows 1-5, 14-15); ``streaming``: a StreamStart came first."""
+    kind = type(message)
+    if streaming and kind is not StreamEnd and kind is not Failure:
+        return violation_verdict(request_id, f"a {kind.__name__} ends a streamed answer")
+    if kind is StreamEnd:
+        if not streaming:
+            return violation_verdict(request_id, "a StreamEnd with no stream begun")
+        assert isinstance(message, StreamEnd)  # (for the type checker)
+        return Verdict(Outcome.SUCCESS, answer=_STREAMED_ANSWER, peak=message.peak_rss)
+    if kind is Declined:
         return _RERUN
-    assert not isinstance(message, Declined)  # (for the type checker)
+    assert not isinstance(message, Declined | StreamEnd)  # (for the type checker)
     if message.request_id != request_id:
         # In turn, so written by this invocation's own code.
         return violation_verdict(
@@ -185,6 +206,25 @@ def answer_verdict(message: Result | Failure | Declined, request_id: str) -> Ver
     # A native allocation failure is reported as out of memory.
     outcome = Outcome.OOM if message.error_type == "Runtime.OutOfMemory" else Outcome.ERROR
     return Verdict(outcome, error=error, replace=message.fatal, peak=message.peak_rss)
+
+
+#: The answer of a streamed success (its bytes went out with the chunks).
+_STREAMED_ANSWER = Answer(b"", "")
+
+
+def stream_frame_violation(
+    frame: StreamStart | Chunk, request_id: str, *, streaming: bool
+) -> str | None:
+    """Why a StreamStart or Chunk in turn breaks the stream's order (row 15), or
+    None: one StreamStart, for this request id, before any Chunk."""
+    if type(frame) is StreamStart:
+        if streaming:
+            return "a second StreamStart"
+        assert isinstance(frame, StreamStart)  # (for the type checker)
+        if frame.request_id != request_id:
+            return f"a stream for request id {frame.request_id!r:.80}"
+        return None
+    return None if streaming else "a Chunk before its StreamStart"
 
 
 def violation_verdict(request_id: str, why: str) -> Verdict:

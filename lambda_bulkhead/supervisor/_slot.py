@@ -12,6 +12,12 @@ worker and waits,
 with one ``poll`` over the worker's pipes and its pidfd, for the first of:
 
 * a :class:`Result` or :class:`Failure` frame: the answer;
+* for a streaming handler, :class:`StreamStart` and :class:`Chunk` frames: each
+  chunk is written to the invocation's ``ResponseStream`` before the worker's
+  pipe is read again (back-pressure: a worker whose chunks wait blocks in its
+  write), while the Runtime API takes it the checks below go on every
+  ``STREAM_TICK_S``; :class:`StreamEnd` ends it (a failure after the first
+  byte leaves as the stream's trailers, see :mod:`lambda_bulkhead.runtime_api._loop`);
 * the worker's death (pidfd): ``Runtime.ExitError`` with the signal or status
   and faulthandler's stack;
 * the kill time ahead of the deadline: ``SIGUSR1`` (faulthandler dumps the
@@ -78,6 +84,7 @@ from lambda_bulkhead.supervisor._decisions import (
     restart_storm,
     shutdown_verdict,
     shutting_down_error,
+    stream_frame_violation,
     unframable_verdict,
     violation_verdict,
 )
@@ -93,21 +100,33 @@ from lambda_bulkhead.supervisor._policy import (
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 from lambda_bulkhead.wire._frames import (
+    CHUNK_HEAD_BYTES,
     RETIRE_REASONS,
     TURN_MASK,
+    Chunk,
     Declined,
     Failure,
     Result,
+    StreamEnd,
+    StreamStart,
     WaitOn,
     WireError,
     encode_invoke,
 )
-from lambda_bulkhead.wire._pipes import read_available, read_size, send_message, write_parts
+from lambda_bulkhead.wire._pipes import (
+    read_available,
+    read_frames,
+    read_size,
+    send_message,
+    write_parts,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead._config import Config
+    from lambda_bulkhead.runtime_api._stream import ResponseStream
     from lambda_bulkhead.supervisor._output import Stream
+    from lambda_bulkhead.wire._frames import Message
 
 # InvocationReport and CrashCounter live in the decision core; named here too
 # for the modules that took them from the slot.
@@ -127,7 +146,29 @@ UNCAPPED_TICK_S = 0.05
 _MB = 1024 * 1024
 #: What may come back for an Invoke, carrying its turn (a tuple: a union would
 #: build a union object at each check, once per invocation).
-_IN_TURN = (Result, Failure, Declined)
+_IN_TURN = (Result, Failure, Declined, StreamEnd)
+#: The frames of a streamed answer that carry its bytes, forwarded as they come.
+_STREAMED = (StreamStart, Chunk)
+
+
+class _Watch:
+    """What one invocation's wait watches, kept across the waits for the worker
+    and for the Runtime API to take a chunk."""
+
+    __slots__ = ("next_sample", "peak")
+
+    def __init__(self, peak: int, next_sample: float) -> None:
+        self.peak = peak
+        self.next_sample = next_sample
+
+
+class _Stopped(Exception):
+    """The worker was stopped (deadline, memory, shutdown) while a chunk waited
+    for the Runtime API."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.outcome)
+        self.verdict = verdict
 
 
 class Shutdown:
@@ -323,16 +364,16 @@ class Slot:
 
     # -- one invocation -----------------------------------------------------------
 
-    def __call__(self, invocation: Invocation) -> Answer:
+    def __call__(self, invocation: Invocation, stream: ResponseStream) -> Answer:
         self.busy = True
         try:
             if self._shutdown.requested.is_set():
                 raise shutting_down_error(invocation.request_id)
-            return self._run(invocation)
+            return self._run(invocation, stream)
         finally:
             self.busy = False
 
-    def _run(self, invocation: Invocation) -> Answer:
+    def _run(self, invocation: Invocation, stream: ResponseStream) -> Answer:
         if self._worker is None or self._killed is not None:
             self.prepare()
         worker = self._worker
@@ -365,14 +406,14 @@ class Slot:
             verdict: Verdict | Rerun = self._stop_for_deadline(worker, invocation, started)
             peak: int = worker.baseline_rss
         except BrokenPipeError:
-            verdict = self._died(worker, invocation, turn, b"")
+            verdict = self._died(worker, invocation, turn, b"", stream)
             peak = worker.baseline_rss
         else:
-            verdict, peak = self._wait(worker, invocation, turn, started, kill_at)
+            verdict, peak = self._wait(worker, invocation, turn, started, kill_at, stream)
         self._output.end()
         if type(verdict) is Rerun:  # not run: another worker takes it
             self._discard(worker, reason=verdict.reason)
-            return self._run(invocation)
+            return self._run(invocation, stream)
         assert isinstance(verdict, Verdict)  # (for the type checker)
         peak = max(peak, verdict.peak)
         disposal = dispose(verdict, worker.invocations, worker.recycle_at, worker.retire_reason)
@@ -469,67 +510,103 @@ class Slot:
         turn: int,
         started: float,
         kill_at: float | None,
+        stream: ResponseStream,
     ) -> tuple[Verdict | Rerun, int]:
-        peak: int = worker.baseline_rss
+        watch = _Watch(worker.baseline_rss, started + self._poll_s)
         fault = bytearray()
-        next_sample = started + self._poll_s
-        while True:
-            now = time.monotonic()
-            if kill_at is not None and now >= kill_at:
-                return self._stop_for_deadline(worker, invocation, started), peak
-            shutdown_at = self._shutdown.deadline
-            if shutdown_at is not None and now >= shutdown_at:
-                return self._stop_for_shutdown(worker, invocation), peak
-            if now >= next_sample:
-                rss = worker.memory.sample(now)
-                if rss is not None:
-                    peak = max(peak, rss)
-                    if over_memory_cap(rss, worker.baseline_rss, self._cap_bytes):
-                        return self._stop_for_memory(worker, peak), peak
-                next_sample = now + self._poll_s
-            wake_at = next_sample
-            if kill_at is not None and kill_at < wake_at:
-                wake_at = kill_at
-            if shutdown_at is not None and shutdown_at < wake_at:
-                wake_at = shutdown_at
-            events = worker.poller.poll(max(0, int((wake_at - now) * 1000) + 1))
-            died = False
-            for fd, _ in events:
-                if fd == worker.result_fd:
-                    verdict = self._read_answer(worker, invocation, turn)
-                    if verdict is not None:
-                        # Output written before the answer is already in its pipe,
-                        # so poll reported that pipe in this same call.
-                        self._drain_output(worker, [fd for fd, _ in events])
-                        return verdict, peak
-                elif fd == worker.pidfd:
-                    died = True
-                elif fd == worker.fault_fd:
-                    fault += read_available(fd) or b""
-                else:
-                    self._forward(worker, fd)
-            if died:
-                return self._died(worker, invocation, turn, bytes(fault)), peak
+
+        def blocked() -> None:  # a chunk waits for the Runtime API: watch on
+            stopped = self._check(worker, invocation, started, kill_at, watch, time.monotonic())
+            if stopped is not None:
+                raise _Stopped(stopped)
+
+        try:
+            while True:
+                now = time.monotonic()
+                stopped = self._check(worker, invocation, started, kill_at, watch, now)
+                if stopped is not None:
+                    return stopped, watch.peak
+                wake_at = watch.next_sample
+                if kill_at is not None and kill_at < wake_at:
+                    wake_at = kill_at
+                shutdown_at = self._shutdown.deadline
+                if shutdown_at is not None and shutdown_at < wake_at:
+                    wake_at = shutdown_at
+                events = worker.poller.poll(max(0, int((wake_at - now) * 1000) + 1))
+                died = False
+                for fd, _ in events:
+                    if fd == worker.result_fd:
+                        verdict = self._read_answer(worker, invocation, turn, stream, blocked)
+                        if verdict is not None:
+                            # Output written before the answer is already in its
+                            # pipe, so poll reported that pipe in this same call.
+                            self._drain_output(worker, [fd for fd, _ in events])
+                            return verdict, watch.peak
+                    elif fd == worker.pidfd:
+                        died = True
+                    elif fd == worker.fault_fd:
+                        fault += read_available(fd) or b""
+                    else:
+                        self._forward(worker, fd)
+                if died:
+                    return self._died(worker, invocation, turn, bytes(fault), stream), watch.peak
+        except _Stopped as stopped_while_blocked:
+            return stopped_while_blocked.verdict, watch.peak
+
+    def _check(
+        self,
+        worker: WorkerHandle,
+        invocation: Invocation,
+        started: float,
+        kill_at: float | None,
+        watch: _Watch,
+        now: float,
+    ) -> Verdict | None:
+        """The worker's deadline, the shutdown grace and its memory at ``now``:
+        the verdict once the worker was stopped for one of them, else None."""
+        if kill_at is not None and now >= kill_at:
+            return self._stop_for_deadline(worker, invocation, started)
+        shutdown_at = self._shutdown.deadline
+        if shutdown_at is not None and now >= shutdown_at:
+            return self._stop_for_shutdown(worker, invocation)
+        if now >= watch.next_sample:
+            rss = worker.memory.sample(now)
+            if rss is not None:
+                watch.peak = max(watch.peak, rss)
+                if over_memory_cap(rss, worker.baseline_rss, self._cap_bytes):
+                    return self._stop_for_memory(worker, watch.peak)
+            watch.next_sample = now + self._poll_s
+        return None
 
     def _read_answer(
-        self, worker: WorkerHandle, invocation: Invocation, turn: int
+        self,
+        worker: WorkerHandle,
+        invocation: Invocation,
+        turn: int,
+        stream: ResponseStream,
+        blocked: Callable[[], None] | None = None,
     ) -> Verdict | Rerun | None:
-        """The verdict if the answer of ``turn`` is in, None to keep waiting."""
-        data = read_available(worker.result_fd, read_size(worker.decoder))
-        if data is None:
-            return None
-        if data == b"":
+        """The verdict if the answer of ``turn`` is in, None to keep waiting;
+        the chunks of a streamed answer read meanwhile are forwarded to ``stream``
+        (``blocked`` called while the Runtime API holds one back)."""
+        try:
+            messages = self._receive(worker, streaming=stream.begun)
+        except EOFError:
             # Closed: wait for the pidfd.  _died reads again after the EOF was seen.
             with contextlib.suppress(KeyError):
                 worker.poller.unregister(worker.result_fd)
             return None
-        try:
-            messages = worker.decoder.feed(data)
         except WireError as exc:
             return self._violation(worker, violation_verdict(invocation.request_id, str(exc)))
-        message: Result | Failure | Declined | None = None
+        if messages is None:
+            return None
+        message: Result | Failure | Declined | StreamEnd | None = None
         for frame in messages:
-            if message is None and isinstance(frame, _IN_TURN) and frame.turn == turn:
+            if message is None and isinstance(frame, _STREAMED) and frame.turn == turn:
+                violated = self._forward_streamed(worker, invocation, frame, stream, blocked)
+                if violated is not None:
+                    return violated
+            elif message is None and isinstance(frame, _IN_TURN) and frame.turn == turn:
                 message = frame
             else:
                 self._out_of_turn(worker, frame)
@@ -539,7 +616,7 @@ class Slot:
             # Bytes after the answer: the start of a frame out of turn, which
             # would swallow the next invocation's answer.
             self._out_of_turn(worker, "a partial frame")
-        verdict = answer_verdict(message, invocation.request_id)
+        verdict = answer_verdict(message, invocation.request_id, streaming=stream.begun)
         if type(verdict) is Verdict:
             if verdict.violation is not None:
                 return self._violation(worker, verdict)
@@ -547,6 +624,44 @@ class Slot:
             if message.retire:
                 worker.retire_reason = RETIRE_REASONS[message.retire]
         return verdict
+
+    @staticmethod
+    def _receive(worker: WorkerHandle, *, streaming: bool) -> list[Message] | None:
+        """The frames completed by what the result pipe holds now (None: nothing);
+        ``EOFError`` once it is closed."""
+        decoder = worker.decoder
+        if streaming:
+            # Chunks: a frame's head, then the rest in its exact size, read into
+            # the decoder in place (a MiB is not copied to join its pieces).
+            return read_frames(worker.result_fd, decoder, decoder.remaining() or CHUNK_HEAD_BYTES)
+        data = read_available(worker.result_fd, read_size(decoder))
+        if data == b"":
+            raise EOFError
+        return None if data is None else decoder.feed(data)
+
+    def _forward_streamed(
+        self,
+        worker: WorkerHandle,
+        invocation: Invocation,
+        frame: StreamStart | Chunk,
+        stream: ResponseStream,
+        blocked: Callable[[], None] | None,
+    ) -> Verdict | None:
+        """Begin the stream, or write a chunk to the Runtime API (returning once it
+        took it); a verdict if the frame breaks the stream's rules."""
+        why = stream_frame_violation(frame, invocation.request_id, streaming=stream.begun)
+        if why is None:
+            if type(frame) is StreamStart:
+                stream.begin(frame.content_type)
+                return None
+            assert isinstance(frame, Chunk)  # (for the type checker)
+            try:
+                stream.send(frame.data, blocked)
+            except InvocationError as too_large:  # the worker streamed past the limit
+                why = too_large.error_message
+            else:
+                return None
+        return self._violation(worker, violation_verdict(invocation.request_id, why))
 
     def _out_of_turn(self, worker: WorkerHandle, frame: object) -> None:
         """A frame that answers no invocation in flight: blamed on ``worker``
@@ -630,10 +745,15 @@ class Slot:
         return fault_stack(fault.decode("utf-8", "replace"), _RUNTIME_DIR)
 
     def _died(
-        self, worker: WorkerHandle, invocation: Invocation, turn: int, fault: bytes
+        self,
+        worker: WorkerHandle,
+        invocation: Invocation,
+        turn: int,
+        fault: bytes,
+        stream: ResponseStream,
     ) -> Verdict | Rerun:
         # An answer may have been written just before the exit (a fatal Failure).
-        answered = self._read_answer(worker, invocation, turn)
+        answered = self._read_answer(worker, invocation, turn, stream)
         status, stack = self._collect_death(worker, fault)
         if type(answered) is Rerun:
             return answered

@@ -16,10 +16,18 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   text fields (``u32``, ``0xFFFFFFFF`` for None), Result's turn (``u64``),
   peak RSS (``u64``), its two text lengths and its retire code (``u8``,
   :data:`RETIRE_REASONS`);
-  then the texts (UTF-8), then the raw payload.  The messages of whole
+  then the texts (UTF-8), then the raw payload.  A streamed answer's
+  :class:`Chunk` is its turn (``u64``) then the raw bytes; its
+  :class:`StreamStart` the turn (``u64``) and its two text lengths (``u32``),
+  then the texts.  The messages of whole
   numbers only are one ``struct`` of ``i64`` each (``Spawn``'s absent limit is
   -1); the two failures and :class:`TemplateNotes` are one UTF-8 JSON
   object each.
+
+A streamed answer (a generator handler) is, in turn, one :class:`StreamStart`
+(sent with the first chunk), :class:`Chunk` frames, then :class:`StreamEnd` or
+a :class:`Failure`; the supervisor forwards each chunk before it reads on, so
+a worker whose chunks are not taken blocks in its write (back-pressure).
 
 The turn: every Invoke carries a number the worker has no other way to know
 (each slot counts them from a random 64-bit start), and the one
@@ -50,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
 __all__ = [
+    "CHUNK_HEAD_BYTES",
     "HEADER",
     "KINDS",
     "MAX_FRAME",
@@ -58,6 +67,7 @@ __all__ = [
     "TURN_MASK",
     "VERSION",
     "BecomeWorker",
+    "Chunk",
     "Declined",
     "Failure",
     "FrameDecoder",
@@ -67,6 +77,8 @@ __all__ = [
     "Result",
     "Spawn",
     "Spawned",
+    "StreamEnd",
+    "StreamStart",
     "TemplateFailed",
     "TemplateNotes",
     "TemplateReady",
@@ -74,6 +86,7 @@ __all__ = [
     "WireError",
     "WorkerExited",
     "encode",
+    "encode_chunk",
     "encode_invoke",
 ]
 
@@ -89,10 +102,18 @@ _INVOKE_HEAD = struct.Struct(">IBBHQq8I")
 #: A Result frame's header and fixed part: turn, peak RSS, request id and
 #: content type lengths, retire code.
 _RESULT_HEAD = struct.Struct(">IBBHQQIIB")
+#: A Chunk frame's header and turn; a StreamStart's, with its two text lengths.
+_CHUNK_HEAD = struct.Struct(">IBBHQ")
+_START_HEAD = struct.Struct(">IBBHQII")
+#: The bytes of a Chunk frame before its data (what a reader of chunks asks for
+#: first, to learn the rest's exact size).
+CHUNK_HEAD_BYTES = _CHUNK_HEAD.size
 #: Turns are ``u64``: a slot's count wraps at this.
 TURN_MASK = 2**64 - 1
 _INVOKE_KIND = 1
 _RESULT_KIND = 2
+_START_KIND = 14
+_CHUNK_KIND = 15
 
 
 #: Why a worker asks to be replaced after its answer (an answer's ``retire``
@@ -145,6 +166,32 @@ class Failure(NamedTuple):
     peak_rss: int = 0
     retire: int = 0
     turn: int = 0
+
+
+class StreamStart(NamedTuple):
+    """Worker → supervisor: the handler of ``turn`` streams its answer; the chunks
+    follow.  Sent with the first chunk (a failure before it is a plain Failure)."""
+
+    turn: int
+    request_id: str
+    content_type: str
+
+
+class Chunk(NamedTuple):
+    """Worker → supervisor: the next bytes of the streamed answer of ``turn``
+    (never empty)."""
+
+    turn: int
+    data: bytes
+
+
+class StreamEnd(NamedTuple):
+    """Worker → supervisor: the streamed answer of ``turn`` ended well (a failure
+    ends it with a :class:`Failure` instead)."""
+
+    turn: int
+    peak_rss: int = 0
+    retire: int = 0
 
 
 class Ready(NamedTuple):
@@ -227,6 +274,7 @@ if TYPE_CHECKING:
     Message: TypeAlias = (
         Invoke | Result | Failure | Ready | Spawn | Spawned | TemplateReady
         | TemplateFailed | WorkerExited | WaitOn | BecomeWorker | TemplateNotes | Declined
+        | StreamStart | Chunk | StreamEnd
     )
 
 #: Every message class and its frame kind.
@@ -244,6 +292,9 @@ KINDS: dict[type[Message], int] = {
     BecomeWorker: 11,
     TemplateNotes: 12,
     Declined: 13,
+    StreamStart: _START_KIND,
+    Chunk: _CHUNK_KIND,
+    StreamEnd: 16,
 }
 #: The messages of whole numbers only: one i64 per field.
 _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
@@ -251,6 +302,7 @@ _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
     for cls in (Ready, Spawn, Spawned, TemplateReady, WorkerExited, WaitOn, BecomeWorker)
 }
 _INT_LAYOUTS[Declined] = struct.Struct(">Q")  # a turn is a u64
+_INT_LAYOUTS[StreamEnd] = struct.Struct(">QQB")  # turn, peak RSS, retire code
 _INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
 _JSON_KINDS: dict[int, type[Message]] = {
     KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed,
@@ -300,6 +352,24 @@ def _encode_result(result: Result) -> list[bytes]:
     return [head + request_id + content_type, result.body]
 
 
+def encode_chunk(turn: int, data: bytes) -> list[bytes]:
+    """``encode(Chunk(turn, data))`` (the data its own part, never copied)."""
+    _check_length(_CHUNK_HEAD.size - HEADER.size + len(data))
+    return [_CHUNK_HEAD.pack(_CHUNK_HEAD.size - HEADER.size + len(data), VERSION, _CHUNK_KIND,
+                             0, turn), data]
+
+
+def _encode_start(start: StreamStart) -> list[bytes]:
+    request_id = start.request_id.encode("utf-8", "surrogatepass")
+    content_type = start.content_type.encode("utf-8", "surrogatepass")
+    length = _START_HEAD.size - HEADER.size + len(request_id) + len(content_type)
+    _check_length(length)
+    head = _START_HEAD.pack(
+        length, VERSION, _START_KIND, 0, start.turn, len(request_id), len(content_type)
+    )
+    return [head, request_id + content_type]
+
+
 def _check_length(length: int) -> None:
     if length > MAX_FRAME:
         raise WireError(f"frame of {length} bytes is over the {MAX_FRAME} byte maximum")
@@ -313,6 +383,18 @@ def encode(message: Message) -> list[bytes]:
         return encode_invoke(*message)
     if cls is Result:
         return _encode_result(message)  # type: ignore[arg-type]
+    if cls is Chunk:
+        if not message.data:  # type: ignore[union-attr]
+            raise WireError("Chunk: empty")
+        try:
+            return encode_chunk(*message)
+        except struct.error as exc:
+            raise WireError(f"Chunk: {exc}") from None
+    if cls is StreamStart:
+        try:
+            return _encode_start(message)  # type: ignore[arg-type]
+        except struct.error as exc:
+            raise WireError(f"StreamStart: {exc}") from None
     layout = _INT_LAYOUTS.get(cls)
     if layout is not None:
         values: list[int] = [_NO_LIMIT if value is None else value for value in message]  # type: ignore[misc]
@@ -381,6 +463,25 @@ def _decode_result(frame: memoryview, end: int) -> Result:
                   peak_rss, retire, turn)
 
 
+def _decode_chunk(frame: memoryview, end: int) -> Chunk:
+    if end <= _CHUNK_HEAD.size:
+        raise WireError("Chunk body ends inside its fixed part, or is empty")
+    return Chunk(_CHUNK_HEAD.unpack_from(frame)[4], bytes(frame[_CHUNK_HEAD.size : end]))
+
+
+def _decode_start(frame: memoryview, end: int) -> StreamStart:
+    if end < _START_HEAD.size:
+        raise WireError("StreamStart body ends inside its fixed part")
+    _, _, _, _, turn, id_length, type_length = _START_HEAD.unpack_from(frame)
+    request_id, offset = _decode_text(frame, _START_HEAD.size, id_length, end)
+    content_type, offset = _decode_text(frame, offset, type_length, end)
+    if request_id is None or content_type is None:
+        raise WireError("StreamStart text missing")
+    if offset != end:
+        raise WireError("StreamStart has bytes after its texts")
+    return StreamStart(turn, request_id, content_type)
+
+
 def decode_frame(kind: int, frame: memoryview) -> Message:
     """The message of ``kind`` held in ``frame`` (header included); :class:`WireError`
     if malformed."""
@@ -388,9 +489,16 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
         return _decode_invoke(frame, len(frame))
     if kind == _RESULT_KIND:
         return _decode_result(frame, len(frame))
+    if kind == _CHUNK_KIND:
+        return _decode_chunk(frame, len(frame))
+    if kind == _START_KIND:
+        return _decode_start(frame, len(frame))
     int_cls = _INT_KINDS.get(kind)
     if int_cls is not None:
-        return _decode_ints(int_cls, frame)
+        message = _decode_ints(int_cls, frame)
+        if type(message) is StreamEnd and message.retire and message.retire not in RETIRE_REASONS:
+            raise WireError(f"StreamEnd retire code is {message.retire}")
+        return message
     cls = _JSON_KINDS.get(kind)
     if cls is None:
         raise WireError(f"unknown frame kind {kind}")
@@ -461,19 +569,64 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self._max_frame = max_frame
+        self._reserved = 0
+        #: The data of the Chunk frame being read in place (see :meth:`reserve`).
+        self._chunk: bytearray | None = None
+        self._chunk_turn = 0
+        self._filled = 0
 
     @property
     def pending(self) -> int:
         """Bytes held that do not yet form a whole frame (half a frame at EOF: an error)."""
-        return len(self._buffer)
+        return len(self._buffer) + (0 if self._chunk is None else _CHUNK_HEAD.size + self._filled)
 
     def remaining(self) -> int:
         """Bytes still missing from the frame being received (0 before its header),
         so that a reader can ask for the whole rest of a large frame at once."""
+        if self._chunk is not None:
+            return len(self._chunk) - self._filled
         if len(self._buffer) < HEADER.size:
             return 0
         length: int = _LEN.unpack_from(self._buffer, 0)[0]
         return max(0, HEADER.size + length - len(self._buffer))
+
+    def reserve(self, size: int) -> memoryview:
+        """Up to ``size`` writable bytes for a reader to fill in place, then
+        :meth:`commit` how many it filled (release the view first).
+
+        Once a :class:`Chunk` frame's head is held, the view is of the chunk's own
+        data buffer: read in its exact size, however many reads it takes, a
+        chunk's bytes are never copied to join their pieces nor to decode them.
+        """
+        if self._chunk is None and len(self._buffer) == _CHUNK_HEAD.size:
+            length, version, kind, _, turn = _CHUNK_HEAD.unpack_from(self._buffer)
+            if (
+                kind == _CHUNK_KIND and version == VERSION
+                and _CHUNK_HEAD.size - HEADER.size < length <= self._max_frame
+            ):
+                self._chunk = bytearray(length - (_CHUNK_HEAD.size - HEADER.size))
+                self._chunk_turn = turn
+                self._filled = 0
+                self._buffer.clear()
+        if self._chunk is not None:
+            return memoryview(self._chunk)[self._filled : self._filled + size]
+        held = len(self._buffer)
+        self._buffer.extend(bytes(size))
+        self._reserved = held
+        return memoryview(self._buffer)[held:]
+
+    def commit(self, filled: int) -> list[Message]:
+        """The messages completed by ``filled`` bytes read into :meth:`reserve`'s view."""
+        chunk = self._chunk
+        if chunk is not None:
+            self._filled += filled
+            if self._filled < len(chunk):
+                return []
+            self._chunk = None
+            # The bytearray is the chunk's data as it is (a bytes-like value).
+            return [Chunk(self._chunk_turn, chunk)]  # type: ignore[arg-type]
+        del self._buffer[self._reserved + filled :]
+        return self.feed(b"")
 
     def feed(self, data: bytes) -> list[Message]:
         if self._buffer:

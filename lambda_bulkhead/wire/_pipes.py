@@ -28,6 +28,7 @@ __all__ = [
     "READ_BYTES",
     "enlarge_pipe",
     "read_available",
+    "read_frames",
     "read_message",
     "read_size",
     "receive_with_fds",
@@ -118,6 +119,21 @@ def read_available(fd: int, limit: int = READ_BYTES) -> bytes | None:
         return os.read(fd, limit)
     except BlockingIOError:
         return None
+
+
+def read_frames(fd: int, decoder: FrameDecoder, size: int) -> list[Message] | None:
+    """Read up to ``size`` bytes of a non-blocking fd into ``decoder`` in place (see
+    :meth:`FrameDecoder.reserve`): the messages they complete; None if the fd
+    holds nothing now; ``EOFError`` at end of file."""
+    with decoder.reserve(size) as view:
+        try:
+            got = os.readv(fd, [view])
+        except BlockingIOError:
+            got = -1
+    messages = decoder.commit(max(got, 0))
+    if got == 0:
+        raise EOFError
+    return None if got < 0 else messages
 
 
 def send_with_fds(sock: _socket.socket, data: bytes, fds: Sequence[int]) -> None:

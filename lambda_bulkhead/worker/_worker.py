@@ -13,7 +13,11 @@ Rules (the supervisor relies on each):
    ``SIGUSR1`` (sent just before a deadline kill), to the fault pipe; for a
    coroutine handler, the stacks of its event loop's tasks follow.
 4. It answers every :class:`Invoke` with exactly one :class:`Result` or
-   :class:`Failure` carrying the Invoke's turn; after a fatal one
+   :class:`Failure` carrying the Invoke's turn (a streaming handler's answer:
+   :class:`StreamStart` with the first chunk, a :class:`Chunk` per yield, in
+   pieces of at most :data:`CHUNK_FRAME_BYTES`, then :class:`StreamEnd` or a
+   :class:`Failure`; each write blocks until the supervisor has room, so the
+   handler yields no faster than the Runtime API reads); after a fatal one
    (``SystemExit``, ``KeyboardInterrupt``, ``MemoryError``) it exits and is
    replaced.
 5. End of stream on its invoke pipe (the supervisor is gone) makes it kill
@@ -59,6 +63,7 @@ from lambda_bulkhead.handler._handler import (
     CoreHandler,
     CoroutineHandler,
     CurrentInvocation,
+    Streamed,
     exit_code,
     exit_error,
 )
@@ -83,9 +88,13 @@ from lambda_bulkhead.wire._frames import (
     Invoke,
     Ready,
     Result,
+    StreamEnd,
+    StreamStart,
     WaitOn,
+    encode,
+    encode_chunk,
 )
-from lambda_bulkhead.wire._pipes import read_message, send_message
+from lambda_bulkhead.wire._pipes import FRAME_PIPE_BYTES, read_message, send_message, write_parts
 from lambda_bulkhead.worker._child import take_output_pipes
 from lambda_bulkhead.worker._state import ProcessState
 
@@ -110,6 +119,9 @@ class WorkerFds(NamedTuple):
 EXIT_START_HOOK_FAILED = 5
 #: A worker's exit status after it declined an Invoke (see :class:`Declined`).
 EXIT_DECLINED = 6
+#: The largest Chunk frame a worker writes: a larger yield goes in pieces, so that
+#: the supervisor holds at most this much of a stream at once.
+CHUNK_FRAME_BYTES = 4 * FRAME_PIPE_BYTES
 #: Free heap a worker keeps between events when its cap allows (keep_heap).
 KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
@@ -182,11 +194,13 @@ def _be_first_to_go() -> None:
 
 
 def _answer(
-    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int
-) -> Result | Failure:
+    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int, result_fd: int
+) -> Result | Failure | StreamEnd:
     request_id = invocation.request_id
     try:
         answer = execute_in_process(handler, invocation, meta)
+        if answer.stream is not None:
+            return _send_streamed(result_fd, answer.stream, request_id, turn)
     except MemoryError as exc:
         return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True, turn=turn)
     except InvocationError as error:
@@ -203,6 +217,28 @@ def _answer(
         peak_rss=_peak_rss(),
         turn=turn,
     )
+
+
+def _send_streamed(fd: int, streamed: Streamed, request_id: str, turn: int) -> StreamEnd:
+    """Write each chunk the handler yields as it comes (blocking while the pipe is
+    full); the StreamEnd to send once it ended well.  A handler failure is raised."""
+    parts: list[bytes] = []
+    started = False
+    for chunk in streamed:
+        if not started:
+            started = True
+            parts = encode(StreamStart(turn, request_id, streamed.content_type))
+        view = memoryview(chunk)
+        for offset in range(0, len(chunk), CHUNK_FRAME_BYTES):
+            piece = chunk if len(chunk) <= CHUNK_FRAME_BYTES else bytes(
+                view[offset : offset + CHUNK_FRAME_BYTES]
+            )
+            parts += encode_chunk(turn, piece)
+            write_parts(fd, parts)
+            parts = []
+    if not started:  # nothing yielded: an empty stream, still a stream
+        write_parts(fd, encode(StreamStart(turn, request_id, streamed.content_type)))
+    return StreamEnd(turn=turn, peak_rss=_peak_rss())
 
 
 #: How native libraries word an allocation the system refused (torch's
@@ -328,7 +364,7 @@ def run_worker(
         state.request_id, state.tenant_id = invocation.request_id, invocation.tenant_id
         status = None
         try:
-            reply = _answer(handler, invocation, meta, turn)
+            reply = _answer(handler, invocation, meta, turn, fds.result)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit...
             error = exit_error(invocation.request_id, exc)
             reply = _failure(invocation.request_id, error, fatal=True, turn=turn)

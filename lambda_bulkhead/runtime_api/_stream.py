@@ -1,0 +1,120 @@
+"""``ResponseStream``: one invocation's answer, when it is streamed.
+
+The loop makes one per invocation and hands it to the executor with the
+invocation; an executor that streams (a generator handler) calls
+:meth:`~ResponseStream.begin` with the content type, then
+:meth:`~ResponseStream.send` with each chunk as it comes.  The loop ends it:
+:meth:`~ResponseStream.finish` when the executor returned,
+:meth:`~ResponseStream.fail` when it raised after the first byte (the error
+leaves as the two trailers; before the first byte it is an ordinary
+``/error``, posted by the loop).  An executor that never calls ``begin``
+answers as before, with its :class:`~lambda_bulkhead.Answer`.
+
+The POST's head leaves with the first chunk, so an executor may call ``begin``
+and still fail with an ordinary ``/error``.
+"""
+
+from __future__ import annotations
+
+from lambda_bulkhead._errors import InvocationError
+from lambda_bulkhead._streaming import MAX_STREAM_BYTES, stream_too_large_error
+from lambda_bulkhead.runtime_api._protocol import (
+    PostOutcome,
+    post_outcome,
+    stream_request,
+    stream_trailers,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lambda_bulkhead.logs._interface import RuntimeLog
+    from lambda_bulkhead.runtime_api._http import ChunkedUpload, SocketTransport
+
+__all__ = ["STREAM_TICK_S", "ResponseStream"]
+
+#: How often a write the Runtime API holds back calls its ``blocked`` callback.
+STREAM_TICK_S = 0.05
+
+
+class ResponseStream:
+    """The streamed answer of one invocation (see the module docstring)."""
+
+    def __init__(
+        self,
+        transport: Callable[[], SocketTransport],
+        request_id: str,
+        invocation_id: str | None,
+        *,
+        post_timeout: float | None,
+        log: Callable[[], RuntimeLog],
+    ) -> None:
+        self._transport = transport
+        self.request_id = request_id
+        self.invocation_id = invocation_id
+        self._post_timeout = post_timeout
+        self._log = log
+        self._content_type: str | None = None
+        self._upload: ChunkedUpload | None = None
+        #: Bytes sent so far.
+        self.size = 0
+
+    @property
+    def begun(self) -> bool:
+        """Whether the executor streams this answer (:meth:`begin` was called)."""
+        return self._content_type is not None
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer left: ``/error`` can no longer be used."""
+        return self._upload is not None and self._upload.started
+
+    def begin(self, content_type: str) -> None:
+        """This answer is streamed, with ``content_type``."""
+        self._content_type = content_type
+
+    def send(self, chunk: bytes, blocked: Callable[[], object] | None = None) -> None:
+        """Write ``chunk`` (not empty) to the Runtime API now.
+
+        Returns once the Runtime API took it (back-pressure: a slow reader slows
+        the caller).  ``blocked`` is called every :data:`STREAM_TICK_S` while it
+        does not, and may raise to stop waiting (:meth:`fail` sends what is
+        left).  A stream past ``MAX_STREAM_BYTES`` raises
+        ``Function.ResponseSizeTooLarge`` without sending the chunk; a failed
+        connection raises :class:`~lambda_bulkhead.TransportError`.
+        """
+        if self.size + len(chunk) > MAX_STREAM_BYTES:
+            raise stream_too_large_error(self.size + len(chunk))
+        self.size += len(chunk)
+        self._open().send(chunk, blocked)
+
+    def finish(self) -> PostOutcome:
+        """End the stream well; the Runtime API's answer."""
+        return self._end(())
+
+    def fail(self, error: InvocationError) -> PostOutcome:
+        """End the stream with ``error`` in the trailers."""
+        return self._end(stream_trailers(error, self.request_id))
+
+    def _open(self) -> ChunkedUpload:
+        upload = self._upload
+        if upload is None:
+            request = stream_request(
+                self.request_id, self._content_type or "application/octet-stream",
+                invocation_id=self.invocation_id,
+            )
+            upload = self._upload = self._transport().open_stream(
+                request, tick=STREAM_TICK_S, stall_limit=self._post_timeout
+            )
+        return upload
+
+    def _end(self, trailers: tuple[tuple[str, str], ...]) -> PostOutcome:
+        answer = self._open().finish(trailers, timeout=self._post_timeout)
+        outcome = post_outcome("response", answer)
+        if outcome is not PostOutcome.ACCEPTED:
+            self._log().warning(
+                "streamed answer refused by the Runtime API",
+                requestId=self.request_id, status=answer.status,
+            )
+        return outcome

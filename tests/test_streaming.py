@@ -1,0 +1,348 @@
+"""Response streaming through a real runtime, in-process and supervised, against
+the emulator: chunks leave as they are yielded, failures before the first byte
+are an /error and after it the trailers, back-pressure end to end."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+from typing import Any
+
+import psutil
+import pytest
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime
+
+from lambda_bulkhead.emulator import Emulator, InvokeResult
+
+WAIT_S = 30.0
+TRAILER_TYPE = "lambda-runtime-function-error-type"
+
+APP = r'''
+import asyncio
+import ctypes
+import os
+import time
+
+from lambda_bulkhead.responses import HttpPrelude
+
+
+def handler(event, context):
+    action = event.get("action", "count")
+    if action == "raise-first":
+        raise ValueError("before the first byte")
+    yield from ACTIONS[action](event, context)
+
+
+def count(event, context):
+    for index in range(event.get("n", 3)):
+        yield f"chunk {index}\n"
+        time.sleep(event.get("pause", 0))
+
+
+def then(failure):
+    def run(event, context):
+        yield b"first"
+        time.sleep(event.get("pause", 0))
+        failure(event)
+        yield b"never"
+    return run
+
+
+def raise_(event):
+    raise KeyError("mid-stream")
+
+
+def segfault(event):
+    ctypes.string_at(0)
+
+
+def exit_(event):
+    os._exit(3)
+
+
+def hog(event):
+    hoard = []
+    while True:
+        hoard.append(bytearray(16 * 1024 * 1024))
+        time.sleep(0.01)
+
+
+def hang(event):
+    time.sleep(600)
+
+
+def endless(event, context):
+    chunk = b"x" * event.get("size", 65536)
+    while True:
+        yield chunk
+
+
+def timed(event, context):
+    # Each chunk says when it was yielded (CLOCK_MONOTONIC is the machine's).
+    pad = b"x" * (event["size"] - 32)
+    for _ in range(event["count"]):
+        yield b"%031.6f|" % time.monotonic() + pad
+
+
+def big(event, context):
+    chunk = os.urandom(1 << 20)
+    for _ in range(event["mib"]):
+        yield chunk
+
+
+def http(event, context):
+    yield HttpPrelude(202, {"content-type": "text/plain"}, ["a=1"])
+    yield "hello "
+    yield "world"
+
+
+def pid(event, context):
+    yield str(os.getpid())
+
+
+ACTIONS = {
+    "count": count,
+    "raise": then(raise_),
+    "segfault": then(segfault),
+    "exit": then(exit_),
+    "hog": then(hog),
+    "hang": then(hang),
+    "big": big,
+    "http": http,
+    "pid": pid,
+    "endless": endless,
+    "timed": timed,
+}
+
+
+async def agen(event, context):
+    for index in range(event.get("n", 3)):
+        await asyncio.sleep(event.get("pause", 0))
+        yield f"async {index}\n"
+'''
+
+ISOLATIONS = ["none", "process"]
+
+
+def start(runtime: StartRuntime, isolation: str, emulator: Emulator | None = None,
+          handler: str = "app.handler", env: dict[str, str | None] | None = None,
+          ) -> RuntimeProcess:
+    return runtime(handler, modules={"app.py": APP}, isolation=isolation,
+                   emulator=emulator, env=env)
+
+
+def event(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def error_body(result: InvokeResult) -> dict[str, Any]:
+    assert result.stream_error_body is not None, result
+    decoded: dict[str, Any] = json.loads(result.stream_error_body)
+    return decoded
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_chunks_leave_as_they_are_yielded(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """The first chunk reaches the Runtime API while the handler still runs: the
+    chunks arrive spread over the handler's pauses, each as it was yielded."""
+    proc = start(runtime, isolation)
+    stream = emulator.stream(event(n=3, pause=0.4))
+    first = stream.next_chunk(WAIT_S)
+    assert first is not None, proc.describe()
+    assert first.data == b"chunk 0\n"
+    assert not stream.future.done()  # the handler is still sleeping
+    result = stream.result(WAIT_S)
+    assert result.kind == "response", result
+    assert result.streamed
+    assert [chunk.data for chunk in result.chunks] == [b"chunk 0\n", b"chunk 1\n", b"chunk 2\n"]
+    times = [chunk.at for chunk in result.chunks]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap > 0.2 for gap in gaps), gaps
+    assert result.stream_error_type is None
+    # The runtime serves on.
+    assert emulator.invoke(event(n=1), timeout=WAIT_S).chunks[0].data == b"chunk 0\n"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_an_async_generator_streams(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """An async generator handler streams each item as it is yielded."""
+    start(runtime, isolation, handler="app.agen")
+    result = emulator.invoke(event(n=2, pause=0.01), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"async 0\n", b"async 1\n"]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_an_http_prelude_reaches_the_caller_as_status_and_headers(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """HttpPrelude makes an HTTP integration response: the caller gets its status,
+    headers and cookies, and the body after the 8 NUL bytes."""
+    start(runtime, isolation)
+    result = emulator.invoke(event(action="http"), timeout=WAIT_S)
+    assert result.status == 202, result
+    assert result.body == b"hello world"
+    headers = {name.lower(): value for name, value in result.headers.items()}
+    assert headers["content-type"] == "text/plain"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_failure_before_the_first_byte_is_an_ordinary_error(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """A handler that raises before its first yield is answered with /error."""
+    start(runtime, isolation)
+    result = emulator.invoke(event(action="raise-first"), timeout=WAIT_S)
+    assert result.kind == "error", result
+    assert not result.streamed
+    assert json.loads(result.body)["errorType"] == "ValueError"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_an_exception_mid_stream_ends_it_with_the_trailers(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """After the first chunk, a handler exception leaves as the two trailers: the
+    type as /error's header names it, and base64 of the usual error JSON; the
+    runtime serves on."""
+    start(runtime, isolation)
+    result = emulator.invoke(event(action="raise"), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], result
+    assert result.stream_error_type == "Function.KeyError"
+    body = error_body(result)
+    assert body["errorType"] == "KeyError"
+    assert body["errorMessage"] == "'mid-stream'"
+    assert body["requestId"] == result.request_id
+    assert any("raise_" in line for line in body["stackTrace"])
+    trailers = {name.lower(): value for name, value in result.trailers.items()}
+    assert json.loads(base64.b64decode(trailers["lambda-runtime-function-error-body"])) == body
+    assert emulator.invoke(event(n=1), timeout=WAIT_S).stream_error_type is None
+
+
+def worker_pid(emulator: Emulator) -> int:
+    result = emulator.invoke(event(action="pid"), timeout=WAIT_S)
+    return int(result.chunks[0].data)
+
+
+@pytest.mark.parametrize(
+    ("action", "trailer", "error_type", "words"),
+    [
+        ("segfault", "Runtime.ExitError", "Runtime.ExitError", "signal: segmentation fault"),
+        ("exit", "Runtime.ExitError", "Runtime.ExitError", "exit status 3"),
+        ("hog", "Runtime.OutOfMemory", "Runtime.OutOfMemory", "memory"),
+        ("hang", "Runtime.Timedout", "Sandbox.Timedout", "Task timed out after 2.00 seconds"),
+    ],
+)
+def test_a_worker_lost_mid_stream_ends_it_with_the_trailers_and_is_replaced(
+    runtime: StartRuntime, make_emulator: MakeEmulator,
+    action: str, trailer: str, error_type: str, words: str,
+) -> None:
+    """Supervised: after the first chunk, a segfault, os._exit, the memory cap or
+    the deadline ends the stream with the trailers (the error body the
+    non-streaming answer has), and the worker is replaced; the runtime serves on."""
+    emu = make_emulator(timeout_s=2.0)
+    proc = start(runtime, "process", emulator=emu, env={"BULKHEAD_MEMORY_LIMIT_MB": "128"})
+    before = worker_pid(emu)
+    result = emu.invoke(event(action=action, pause=0.2), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], proc.describe()
+    assert result.streamed
+    assert result.stream_error_type == trailer
+    body = error_body(result)
+    assert body["errorType"] == error_type
+    assert words in body["errorMessage"], body
+    assert worker_pid(emu) != before
+
+
+def test_the_watch_goes_on_while_the_runtime_api_holds_a_chunk_back(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """Supervised, with a Runtime API that reads slowly: the slot waits in a write
+    of a chunk when the deadline comes, and still stops the worker then (the
+    stream ends with the timeout in its trailers)."""
+    emu = make_emulator(timeout_s=8.0)
+    emu.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    # The worker is stopped 6.5 s before the deadline: the slow reader then has
+    # time to take what was already written (socket buffers) before the trailers.
+    proc = start(runtime, "process", emulator=emu,
+                 env={"BULKHEAD_TIMEOUT_MARGIN_MS": "6500"})
+    # 4 MiB chunks: each takes the slow reader about 2 s, so the kill time comes
+    # while one is being written.
+    result = emu.invoke(event(action="endless", size=4 * 1024 * 1024), timeout=WAIT_S)
+    assert result.stream_error_type == "Runtime.Timedout", (result, proc.describe())
+    assert error_body(result)["errorType"] == "Sandbox.Timedout"
+    assert proc.wait_for(lambda record: record.get("type") == "bulkhead.report", WAIT_S)
+    (report,) = [record for record in proc.records() if record.get("type") == "bulkhead.report"]
+    # Stopped at its kill time (1.5 s), in the middle of a chunk's write.
+    assert report["outcome"] == "timeout"
+    assert 1400 < report["durationMs"] < 2000, report
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_slow_runtime_api_slows_the_handlers_yield(
+    runtime: StartRuntime, make_emulator: MakeEmulator, isolation: str
+) -> None:
+    """Back-pressure end to end: with the Runtime API reading 2 MiB/s, a handler
+    yielding 12 MiB in 64 KiB chunks is held back (its yields spread over
+    seconds, not the milliseconds they take alone); every byte arrives."""
+    emu = make_emulator(timeout_s=30.0)
+    emu.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    start(runtime, isolation, emulator=emu)
+    count = 12 * 16
+    result = emu.invoke(event(action="timed", size=65536, count=count), timeout=WAIT_S)
+    assert result.stream_bytes == count * 65536, result.stream_error_type
+    body = b"".join(chunk.data for chunk in result.chunks)
+    yielded = [float(body[offset : offset + 31]) for offset in range(0, len(body), 65536)]
+    # Pipes and socket buffers hold a few MiB; the rest waited for the reader.
+    assert yielded[-1] - yielded[0] > 2.0, yielded[-1] - yielded[0]
+
+
+def test_100_mb_stream_through_a_supervisor_whose_memory_stays_flat(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """Supervised: 100 MiB in 1 MiB yields reach the Runtime API whole, and the
+    supervisor's resident memory grows by far less than the stream (it holds a
+    chunk at a time)."""
+    emu = make_emulator(timeout_s=60.0)
+    proc = start(runtime, "process", emulator=emu)
+    supervisor = psutil.Process(proc.pid)
+    worker_pid(emu)  # warm: the first invocation's allocations are not the stream's
+    baseline = supervisor.memory_info().rss
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, supervisor.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = emu.submit(event(action="big", mib=100), keep_chunks=False).result(WAIT_S * 2)
+    finally:
+        done.set()
+        sampler.join()
+    assert result.stream_bytes == 100 * 1024 * 1024, result
+    assert result.stream_error_type is None
+    assert peak - baseline < 24 * 1024 * 1024, (baseline, peak)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_caller_that_disconnects_mid_stream_costs_nothing_else(
+    runtime: StartRuntime, emulator: Emulator, isolation: str
+) -> None:
+    """A caller that goes away mid-stream: the runtime streams on to the end (the
+    Runtime API drops the rest) and serves the next invocation."""
+    start(runtime, isolation)
+    stream = emulator.stream(event(n=4, pause=0.2))
+    assert stream.next_chunk(WAIT_S) is not None
+    stream.disconnect()
+    result = stream.result(WAIT_S)
+    assert result.caller_disconnected
+    assert result.stream_error_type is None
+    assert emulator.invoke(event(n=1), timeout=WAIT_S).chunks[0].data == b"chunk 0\n"
