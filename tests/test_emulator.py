@@ -40,6 +40,7 @@ from lambda_bulkhead.emulator import (
 NEXT = "/2018-06-01/runtime/invocation/next"
 INIT_ERROR = "/2018-06-01/runtime/init/error"
 INVOKE = "/2015-03-31/functions/function/invocations"
+INVOKE_HEAD = b"POST " + INVOKE.encode() + b" HTTP/1.1\r\nHost: emu\r\n"
 WAIT_S = 5.0  # upper bound for anything that should happen at once
 
 
@@ -638,15 +639,16 @@ def test_wrong_method_answers_405(runtime: Runtime, method: str, path: str, allo
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"POST " + INVOKE.encode() + b" HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
-        (b"POST " + INVOKE.encode() + b" HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-        (b"POST " + INVOKE.encode() + b" HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (INVOKE_HEAD + b"Content-Length: ten\r\n\r\n", 400),
+        (INVOKE_HEAD + b"Content-Length: -1\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: emu\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (INVOKE_HEAD + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 requires Host, as Lambda's server does
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\n\r\n", 505),
-        (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nHost: emu\r\nno colon here\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: emu\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: emu\r\nContent-Length: 999999999999\r\n\r\n", 413),
     ],
 )
 def test_malformed_request_answers_4xx_and_closes(
@@ -665,7 +667,7 @@ def test_malformed_request_answers_4xx_and_closes(
 def test_connection_close_is_honoured(net: Net) -> None:
     """Connection: close gets its answer and then the server closes the connection."""
     sock = net.raw()
-    sock.sendall(b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n")
+    sock.sendall(b"GET /nope HTTP/1.1\r\nHost: emu\r\nConnection: close\r\n\r\n")
     data, reset = read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 404 ")
     assert not reset
@@ -675,9 +677,9 @@ def test_pipelined_requests_are_answered_in_order(net: Net) -> None:
     """Requests sent back to back on one connection are answered one by one, in order."""
     sock = net.raw()
     sock.sendall(
-        b"GET /a HTTP/1.1\r\n\r\n"
-        b"POST " + NEXT.encode() + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
-        b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n"
+        b"GET /a HTTP/1.1\r\nHost: emu\r\n\r\n"
+        b"POST " + NEXT.encode() + b" HTTP/1.1\r\nHost: emu\r\nContent-Length: 2\r\n\r\n{}"
+        b"GET /b HTTP/1.1\r\nHost: emu\r\nConnection: close\r\n\r\n"
     )
     data, _ = read_until_closed(sock)
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
@@ -690,7 +692,7 @@ def test_expect_100_continue_gets_an_interim_answer(emu: Emulator, net: Net) -> 
     emu.submit(b"{}")
     sock = net.raw()
     sock.sendall(
-        b"POST /2018-06-01/runtime/invocation/unknown/response HTTP/1.1\r\n"
+        b"POST /2018-06-01/runtime/invocation/unknown/response HTTP/1.1\r\nHost: emu\r\n"
         b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
     )
     assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -790,7 +792,7 @@ def test_next_reset_during_headers_resets_without_using_the_event(
     future = emu.submit(b"{}")
     emu.inject(NextReset(during="headers"))
     sock = net.raw()
-    sock.sendall(f"GET {NEXT} HTTP/1.1\r\n\r\n".encode())
+    sock.sendall(f"GET {NEXT} HTTP/1.1\r\nHost: emu\r\n\r\n".encode())
     data, reset = read_until_closed(sock)
     assert reset
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -805,7 +807,7 @@ def test_next_reset_during_body_uses_the_event(quick_emu: Emulator, quick_net: N
     future = quick_emu.submit(b'{"half":"of this"}')
     quick_emu.inject(NextReset(during="body"))
     sock = quick_net.raw()
-    sock.sendall(f"GET {NEXT} HTTP/1.1\r\n\r\n".encode())
+    sock.sendall(f"GET {NEXT} HTTP/1.1\r\nHost: emu\r\n\r\n".encode())
     data, reset = read_until_closed(sock)
     assert reset
     head, _, body = data.partition(b"\r\n\r\n")

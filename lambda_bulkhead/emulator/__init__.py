@@ -16,7 +16,7 @@ to callers::
 See ``docs/emulator.md`` for every answer and the fault-injection API.
 """
 
-from lambda_bulkhead.emulator._emulator import Emulator
+from lambda_bulkhead.emulator._emulator import Emulator, InvokeStream
 from lambda_bulkhead.emulator._faults import (
     NextBody,
     NextFault,
@@ -33,20 +33,30 @@ from lambda_bulkhead.emulator._faults import (
     PostStatus,
 )
 from lambda_bulkhead.emulator._records import (
+    ApiCall,
+    ExtensionInfo,
     InitErrorReport,
     InvokeKind,
     InvokeResult,
     NextDelivery,
+    RestoreErrorReport,
     RuntimeAnswer,
+    ShutdownReport,
+    StreamChunk,
 )
 from lambda_bulkhead.emulator._server import MAX_RESPONSE_BYTES
+from lambda_bulkhead.emulator._streaming import MAX_STREAM_BYTES
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "MAX_STREAM_BYTES",
+    "ApiCall",
     "Emulator",
+    "ExtensionInfo",
     "InitErrorReport",
     "InvokeKind",
     "InvokeResult",
+    "InvokeStream",
     "NextBody",
     "NextDelivery",
     "NextFault",
@@ -61,5 +71,8 @@ __all__ = [
     "PostHang",
     "PostReset",
     "PostStatus",
+    "RestoreErrorReport",
     "RuntimeAnswer",
+    "ShutdownReport",
+    "StreamChunk",
 ]

@@ -13,23 +13,31 @@ import concurrent.futures
 import datetime
 import functools
 import json
+import queue
 import re
 import secrets
+import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TypeVar
 
 from lambda_bulkhead.emulator._faults import NextFault, PostFault
-from lambda_bulkhead.emulator._http import wire_text
+from lambda_bulkhead.emulator._lifecycle import signal_shutdown
 from lambda_bulkhead.emulator._records import (
+    ApiCall,
+    ExtensionInfo,
     History,
     InitErrorReport,
     InvokeResult,
     NextDelivery,
+    RestoreErrorReport,
     RuntimeAnswer,
+    ShutdownReport,
+    StreamChunk,
 )
 from lambda_bulkhead.emulator._server import INVOKE_PREFIX, Core, FunctionConfig, Invocation
+from lambda_bulkhead.emulator._wire import wire_text
 
 __all__ = ["Emulator"]
 
@@ -39,6 +47,7 @@ ACCOUNT_ID = "012345678912"
 REGION = "us-east-1"
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STOP_TIMEOUT_S = 10.0
+_END = object()  # marks the end of an InvokeStream's chunks
 
 
 def _settle(future: concurrent.futures.Future[InvokeResult], result: InvokeResult) -> None:
@@ -76,9 +85,13 @@ class Emulator:
 
     ``timeout_s`` is the function timeout: it runs from the moment ``/next``
     delivers an invocation.  ``max_history`` bounds the records kept
-    (:attr:`answers`, :attr:`deliveries`, :attr:`init_errors`, and the ended
-    request ids that make late posts 403/410 rather than 400); ``None`` keeps
-    all of them.
+    (:attr:`answers`, :attr:`deliveries`, :attr:`init_errors`, :attr:`calls`,
+    and the ended request ids that make late posts 403/410 rather than 400);
+    ``None`` keeps all of them.  ``handler`` is what the Extensions API's
+    register answers.  ``snap_start`` makes the function a SnapStart one
+    (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``): ``restore/next`` is
+    answered ``restore_delay_s`` after it is called (the snapshot and restore),
+    and no invocation is delivered before.
     """
 
     def __init__(
@@ -91,6 +104,9 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         max_history: int | None = 10_000,
+        handler: str = "app.handler",
+        snap_start: bool = False,
+        restore_delay_s: float = 0.05,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -107,7 +123,13 @@ class Emulator:
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             arn=arn,
+            handler=handler,
+            snap_start=snap_start,
+            restore_delay_s=restore_delay_s,
         )
+        if not restore_delay_s >= 0:
+            raise ValueError(f"restore_delay_s must be >= 0, got {restore_delay_s}")
+        self._stream_reading: tuple[int, float] | None = None
         self._host = host
         self._requested_port = port
         self._max_history = max_history
@@ -218,7 +240,7 @@ class Emulator:
             "AWS_LAMBDA_FUNCTION_TIMEOUT": f"{config.timeout_s:g}",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self._log_stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if config.snap_start else "on-demand",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             # Unlike Lambda's classic mode, the emulator gives each queued
@@ -237,15 +259,51 @@ class Emulator:
         cognito_identity: str | Mapping[str, object] | None = None,
         trace_id: str | None = None,
         tenant_id: str | None = None,
+        keep_chunks: bool = True,
+        on_chunk: Callable[[StreamChunk], None] | None = None,
     ) -> concurrent.futures.Future[InvokeResult]:
         """Queue an invoke; the future gets its :class:`InvokeResult`.
 
         ``client_context`` and ``cognito_identity`` are the JSON ``/next``
         sends (a mapping is encoded; a string goes as given, valid or not).
-        Cancelling the future before a runtime takes the invoke withdraws it.
+        Cancelling the future before a runtime takes the invoke withdraws it;
+        cancelling it while the answer streams is a caller that went away (the
+        emulator reads the rest of the stream and drops it).
+
+        For a streamed answer: ``keep_chunks=False`` keeps only counts and a
+        hash (constant memory); ``on_chunk`` is called with each chunk as it
+        arrives, on the emulator's thread (it must not block).
         """
-        loop, core = self._running()
         future: concurrent.futures.Future[InvokeResult] = concurrent.futures.Future()
+        self._enqueue(
+            future,
+            future.cancelled,
+            payload,
+            content_type=content_type,
+            client_context=client_context,
+            cognito_identity=cognito_identity,
+            trace_id=trace_id,
+            tenant_id=tenant_id,
+            keep_chunks=keep_chunks,
+            on_chunk=on_chunk,
+        )
+        return future
+
+    def _enqueue(
+        self,
+        future: concurrent.futures.Future[InvokeResult],
+        is_abandoned: Callable[[], bool],
+        payload: bytes,
+        *,
+        content_type: str,
+        client_context: str | Mapping[str, object] | None = None,
+        cognito_identity: str | Mapping[str, object] | None = None,
+        trace_id: str | None = None,
+        tenant_id: str | None = None,
+        keep_chunks: bool,
+        on_chunk: Callable[[StreamChunk], None] | None,
+    ) -> None:
+        loop, core = self._running()
         invocation = Invocation(
             payload=bytes(payload),
             content_type=_header_value("content_type", content_type),
@@ -254,11 +312,33 @@ class Emulator:
             trace_id=None if trace_id is None else _header_value("trace_id", trace_id),
             tenant_id=None if tenant_id is None else _header_value("tenant_id", tenant_id),
             on_done=functools.partial(_settle, future),
-            is_abandoned=future.cancelled,
+            is_abandoned=is_abandoned,
             on_cancel=future.cancel,
+            keep_chunks=keep_chunks,
+            on_chunk=on_chunk,
         )
         loop.call_soon_threadsafe(core.submit, invocation)
-        return future
+
+    def stream(
+        self,
+        payload: bytes,
+        *,
+        keep_chunks: bool = True,
+        content_type: str = "application/json",
+    ) -> InvokeStream:
+        """Invoke and iterate over the streamed answer's chunks as they arrive.
+
+        ``for chunk in emu.stream(b"{}"): ...`` yields :class:`StreamChunk`
+        values while the runtime streams; ``result(timeout)`` then gives the
+        :class:`InvokeResult`.  ``disconnect()`` is a caller that goes away.
+        """
+        chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
+        gone = threading.Event()
+        future: concurrent.futures.Future[InvokeResult] = concurrent.futures.Future()
+        future.add_done_callback(lambda _future: chunks.put(_END))
+        self._enqueue(future, gone.is_set, payload, content_type=content_type,
+                      keep_chunks=keep_chunks, on_chunk=chunks.put)
+        return InvokeStream(future, chunks, gone)
 
     def invoke(
         self,
@@ -288,6 +368,67 @@ class Emulator:
         return future.result(timeout)
 
     # -- the runtime's side --------------------------------------------------------
+
+    def read_streams_slowly(self, bytes_per_second: float | None, *, read_size: int = 4096) -> None:
+        """Read streamed ``/response`` bodies slowly, to show the runtime's back-pressure.
+
+        Each streamed body that begins after this call is read ``read_size``
+        bytes at a time at about ``bytes_per_second``, with a receive buffer of
+        ``read_size`` bytes (at least 4 KiB).  ``None`` reads at full speed again.
+        """
+        if bytes_per_second is not None and not bytes_per_second > 0:
+            raise ValueError(f"bytes_per_second must be > 0, got {bytes_per_second}")
+        if read_size < 1:
+            raise ValueError(f"read_size must be >= 1, got {read_size}")
+        _loop, core = self._running()
+        setting = None if bytes_per_second is None else (read_size, bytes_per_second)
+        self._call(functools.partial(core.set_stream_reading, setting))
+
+    def wait_for_init(self, timeout: float | None = None) -> bool:
+        """Wait until init is complete: every registered extension waits in
+        ``event/next``, the runtime polled ``/next`` (and, with SnapStart, was restored).
+
+        Returns ``False`` if that did not happen within ``timeout`` seconds.
+        """
+        loop, core = self._running()
+        waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(core.add_init_waiter, waiter)
+        try:
+            waiter.result(timeout)
+        except TimeoutError:
+            return not waiter.cancel()
+        except concurrent.futures.CancelledError:
+            return False
+        return True
+
+    @property
+    def init_complete(self) -> bool:
+        """Whether init is complete (see :meth:`wait_for_init`)."""
+        _loop, core = self._running()
+        return self._call(core.init_complete)
+
+    @property
+    def extensions(self) -> list[ExtensionInfo]:
+        """The extensions registered, in order."""
+        _loop, core = self._running()
+        return self._call(core.extensions)
+
+    def shutdown(
+        self, process: subprocess.Popen[bytes] | int, *, grace: float = 0.5, group: bool = False
+    ) -> ShutdownReport:
+        """End a runtime process as Lambda's shutdown phase does, and say what happened.
+
+        SHUTDOWN goes to every extension that subscribed to it.  With a
+        registered extension the process gets SIGTERM, then SIGKILL if it is
+        still alive ``grace`` seconds later (Lambda: 300-500 ms); without one,
+        SIGKILL at once.  ``process`` is a ``Popen`` or a pid; ``group`` sends
+        the signals to its process group instead.  Blocks until it has ended.
+        """
+        if not grace >= 0:
+            raise ValueError(f"grace must be >= 0, got {grace}")
+        _loop, core = self._running()
+        has_extension = self._call(functools.partial(core.begin_shutdown, grace))
+        return signal_shutdown(process, terminate_first=has_extension, grace_s=grace, group=group)
 
     def runtime_exited(self, reason: str = "exit status 1") -> None:
         """Say the runtime process died: in-flight and queued invokes are answered 502.
@@ -352,6 +493,16 @@ class Emulator:
         """Every ``/init/error`` post, oldest first (a snapshot)."""
         return self._history.init_errors()
 
+    @property
+    def restore_errors(self) -> list[RestoreErrorReport]:
+        """Every ``/restore/error`` post, oldest first (a snapshot)."""
+        return self._history.restore_errors()
+
+    @property
+    def calls(self) -> list[ApiCall]:
+        """The lifecycle calls (register, event/next, /next, restore...), in order (a snapshot)."""
+        return self._history.calls()
+
     # -- helpers -------------------------------------------------------------------
 
     def _running(self) -> tuple[asyncio.AbstractEventLoop, Core]:
@@ -375,3 +526,52 @@ class Emulator:
 
         loop.call_soon_threadsafe(run)
         return done.result()
+
+
+class InvokeStream:
+    """A streamed invoke's chunks as they arrive (see :meth:`Emulator.stream`)."""
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[InvokeResult],
+        chunks: queue.SimpleQueue[object],
+        gone: threading.Event,
+    ) -> None:
+        self.future = future
+        self._chunks = chunks
+        self._gone = gone
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        item = self._chunks.get()
+        if item is _END:
+            self._chunks.put(_END)  # a second iteration ends at once too
+            raise StopIteration
+        assert isinstance(item, StreamChunk)
+        return item
+
+    def next_chunk(self, timeout: float | None = None) -> StreamChunk | None:
+        """The next chunk within ``timeout`` seconds; ``None`` at the end of the stream."""
+        try:
+            item = self._chunks.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no chunk in time") from None
+        if item is _END:
+            self._chunks.put(_END)
+            return None
+        assert isinstance(item, StreamChunk)
+        return item
+
+    def result(self, timeout: float | None = None) -> InvokeResult:
+        """The invoke's result, once the stream has ended."""
+        return self.future.result(timeout)
+
+    def disconnect(self) -> None:
+        """Go away, as a caller that closes its connection mid-stream.
+
+        The emulator reads the rest of the runtime's stream and drops it; the
+        result, still given by :meth:`result`, says ``caller_disconnected``.
+        """
+        self._gone.set()
