@@ -90,6 +90,9 @@ _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK_GRACE_S = 0.01
 #: How long to wait for a killed worker's exit to be reported.
 REAP_TIMEOUT_S = 2.0
+#: How long a healthy worker retired after its answer may take to end by itself
+#: (its SIGTERM handler, ``on_worker_end`` hooks, ``atexit`` functions).
+END_GRACE_S = 0.2
 #: At most this many reads (of up to 64 KiB) per pipe of an idle worker before
 #: an Invoke: what it wrote since its answer, logged as that answer's output.
 IDLE_READS = 16
@@ -258,7 +261,7 @@ class Slot:
             # takes ~0.4 s): only then does this slot take another event.
             killed, reason = self._killed
             self._killed = None
-            self._discard(killed, reason=reason)
+            self._discard(killed, reason=reason, gently=reason not in ("timeout", "oom"))
         worker = self._worker
         if worker is not None and worker.is_alive():
             return
@@ -304,11 +307,26 @@ class Slot:
             worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
         return worker
 
-    def _discard(self, worker: WorkerHandle, *, reason: str) -> None:
-        status = self._finish(worker)
+    def _discard(self, worker: WorkerHandle, *, reason: str, gently: bool = False) -> None:
+        status = self._end_gently(worker) if gently else None
+        if status is None:
+            status = self._finish(worker)
+        else:
+            worker.move("died")
+            worker.close()
         self._event("worker replaced", pid=worker.pid, reason=reason, status=status)
         if self._worker is worker:
             self._worker = None
+
+    def _end_gently(self, worker: WorkerHandle) -> int | None:
+        """A healthy worker retired after its answer ends as at shutdown: SIGTERM
+        (its SIGTERM handler, ``on_worker_end`` hooks, ``atexit`` functions);
+        its exit status, or None if it took more than :data:`END_GRACE_S`."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, _signals.SIGTERM)
+        status = self._exits.wait(worker.pid, END_GRACE_S)
+        self._drain_output(worker)
+        return status
 
     def _finish(self, worker: WorkerHandle, *, wait: bool = True) -> int | None:
         """Kill ``worker``'s group unless already dead, collect its exit status
@@ -335,6 +353,7 @@ class Slot:
             self._finish(self._killed[0], wait=False)
             self._killed = None
         if self._worker is not None:
+            self._drain_output(self._worker)  # what it wrote as it ended (SIGTERM)
             self._finish(self._worker, wait=False)
             self._worker = None
 
@@ -419,10 +438,11 @@ class Slot:
             reason = outcome.kind if outcome.replace else (
                 worker.retire_reason or "recycled"
             )
-            if outcome.kind in ("timeout", "oom"):
+            if outcome.kind in ("timeout", "oom") or not outcome.replace:
                 # Already SIGKILLed: answer first, reap in prepare().  Waiting here
                 # for the exit status would put the kernel's teardown of the
-                # worker's memory between the kill and the /error post.
+                # worker's memory between the kill and the /error post.  A
+                # healthy worker retired (recycled...) ends there too, gently.
                 self._killed = (worker, reason)
                 self._worker = None
             else:
