@@ -451,3 +451,50 @@ def test_on_worker_end_runs_at_shutdown_in_process(
     report = _shutdown(emulator, rt)
     assert report.returncode == 0, rt.describe()
     assert _by_pid(_markers(markers), "end") == {rt.pid}
+
+
+UNIQUE_APP = r'''
+import os, random, socket
+
+from snapshot_restore_py import register_after_restore
+
+host, _, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rpartition(":")
+# Opened at import: with SnapStart, before the snapshot.
+connection = socket.create_connection((host, int(port)))
+template_next = []
+
+
+@register_after_restore
+def peek_at_the_template():
+    state = random.getstate()
+    template_next.append(random.random())  # what the template would draw next
+    random.setstate(state)
+
+
+def handler(event, context):
+    try:
+        peeked = connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        held = "closed" if peeked == b"" else "data"
+    except BlockingIOError:
+        held = "live"
+    except OSError as exc:
+        held = f"unusable: {exc}"
+    return {"connection": held, "random": random.random(), "templateNext": template_next}
+'''
+
+
+@pytest.mark.parametrize("snap_start", [True, False], ids=["snap-start", "on-demand"])
+def test_workers_carry_no_pre_snapshot_state_that_must_be_unique(
+    runtime: StartRuntime, make_emulator: MakeEmulator, tmp_path: Path, snap_start: bool
+) -> None:
+    """With SnapStart, no worker keeps a connection the import opened before the
+    snapshot (on demand, the first worker does), and none draws the random
+    numbers the template would."""
+    emulator = make_emulator(timeout_s=3.0, snap_start=snap_start)
+    rt = _start(runtime, emulator, tmp_path / "markers", modules={"app.py": UNIQUE_APP},
+                BULKHEAD_WORKER_START="fork")
+    answered = json.loads(rt.invoke(b"{}").body)
+    assert answered["connection"] == ("closed" if snap_start else "live"), answered
+    if snap_start:
+        [template_next] = answered["templateNext"]
+        assert answered["random"] != template_next

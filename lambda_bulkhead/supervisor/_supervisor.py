@@ -3,29 +3,41 @@
 Start-up, in order:
 
 1. fork the template (the supervisor has no threads yet, so the fork is safe)
-   and wait for it to load the handler: a failure, or the template's death
-   (a segfault or exit at import), is posted to ``/init/error`` and the runtime
-   exits non-zero without polling ``/next``;
-2. choose how workers start (:func:`~._policy.choose_worker_start`): forked
+   and, while it loads the handler, register the internal extension
+   (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda then sends SIGTERM
+   at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips it); wait for the
+   template: a failure, or the template's death (a segfault or exit at
+   import), is posted to ``/init/error`` and the runtime exits non-zero
+   without polling ``/next``;
+2. SnapStart only: the template ran the before-snapshot hooks before saying it
+   was ready (a failure: ``/init/error``, exit 64); ``restore/next``; the
+   first worker is asked for, and the template runs the after-restore hooks
+   before forking it (a failure: ``/restore/error``, exit 65);
+3. choose how workers start (:func:`~._policy.choose_worker_start`): forked
    from the template, or, when its import left threads, the template becomes
    the first worker and a zygote forks the others, each importing the handler;
-3. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
+4. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
    see :mod:`._stopsignals`), then one slot thread per concurrent invocation
    (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
    and only then polls ``/next`` (back-pressure), and runs the shared loop of
    :mod:`lambda_bulkhead.runtime_api._loop`;
-4. the main thread then logs the start-up record (importing structlog off the
+5. the main thread then logs the start-up record (importing structlog off the
    path to the first ``/next``) and serves: stop signals, children to reap
    (it is the subreaper of the whole tree) and orphans to stop, worker exit
    statuses from the template, a template to re-create when it dies, spare
    refills (asked of a thread of their own) and a slot's fatal error.
 
-Shutdown (SIGTERM/SIGINT from outside the runtime's tree): stop polling, give
-an in-flight invocation :data:`SHUTDOWN_GRACE_S` to finish (then it is
-answered with an error), kill every worker's tree and the template, exit 0.
-A fatal Runtime API error, a restart storm or a template that cannot be
-re-created exit 1.  Lambda only sends SIGTERM to a runtime when an extension
-is registered; lambda-bulkhead registers none (see ``docs/deploy.md``).
+Shutdown (SIGTERM/SIGINT from outside the runtime's tree; Lambda allows about
+500 ms before SIGKILL): the stop-signal thread starts the grace at once (and
+has the log made on a thread of its own); slots stop polling; an invocation
+in flight gets :data:`SHUTDOWN_GRACE_S` to finish (then it is answered with
+an error); then the template (and the template serving as a worker) get
+SIGTERM, the template passes it on to its workers, and each process that
+holds the handler's module ends as at its own exit: the SIGTERM handler its
+import installed, ``on_worker_end`` hooks, ``atexit`` functions; what has not
+ended :data:`PROCESSES_END_S` later is killed with everything it started; what
+they wrote is logged; exit 0.  A fatal Runtime API error, a restart storm or
+a template that cannot be re-created exit 1.
 """
 
 from __future__ import annotations
