@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -248,3 +249,69 @@ def test_collector_limit_and_bad_prelude() -> None:
                            keep_chunks=True, on_chunk=None)
     with pytest.raises(PreludeError):
         http.feed(b"{not json" + b"\0" * 8, True, 0.0)
+
+
+def test_a_stream_over_the_limit_is_cut_with_an_error(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the limit (200 MiB; 1000 bytes here): 413 to the runtime, error trailers to
+    the caller."""
+    monkeypatch.setattr("lambda_bulkhead.emulator._runtime_api.MAX_STREAM_BYTES", 1000)
+    future = emu.submit(b"{}")
+    runtime = StreamingRuntime(emu, next_request_id(emu))
+    runtime.chunk(b"a" * 600)
+    runtime.chunk(b"b" * 600)
+    assert runtime.sock.recv(65536).startswith(b"HTTP/1.1 413 ")
+    result = future.result(WAIT_S)
+    assert result.kind == "error"
+    assert result.stream_error_type == "Function.ResponseSizeTooLarge"
+    runtime.close()
+
+
+def test_on_body_gets_the_callers_bytes_after_the_prelude(emu: Emulator) -> None:
+    pieces: list[bytes] = []
+    future = emu.submit(b"{}", on_body=pieces.append)
+    runtime = StreamingRuntime(emu, next_request_id(emu),
+                               "application/vnd.awslambda.http-integration-response")
+    runtime.chunk(b'{"statusCode": 404}' + b"\0" * 8 + b"gone")
+    runtime.end()
+    result = future.result(WAIT_S)
+    assert b"".join(pieces) == b"gone"
+    assert result.status == 404
+    assert result.body == b"gone"
+    runtime.close()
+
+
+@pytest.mark.parametrize("chunks", [0, 1])
+def test_a_timeout_mid_stream_ends_it_with_sandbox_timedout(chunks: int) -> None:
+    """Before or after the first chunk, the timeout ends the stream with its error."""
+    with Emulator(timeout_s=0.3) as emu:
+        future = emu.submit(b"{}")
+        runtime = StreamingRuntime(emu, next_request_id(emu))
+        for _ in range(chunks):
+            runtime.chunk(b"early")
+        result = future.result(WAIT_S)
+        assert result.kind == "timeout"
+        assert result.stream_error_type == "Sandbox.Timedout"
+        assert runtime.end().startswith(b"HTTP/1.1 410 ")
+        runtime.close()
+
+
+def test_counting_mode_streams_100_mib_in_bounded_memory(emu: Emulator) -> None:
+    """100 MiB through the counting mode: the emulator's peak allocation stays small."""
+    chunk = b"m" * (1024 * 1024)
+    future = emu.submit(b"{}", keep_chunks=False)
+    runtime = StreamingRuntime(emu, next_request_id(emu))
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            runtime.chunk(chunk)
+        assert runtime.end().startswith(b"HTTP/1.1 202 ")
+        result = future.result(WAIT_S)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.stream_bytes == 100 * len(chunk)
+    assert result.chunk_count == 100
+    assert peak < 16 * 1024 * 1024, peak
+    runtime.close()

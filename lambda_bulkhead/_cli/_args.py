@@ -86,6 +86,10 @@ def parser(exit_usage: int) -> argparse.ArgumentParser:
         sub.add_argument("--memory", type=int, default=None, metavar="MB",
                          help="function memory size (default: "
                               "$AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)")
+        sub.add_argument("--snap-start", action="store_true",
+                         help="run as a SnapStart function (AWS_LAMBDA_INITIALIZATION_TYPE="
+                              "snap-start): the emulator answers /restore/next after a "
+                              "simulated snapshot and restore")
         if name == "local":
             sub.add_argument("--port", type=int, default=9001, metavar="N",
                              help="port on 127.0.0.1 (default 9001; 0: any free port)")

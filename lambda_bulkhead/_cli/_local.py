@@ -6,17 +6,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from lambda_bulkhead._errors import ConfigError
+
+if TYPE_CHECKING:
+    from lambda_bulkhead.emulator import Emulator
 
 __all__ = ["invoke", "local"]
 
 EXIT_FATAL = 1
+SHUTDOWN_GRACE_S = 0.5  # Lambda gives 300-500 ms between SIGTERM and SIGKILL
 
 
 def _function_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[float, int]:
@@ -48,14 +54,18 @@ class _RuntimeProcess:
     def restart(self) -> None:
         self.process = self._start()
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, emulator: Emulator) -> None:
+        """Lambda's shutdown: SIGTERM and 500 ms if an extension registered, else SIGKILL."""
+        if self.process.poll() is not None:
+            return
+        report = emulator.shutdown(self.process, grace=SHUTDOWN_GRACE_S)
+        if report.sigterm:
+            outcome = (f"exited {report.elapsed_s * 1000:.0f} ms after SIGTERM"
+                       if report.exited_in_grace
+                       else f"killed (SIGKILL) after the {report.grace_s * 1000:.0f} ms grace")
+        else:
+            outcome = "killed (SIGKILL): no extension registered, so no SIGTERM, as in Lambda"
+        print(f"lambda-bulkhead: runtime {outcome}", file=sys.stderr, flush=True)
 
 
 def _runtime_env(args: argparse.Namespace, env: dict[str, str], function_env: dict[str, str]
@@ -80,7 +90,8 @@ def local(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not 0 <= args.port < 65536:
         raise ConfigError(f"--port {args.port}: expected 0-65535")
     try:
-        emulator = Emulator(timeout_s=timeout, memory_mb=memory, port=args.port).start()
+        emulator = Emulator(timeout_s=timeout, memory_mb=memory, port=args.port,
+                            handler=args.handler, snap_start=args.snap_start).start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
     with contextlib.ExitStack() as cleanup:  # started above: `with emulator` would start it again
@@ -99,7 +110,7 @@ def local(args: argparse.Namespace, env: dict[str, str]) -> int:
                 time.sleep(0.5)  # like Lambda, the next invoke meets a fresh runtime
                 runtime.restart()
         except KeyboardInterrupt:
-            runtime.stop()
+            runtime.stop(emulator)
     return 0
 
 
@@ -124,24 +135,41 @@ def _read_event(path: str | None) -> bytes:
 
 
 def invoke(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Run one event; a streamed answer is printed chunk by chunk as it arrives."""
     from lambda_bulkhead.emulator import Emulator  # noqa: PLC0415
 
     timeout, memory = _function_settings(args, env)
     payload = _read_event(args.event)
-    with Emulator(timeout_s=timeout, memory_mb=memory) as emulator:
+    pieces: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    out = sys.stdout.buffer
+    last = b"\n"
+    with Emulator(timeout_s=timeout, memory_mb=memory, handler=args.handler,
+                  snap_start=args.snap_start) as emulator:
         runtime = _RuntimeProcess(
             args.handler, _runtime_env(args, env, emulator.function_env()), logs_to_stderr=True
         )
         try:
-            future = emulator.submit(payload)
-            while not future.done():
-                status = runtime.process.poll()
-                if status is not None and not future.done():
-                    emulator.runtime_exited(_exit_reason(status))
-                time.sleep(0.005)
+            future = emulator.submit(payload, keep_chunks=False, on_body=pieces.put)
+            while not future.done() or not pieces.empty():
+                try:
+                    piece = pieces.get(timeout=0.005)
+                except queue.Empty:
+                    status = runtime.process.poll()
+                    if status is not None and not future.done():
+                        emulator.runtime_exited(_exit_reason(status))
+                    continue
+                out.write(piece)
+                out.flush()
+                last = piece[-1:] or last
             result = future.result()
         finally:
-            runtime.stop()
-    sys.stdout.buffer.write(result.body + (b"" if result.body.endswith(b"\n") else b"\n"))
-    sys.stdout.flush()
+            runtime.stop(emulator)
+    if result.streamed:
+        if last != b"\n":
+            out.write(b"\n")
+        if result.stream_error_body is not None:
+            sys.stderr.buffer.write(result.stream_error_body + b"\n")
+    else:
+        out.write(result.body + (b"" if result.body.endswith(b"\n") else b"\n"))
+    out.flush()
     return 0 if result.kind == "response" else EXIT_FATAL

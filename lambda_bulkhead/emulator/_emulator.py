@@ -37,7 +37,7 @@ from lambda_bulkhead.emulator._records import (
     StreamChunk,
 )
 from lambda_bulkhead.emulator._server import INVOKE_PREFIX, Core, FunctionConfig, Invocation
-from lambda_bulkhead.emulator._wire import wire_text
+from lambda_bulkhead.emulator._wire import Connection, wire_text
 
 __all__ = ["Emulator"]
 
@@ -261,6 +261,7 @@ class Emulator:
         tenant_id: str | None = None,
         keep_chunks: bool = True,
         on_chunk: Callable[[StreamChunk], None] | None = None,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> concurrent.futures.Future[InvokeResult]:
         """Queue an invoke; the future gets its :class:`InvokeResult`.
 
@@ -271,8 +272,10 @@ class Emulator:
         emulator reads the rest of the stream and drops it).
 
         For a streamed answer: ``keep_chunks=False`` keeps only counts and a
-        hash (constant memory); ``on_chunk`` is called with each chunk as it
-        arrives, on the emulator's thread (it must not block).
+        hash (constant memory); ``on_chunk`` is called with each of the
+        runtime's chunks as it arrives, ``on_body`` with the bytes the caller
+        gets (after an HTTP integration prelude) as they arrive; both on the
+        emulator's thread (they must not block).
         """
         future: concurrent.futures.Future[InvokeResult] = concurrent.futures.Future()
         self._enqueue(
@@ -286,6 +289,7 @@ class Emulator:
             tenant_id=tenant_id,
             keep_chunks=keep_chunks,
             on_chunk=on_chunk,
+            on_body=on_body,
         )
         return future
 
@@ -302,6 +306,7 @@ class Emulator:
         tenant_id: str | None = None,
         keep_chunks: bool,
         on_chunk: Callable[[StreamChunk], None] | None,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> None:
         loop, core = self._running()
         invocation = Invocation(
@@ -316,6 +321,7 @@ class Emulator:
             on_cancel=future.cancel,
             keep_chunks=keep_chunks,
             on_chunk=on_chunk,
+            listener=None if on_body is None else _BodyListener(on_body),
         )
         loop.call_soon_threadsafe(core.submit, invocation)
 
@@ -526,6 +532,22 @@ class Emulator:
 
         loop.call_soon_threadsafe(run)
         return done.result()
+
+
+class _BodyListener:
+    """Hands a Python caller the streamed body as it comes (``submit(on_body=...)``)."""
+
+    def __init__(self, on_body: Callable[[bytes], None]) -> None:
+        self._on_body = on_body
+
+    def begin(self, status: int, headers: list[tuple[str, str]]) -> None:
+        pass  # the InvokeResult carries them
+
+    def body(self, data: bytes) -> None:
+        self._on_body(data)
+
+    def set_source(self, source: Connection | None) -> None:
+        pass  # no back-pressure: the callback must not block
 
 
 class InvokeStream:

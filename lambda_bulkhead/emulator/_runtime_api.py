@@ -70,6 +70,7 @@ from lambda_bulkhead.emulator._state import Invocation, Platform, State
 from lambda_bulkhead.emulator._streaming import (
     ERROR_BODY_TRAILER,
     ERROR_TYPE_TRAILER,
+    MAX_STREAM_BYTES,
     PreludeError,
     StreamCollector,
     decode_error_body,
@@ -127,10 +128,12 @@ class StreamingPost:
         content_type = head.headers.get("content-type") or "application/octet-stream"
         self.collector = StreamCollector(content_type=content_type,
                                          keep_chunks=invocation.keep_chunks,
-                                         on_chunk=invocation.on_chunk)
+                                         on_chunk=invocation.on_chunk,
+                                         limit=MAX_STREAM_BYTES)
         self.started_caller = False
         self.caller_disconnected = False
         self.ended = False  # the invocation has ended (by this stream or otherwise)
+        self.answered = False  # the runtime's post was answered (before its body ended)
         if invocation.listener is not None:
             invocation.listener.set_source(connection)
 
@@ -150,10 +153,11 @@ class StreamingPost:
             self._routes.end_stream(
                 self, "errored", "Function.ResponseSizeTooLarge",
                 f"Response payload size exceeded maximum allowed payload size "
-                f"({collector._limit} bytes).")
+                f"({collector.limit} bytes).")
+            self.answered = True
             self._routes.answer_post(self._connection, self._head, self.request_id, 413,
                                      json_error("RequestEntityTooLarge", "response stream over "
-                                                f"{collector._limit} bytes"),
+                                                f"{collector.limit} bytes"),
                                      self._fault, trailers={})
             return
         self.begin_caller()
@@ -194,8 +198,9 @@ class StreamingPost:
             self._routes.end_stream(self, "errored", "Runtime.TruncatedResponse",
                                     "the runtime's connection closed before the end of the "
                                     "response stream")
-        self._routes.record_answer(self._head, self.request_id, "response", None, self._fault,
-                                   streamed=True, trailers={})
+        if not self.answered:
+            self._routes.record_answer(self._head, self.request_id, "response", None,
+                                       self._fault, streamed=True, trailers={})
 
     # -- the caller's side -----------------------------------------------------------------
 
@@ -482,10 +487,15 @@ class RuntimeRoutes:
         if error_type is not None and error_body is None:
             error_body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
         collector = stream.collector
-        if caller_status is not None and not stream.started_caller:
+        kind: InvokeKind = (
+            "response" if state == "responded" else "timeout" if state == "timed_out"
+            else "exit" if state == "exited" else "error")
+        if collector.head is None and not collector.http_integration:
+            collector.finish()  # a plain stream's head needs no byte: 200 and its type
+        if collector.head is None or (caller_status is not None and not stream.started_caller):
             # Nothing reached the caller yet: it gets an ordinary error answer.
             result = InvokeResult(
-                kind="error", status=caller_status,
+                kind=kind, status=caller_status or 502,
                 headers={"Content-Type": "application/json",
                          "X-Amzn-RequestId": invocation.request_id,
                          "X-Amz-Function-Error": "Unhandled"},
@@ -494,7 +504,7 @@ class RuntimeRoutes:
                 chunk_count=collector.chunk_count, stream_bytes=collector.size,
                 stream_sha256=collector.sha256, stream_error_type=error_type,
                 stream_error_body=error_body)
-            self._p.finish(invocation, "errored", result)
+            self._p.finish(invocation, state, result)
             return
         stream.begin_caller()
         trailers: dict[str, str] = {}
@@ -505,10 +515,6 @@ class RuntimeRoutes:
                     base64.b64encode(error_body or b"").decode("ascii"),
             }
         head = collector.head
-        assert head is not None
-        kind: InvokeKind = (
-            "response" if state == "responded" else "timeout" if state == "timed_out"
-            else "exit" if state == "exited" else "error")
         result = InvokeResult(
             kind=kind,
             status=head.status,

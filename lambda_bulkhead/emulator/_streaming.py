@@ -95,7 +95,7 @@ class StreamCollector:
         self._content_type = content_type
         self._keep = keep_chunks
         self._on_chunk = on_chunk
-        self._limit = limit
+        self.limit = limit
         self._assemble = keep_chunks or on_chunk is not None
         self._pending: list[bytes] = []
         self._prelude = bytearray()
@@ -108,7 +108,7 @@ class StreamCollector:
 
     @property
     def over_limit(self) -> bool:
-        return self.size > self._limit
+        return self.size > self.limit
 
     @property
     def sha256(self) -> str:

@@ -204,6 +204,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.on_writable is not None:
+            self.on_writable(True)  # nobody left to wait for: stop holding back the source
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.lost()
@@ -331,15 +333,18 @@ class Connection(asyncio.BufferedProtocol):
         fields = [*headers, ("Content-Length", str(len(body)))]
         if close:
             fields.append(("Connection", "close"))
+        connection = self._h11
         try:
-            self._h11_send(h11.Response(status_code=status, headers=_wire_headers(fields),
-                                        reason=_REASONS.get(status, "Unknown").encode()))
+            # One write, so one send() system call, for head, body and end.
+            data = connection.send(h11.Response(status_code=status, headers=_wire_headers(fields),
+                                                reason=_REASONS.get(status, "Unknown").encode()))
             if body:
-                self._h11_send(h11.Data(data=body))
-            self._h11_send(h11.EndOfMessage())
+                data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
+            data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             self.abort()
             return
+        self._transport.write(data)
         self._answered()
 
     def start_stream(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
