@@ -30,6 +30,8 @@ from lambda_bulkhead.handler._handler import (
     official_handler,
 )
 from lambda_bulkhead.handler._hooks import (
+    EXIT_AFTER_RESTORE_FAILED,
+    EXIT_BEFORE_SNAPSHOT_FAILED,
     run_after_restore_hooks,
     run_before_snapshot_hooks,
     run_worker_end_hooks,
@@ -47,9 +49,6 @@ from lambda_bulkhead.runtime_api._loop import Executor, in_process, serve
 __all__ = ["run_in_process"]
 
 EXIT_INIT_FAILED = 1
-#: The official runtime's exit statuses after a failing SnapStart hook.
-EXIT_BEFORE_SNAPSHOT_FAILED = 64
-EXIT_AFTER_RESTORE_FAILED = 65
 
 
 def run_in_process(config: Config, source: HandlerSource) -> int:

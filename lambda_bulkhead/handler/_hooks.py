@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     _Registered: TypeAlias = tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]
 
 __all__ = [
+    "EXIT_AFTER_RESTORE_FAILED",
+    "EXIT_BEFORE_SNAPSHOT_FAILED",
     "on_worker_end",
     "on_worker_start",
     "run_after_restore_hooks",
@@ -42,6 +44,11 @@ __all__ = [
     "run_worker_end_hooks",
     "run_worker_start_hooks",
 ]
+
+#: The exit status of a runtime whose before-snapshot or after-restore hook failed
+#: (the official runtime's own).
+EXIT_BEFORE_SNAPSHOT_FAILED = 64
+EXIT_AFTER_RESTORE_FAILED = 65
 
 _START_HOOKS: list[Callable[[], object]] = []
 _END_HOOKS: list[Callable[[], object]] = []

@@ -53,6 +53,7 @@ from collections.abc import Callable
 
 from lambda_bulkhead._config import Config
 from lambda_bulkhead._errors import InitError, NotRunningInLambda, RuntimeApiError
+from lambda_bulkhead.handler._hooks import EXIT_AFTER_RESTORE_FAILED, EXIT_BEFORE_SNAPSHOT_FAILED
 from lambda_bulkhead.logs._format import LogSettings
 from lambda_bulkhead.logs._writer import LogWriter, default_log
 from lambda_bulkhead.process import _signals
@@ -97,11 +98,6 @@ from lambda_bulkhead.wire._frames import (
     WorkerExited,
 )
 from lambda_bulkhead.wire._pipes import read_available
-from lambda_bulkhead.worker._template import (
-    EXIT_AFTER_RESTORE_FAILED,
-    EXIT_BEFORE_SNAPSHOT_FAILED,
-    WORKERS_END_S,
-)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,8 +123,9 @@ EXIT_FATAL = 1
 SHUTDOWN_GRACE_S = 0.15
 #: How long the template and workers may take to end after their SIGTERM (their
 #: SIGTERM handlers, end hooks, atexit functions) before they are killed: a bit
-#: more than the template gives its workers (:data:`WORKERS_END_S`).
-PROCESSES_END_S = WORKERS_END_S + 0.05
+#: more than the template gives its workers (``worker._template.WORKERS_END_S``,
+#: 0.2 s; not imported: the supervisor never loads the worker's modules).
+PROCESSES_END_S = 0.25
 #: While log records are held (a full stdout pipe), the main thread retries when
 #: the pipe has room, and at least this often.
 LOG_RETRY_S = 0.05

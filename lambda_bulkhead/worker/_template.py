@@ -59,6 +59,8 @@ from lambda_bulkhead.handler._handler import (
     official_handler,
 )
 from lambda_bulkhead.handler._hooks import (
+    EXIT_AFTER_RESTORE_FAILED,
+    EXIT_BEFORE_SNAPSHOT_FAILED,
     run_after_restore_hooks,
     run_before_snapshot_hooks,
     run_exit_functions,
@@ -107,22 +109,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lambda_bulkhead.wire._frames import Message
 
-__all__ = [
-    "EXIT_AFTER_RESTORE_FAILED",
-    "EXIT_BEFORE_SNAPSHOT_FAILED",
-    "EXIT_LOAD_FAILED",
-    "WORKERS_END_S",
-    "run_template",
-]
+__all__ = ["EXIT_LOAD_FAILED", "WORKERS_END_S", "run_template"]
 
 #: The template's exit status when the handler could not be loaded (reported first).
 EXIT_LOAD_FAILED = 3
 #: The worker's exit status when its own set-up failed before serving anything.
 EXIT_WORKER_BOOT_FAILED = 4
-#: The template's exit status after a failing SnapStart hook (the official
-#: runtime's own exit statuses for the two).
-EXIT_BEFORE_SNAPSHOT_FAILED = 64
-EXIT_AFTER_RESTORE_FAILED = 65
 #: How long a template stopped by SIGTERM waits for its workers to end (their
 #: SIGTERM handlers, end hooks and atexit functions) before it kills them:
 #: with the supervisor's grace for in-flight invocations, inside the ~500 ms
