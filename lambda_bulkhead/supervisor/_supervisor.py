@@ -324,16 +324,12 @@ def _register_extension(config: Config, log: _LazyLog) -> ShutdownExtension | No
     the runtime serves, but a shutdown is a SIGKILL, as with no extension)."""
     if not config.shutdown_extension or config.endpoint is None:
         return None
-    started = time.monotonic()
     try:
-        extension = ShutdownExtension.register(config.endpoint)
+        return ShutdownExtension.register(config.endpoint)
     except RuntimeApiError as exc:
         log.event("shutdown extension not registered: shutdown will be a SIGKILL",
                   level="warning", error=str(exc))
         return None
-    log.event("shutdown extension registered",
-              registerMs=round((time.monotonic() - started) * 1000, 2))
-    return extension
 
 
 def _restored(endpoint: tuple[str, int], log: _LazyLog) -> bool:
