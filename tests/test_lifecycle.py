@@ -4,6 +4,8 @@ hooks, per-worker end hooks; the real process tree against the emulator."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,9 +13,10 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import MakeEmulator, RuntimeProcess, StartRuntime
+from conftest import MakeEmulator, RuntimeProcess, StartRuntime, runtime_env, write_module_files
 
 from lambda_bulkhead.emulator import Emulator, InvokeResult
+from lambda_bulkhead.runtime_api._extension import ShutdownExtension
 
 #: A handler module with the shutdown pattern AWS documents for Python: a
 #: SIGTERM handler installed at import (it exits), and an atexit function.
@@ -498,3 +501,47 @@ def test_workers_carry_no_pre_snapshot_state_that_must_be_unique(
     if snap_start:
         [template_next] = answered["templateNext"]
         assert answered["random"] != template_next
+
+
+def test_shutdown_side_by_side_with_awslambdaric(
+    runtime: StartRuntime, make_emulator: MakeEmulator, task_root: Path, tmp_path: Path
+) -> None:
+    """The official runtime registers no extension.  Given one (here the test's),
+    Lambda's SIGTERM reaches it, but while it waits for an event its native
+    client holds the main thread: the module's SIGTERM handler never runs, nor
+    its atexit function, and SIGKILL ends it 500 ms later.  lambda-bulkhead
+    (in-process here, the same process layout) runs both and exits 0."""
+    official_markers, ours_markers = tmp_path / "official", tmp_path / "ours"
+    emulator = make_emulator(timeout_s=3.0)
+    write_module_files(task_root, {"app.py": SHUTDOWN_APP})
+    extension = ShutdownExtension.register(_endpoint(emulator))
+    official = subprocess.Popen(
+        [sys.executable, "-m", "awslambdaric", "app.handler"], cwd=task_root,
+        env=runtime_env(emulator, task_root, {"MARKERS": str(official_markers)}),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert emulator.invoke(b"{}", timeout=20).kind == "response"
+        report = emulator.shutdown(official)
+    finally:
+        extension.close()
+        if official.poll() is None:
+            official.kill()
+    assert report.sigterm
+    assert report.sigkill
+    assert {m["what"] for m in _markers(official_markers)} == {"import", "invoke"}
+
+    emulator = make_emulator(timeout_s=3.0)
+    rt = _start(runtime, emulator, ours_markers, isolation="none")
+    assert rt.invoke(b"{}").kind == "response", rt.describe()
+    report = _shutdown(emulator, rt)
+    assert not report.sigkill
+    assert report.returncode == 0
+    ours = _markers(ours_markers)
+    assert [m["what"] for m in ours if m["what"] in ("sigterm", "atexit")] == ["sigterm", "atexit"]
+    assert _by_pid(ours, "sigterm") == {rt.pid}
+
+
+def _endpoint(emulator: Emulator) -> tuple[str, int]:
+    host, _, port = emulator.function_env()["AWS_LAMBDA_RUNTIME_API"].rpartition(":")
+    return host, int(port)
