@@ -34,6 +34,7 @@ def mark(what):
 
 def on_sigterm(signum, frame):
     mark("sigterm")
+    print(f"[runtime] SIGTERM received by {os.getpid()}")
     sys.exit(0)
 
 
@@ -121,6 +122,14 @@ def test_sigterm_handler_and_atexit_run_in_every_process_holding_the_module(
     for pid in _by_pid(found, "sigterm"):
         mine = [m["what"] for m in found if m["pid"] == pid and m["what"] in ("sigterm", "atexit")]
         assert mine == ["sigterm", "atexit"], found
+    # What each SIGTERM handler printed is in the log, and the log was flushed to the end.
+    rt.wait(5)
+    printed = {r["message"] for r in rt.records() if "SIGTERM received" in str(r.get("message"))}
+    if isolation == "none":  # not captured: plain stdout, as the official runtime
+        printed = {line for line in rt.lines if "SIGTERM received" in line}
+    assert len(printed) == len(_by_pid(found, "sigterm")), rt.describe()
+    if isolation == "process":
+        assert any(r.get("message") == "runtime stopped" for r in rt.records()), rt.describe()
 
 
 PLAIN_APP = r'''
@@ -522,6 +531,9 @@ def test_shutdown_side_by_side_with_awslambdaric(
     )
     try:
         assert emulator.invoke(b"{}", timeout=20).kind == "response"
+        # Waiting for the next event (between invocations, where shutdown comes).
+        assert emulator.wait_for_next_poll(10)
+        time.sleep(0.05)  # into its native client's wait
         report = emulator.shutdown(official)
     finally:
         extension.close()
