@@ -4,6 +4,7 @@ hooks, per-worker end hooks; the real process tree against the emulator."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -557,3 +558,28 @@ def test_shutdown_side_by_side_with_awslambdaric(
 def _endpoint(emulator: Emulator) -> tuple[str, int]:
     host, _, port = emulator.function_env()["AWS_LAMBDA_RUNTIME_API"].rpartition(":")
     return host, int(port)
+
+
+def test_a_refused_registration_is_logged_and_the_runtime_serves(
+    runtime: StartRuntime, emulator: Emulator, tmp_path: Path
+) -> None:
+    """An extension registered after init is refused (403, as Lambda does): the
+    runtime says so once and serves anyway (shutdown is then a SIGKILL)."""
+    host, port = _endpoint(emulator)
+    early = socket.create_connection((host, port))  # another runtime's /next ends init
+    try:
+        early.sendall(f"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                      .encode())
+        assert emulator.wait_for_next_poll(10)
+        rt = _start(runtime, emulator, tmp_path / "markers")
+        refused = rt.wait_for(
+            lambda r: str(r.get("message", "")).startswith("shutdown extension not registered"),
+            timeout=10,
+        )
+        assert refused is not None, rt.describe()
+        assert refused["level"] == "WARNING"
+        assert "403" in refused["error"]
+        assert emulator.wait_for_next_poll(10, polls=2), rt.describe()  # it serves
+        assert emulator.extensions == []
+    finally:
+        early.close()
