@@ -14,7 +14,10 @@ constant, and records what a benchmark needs (monotonic ns):
   to be written (stamped before the ``send``: the runtime it wakes may run on
   this CPU first, which would delay a stamp taken after it);
 * ``done_ns[i]``: when the whole ``/response`` or ``/error`` post for it was read;
-* ``next_polls``: when each ``GET /next`` request arrived.
+* ``next_polls``: when each ``GET /next`` request arrived;
+* ``extension_registers``: when each extension registered (the Extensions
+  API's register is answered, its ``event/next`` left waiting, as Lambda does
+  for an extension subscribed to no event).
 
 ``docs/benchmarks.md`` compares both stand-ins (``run.py`` measures them with a
 null client every run).  Only what the runtimes under test send is parsed:
@@ -50,6 +53,14 @@ _ACCEPTED_ANSWER = (
     b"Content-Length: %d\r\n\r\n%s" % (len(_ACCEPTED), _ACCEPTED)
 )
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+EXTENSION_REGISTER_PATH = "/2020-01-01/extension/register"
+EXTENSION_NEXT_PATH = "/2020-01-01/extension/event/next"
+_REGISTERED = b'{"functionName":"bench","functionVersion":"$LATEST","handler":"trivial.handler"}'
+_REGISTERED_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: 00000000-0000-0000-0000-000000000001\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_REGISTERED), _REGISTERED)
+)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE)
@@ -109,6 +120,8 @@ class StandIn:
         self.bodies: list[bytes | None] = [None] * count
         self.keep_bodies = keep_bodies
         self.next_polls: list[int] = []
+        #: When each internal extension registered (its event/next is left waiting).
+        self.extension_registers: list[int] = []
         self.init_errors: list[tuple[int, bytes]] = []
         self.queue: deque[int] = deque()
         self.waiting: deque[_Connection] = deque()
@@ -181,6 +194,12 @@ class StandIn:
                     connection.in_flight = None
                 self._finish(index, KIND_ERROR if call == "error" else KIND_RESPONSE, now, body)
             return
+        if method == b"POST" and path == EXTENSION_REGISTER_PATH:
+            self.extension_registers.append(time.monotonic_ns())
+            connection.write(_REGISTERED_ANSWER)
+            return
+        if method == b"GET" and path == EXTENSION_NEXT_PATH:
+            return  # left waiting: an extension subscribed to no event gets none
         if method == b"POST" and path == INIT_ERROR_PATH:
             self.init_errors.append((time.monotonic_ns(), body))
             connection.write(_ACCEPTED_ANSWER)

@@ -29,6 +29,9 @@ is taken between neighbouring starts that saw the same load:
 * ``python -m lambda_bulkhead (packaged)``: that same unzipped package and
   package-free Python, started without ``bootstrap``: the bootstrap's own cost
   is the difference;
+* ``bootstrap (packaged, BULKHEAD_SHUTDOWN_EXTENSION=0)``: the same without
+  the internal extension (issue 17): the paired difference is what registering
+  it costs the cold start (one round trip, one more connection);
 * ``bootstrap@REF`` with ``--compare-ref REF``: ``bootstrap.sh`` as it was at
   git revision REF, same set-up as ``bootstrap.sh``.
 
@@ -71,6 +74,8 @@ PACKAGED = run.WORK / "packaged"
 BARE_VENV = run.WORK / "venv-bare"
 #: issue 18's target: exec of bootstrap -> first /next within awslambdaric + this.
 TARGET_GAP_MS = 5.0
+#: The packaged bootstrap without the internal shutdown extension (issue 17).
+NO_EXTENSION = "bootstrap (packaged, BULKHEAD_SHUTDOWN_EXTENSION=0)"
 
 
 def bare_python() -> Path:
@@ -147,6 +152,7 @@ def commands(setup: run.Setup, compare_ref: str | None
                     "LAMBDA_TASK_ROOT": str(packaged.parent),
                     "BULKHEAD_PYTHON": str(bare_python())}
     made["bootstrap (packaged)"] = ([str(packaged)], packaged_env)
+    made[NO_EXTENSION] = ([str(packaged)], {**packaged_env, "BULKHEAD_SHUTDOWN_EXTENSION": "0"})
     made["python -m lambda_bulkhead (packaged)"] = (
         [str(bare_python()), "-m", "lambda_bulkhead", "run", "trivial.handler"],
         {**packaged_env, "PYTHONPATH": str(packaged.parent)})
@@ -182,6 +188,37 @@ def startup_cost(made: dict[str, tuple[list[str], dict[str, str]]], reps: int
                               - before.ru_utime - before.ru_stime) * 1000)
     return {name: (statistics.median(cpu[name]), statistics.median(wall[name]))
             for name in programs}
+
+
+def extension_round_trip(reps: int) -> tuple[float, float]:
+    """What registering the internal extension itself costs, without a cold start
+    around it: ``ShutdownExtension.register`` (register, then event/next sent on
+    a second connection) against the stand-in, ``reps`` times; median wall and
+    CPU of this process in ms (the stand-in runs on a thread of it, so the CPU
+    is both sides')."""
+    import asyncio  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from _standin import StandIn  # noqa: PLC0415
+
+    sys.path.insert(0, str(run.ROOT))
+    from lambda_bulkhead.runtime_api._extension import ShutdownExtension  # noqa: PLC0415
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    server = StandIn([b"{}"])
+    port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(reps):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        extension = ShutdownExtension.register(("127.0.0.1", port))
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+        extension.close()
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> int:
@@ -244,6 +281,17 @@ def main() -> int:
     print(f"the bootstrap's own cost (packaged bootstrap - python -m lambda_bulkhead on the "
           f"same package), median of {len(own)} paired starts: "
           f"{statistics.median(a - b for a, b in zip(own, direct, strict=True)):+.1f} ms")
+    for measure, times in (("exec → first /next", first_next),
+                           ("exec → first answer", first_answer)):
+        paired = zip(times["bootstrap (packaged)"], times[NO_EXTENSION], strict=True)
+        cost = statistics.median(a - b for a, b in paired)
+        print(f"the internal shutdown extension's cost, {measure} (packaged bootstrap - "
+              f"the same with BULKHEAD_SHUTDOWN_EXTENSION=0), median of "
+              f"{len(times[NO_EXTENSION])} paired starts: {cost:+.1f} ms")
+    wall_ms, cpu_ms = extension_round_trip(options.reps * 20)
+    print(f"ShutdownExtension.register alone (register + event/next on a second "
+          f"connection, loopback stand-in), median of {options.reps * 20}: "
+          f"{wall_ms:.2f} ms wall, {cpu_ms:.2f} ms CPU")
     print("\n| to lambda-bulkhead's \"not running in Lambda\" exit | CPU (ms) | wall (ms) |")
     print("|---|---:|---:|")
     startup = startup_cost(made, options.reps * 4)

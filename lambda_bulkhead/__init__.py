@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     )
     from lambda_bulkhead._runtime import start, start_json
     from lambda_bulkhead.handler._handler import Answer
-    from lambda_bulkhead.handler._hooks import on_worker_start
+    from lambda_bulkhead.handler._hooks import on_worker_end, on_worker_start
     from lambda_bulkhead.runtime_api._client import RuntimeApi
     from lambda_bulkhead.runtime_api._loop import Executor, process_invocation, serve
     from lambda_bulkhead.runtime_api._protocol import PostOutcome, Request, Response
@@ -73,6 +73,7 @@ _LAZY = {
     "RuntimeApiError": "lambda_bulkhead._errors",
     "TransportError": "lambda_bulkhead._errors",
     "UnexpectedStatus": "lambda_bulkhead._errors",
+    "on_worker_end": "lambda_bulkhead.handler._hooks",
     "on_worker_start": "lambda_bulkhead.handler._hooks",
     "process_invocation": "lambda_bulkhead.runtime_api._loop",
     "serve": "lambda_bulkhead.runtime_api._loop",
@@ -109,6 +110,7 @@ __all__ = [
     "TransportError",
     "UnexpectedStatus",
     "__version__",
+    "on_worker_end",
     "on_worker_start",
     "process_invocation",
     "serve",

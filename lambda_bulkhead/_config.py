@@ -31,6 +31,7 @@ __all__ = [
     "INFO",
     "LOG_LEVELS",
     "NATIVE_POOL_VARIABLES",
+    "SNAP_START",
     "TELEMETRY_FD_VARIABLE",
     "WARNING",
     "Config",
@@ -218,6 +219,8 @@ def _positive_seconds(text: str | None) -> float | None:
 
 
 TELEMETRY_FD_VARIABLE = "_LAMBDA_TELEMETRY_LOG_FD"
+#: ``AWS_LAMBDA_INITIALIZATION_TYPE`` of a SnapStart function (the official runtime's test).
+SNAP_START = "snap-start"
 
 
 def take_telemetry_fd(environ: MutableMapping[str, str]) -> int | None:
@@ -268,6 +271,12 @@ class Config(NamedTuple):
     #: The workers asked for, when more than one but the Runtime API takes one
     #: ``/next`` poll at a time (``workers`` is then 1); 0 otherwise.
     single_poller_for: int = 0
+    #: Register the internal no-op extension before the first ``/next``, so that
+    #: Lambda sends SIGTERM at shutdown (``BULKHEAD_SHUTDOWN_EXTENSION``).
+    shutdown_extension: bool = True
+    #: ``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``: run the snapshot hooks and
+    #: wait for ``/restore/next`` before forking workers.
+    snap_start: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -313,6 +322,8 @@ class Config(NamedTuple):
             worker_start=worker_start,  # type: ignore[arg-type]  # checked above
             function=FunctionMeta.from_environ(env),
             log=LogSettings.from_environ(env),
+            shutdown_extension=parse_flag(env, "BULKHEAD_SHUTDOWN_EXTENSION", default=True),
+            snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "").strip() == SNAP_START,
         )
 
     def default_memory_limit_mb(

@@ -389,13 +389,13 @@ def test_a_worker_is_recycled_when_it_reaches_its_count(
     invocations: int, recycle_at: int | None, outcome: Outcome
 ) -> None:
     """A worker that completes the invocation that brings it to ``recycle_at``
-    is recycled; before that it is kept."""
+    is recycled, gently, after the answer; before that it is kept."""
     disposal = dispose(Verdict(outcome), invocations, recycle_at, None)
     due = recycle_at is not None and invocations + 1 >= recycle_at
     assert disposal.completed
     assert disposal.replace == due
     assert disposal.reason == ("recycled" if due else None)
-    assert not disposal.reap_later
+    assert disposal.reap_later == disposal.gently == due
 
 
 @given(
@@ -414,7 +414,8 @@ def test_dispose_is_consistent(
 ) -> None:
     """Whatever was observed: a verdict that replaces the worker replaces it, for
     its outcome; only answers count towards recycling and reset the crash count;
-    only a crash counts one; only a kill of ours is reaped after the answer."""
+    only a kill of ours, or a healthy worker retired (gently), is ended after
+    the answer."""
     disposal = dispose(Verdict(outcome, replace=replace), invocations, recycle_at, retire_reason)
     answered = outcome in (Outcome.SUCCESS, Outcome.ERROR)
     assert disposal.completed == answered
@@ -427,9 +428,9 @@ def test_dispose_is_consistent(
         assert disposal.replace
     if not answered and not replace:
         assert not disposal.replace
-    assert disposal.reap_later == (
-        disposal.replace and outcome in (Outcome.TIMEOUT, Outcome.OOM)
-    )
+    killed = disposal.replace and outcome in (Outcome.TIMEOUT, Outcome.OOM)
+    assert disposal.gently == (answered and disposal.replace and not replace)
+    assert disposal.reap_later == (killed or disposal.gently)
 
 
 # -- an idle worker, before the Invoke -------------------------------------------------------

@@ -24,7 +24,8 @@ EVERYWHERE = ("typing", "dataclasses", "inspect", "argparse", "logging", "signal
 #: imports) when they load the handler, before their first /next: about 2 ms of
 #: their cold start (docs/benchmarks.md), paid on purpose instead of driving
 #: CPython's private _json scanner as an earlier version did.
-SUPERVISOR_ONLY = ("json", "re")
+#: Nor does it load the worker's modules (the template's and workers' side).
+SUPERVISOR_ONLY = ("json", "re", "lambda_bulkhead.worker")
 
 ROOT = Path(__file__).resolve().parent.parent
 

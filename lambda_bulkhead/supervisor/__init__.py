@@ -41,7 +41,8 @@ def run_supervised(config: Config, source: HandlerSource) -> int:
     # What this process holds before the runtime opens anything: later forks
     # (a zygote, a template re-created) keep these and close the rest.
     own_fds = frozenset(int(name) for name in os.listdir("/proc/self/fd"))
-    template = fork_template(source, config.task_root, config.function, config.log, telemetry_fd)
+    template = fork_template(source, config.task_root, config.function, config.log, telemetry_fd,
+                             snap_start=config.snap_start)
     from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
 
     return supervise(config, source, template, telemetry_fd, started, own_fds)

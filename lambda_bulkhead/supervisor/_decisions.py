@@ -332,14 +332,18 @@ class Disposal(NamedTuple):
     replace: bool
     #: The ``worker replaced`` reason (None: kept).
     reason: str | None
-    #: Already SIGKILLed: answer first, reap it before the next ``/next`` (the
-    #: kernel frees a big worker's memory before it reports the exit).
+    #: Answer first, end it before the next ``/next``: SIGKILLed already (the
+    #: kernel frees a big worker's memory before it reports the exit), or
+    #: healthy and retired (it ends gently, after the answer).
     reap_later: bool
     #: A crash: one more for the restart-storm guard.
     crashed: bool
     #: It answered: the crash count restarts, and the invocation counts towards
     #: the worker's recycling.  (Neither, for a timeout or a memory kill.)
     completed: bool
+    #: Healthy and retired (recycled, ...): ended with SIGTERM, so that its
+    #: SIGTERM handler, ``on_worker_end`` hooks and ``atexit`` functions run.
+    gently: bool = False
 
 
 #: The common case: it answered and takes the next event.
@@ -360,8 +364,10 @@ def dispose(
             or retire_reason is not None
             or (recycle_at is not None and invocations + 1 >= recycle_at)
         ):
-            reason = outcome.value if verdict.replace else retire_reason or "recycled"
-            return Disposal(True, reason, False, crashed=False, completed=True)
+            if verdict.replace:
+                return Disposal(True, outcome.value, False, crashed=False, completed=True)
+            reason = retire_reason or "recycled"
+            return Disposal(True, reason, True, crashed=False, completed=True, gently=True)
         return _KEPT
     crashed = outcome is Outcome.CRASH
     if not verdict.replace:

@@ -45,6 +45,7 @@ def fork_template(
     *,
     load: bool = True,
     keep_fds: frozenset[int] | None = None,
+    snap_start: bool = False,
 ) -> TemplateHandles:
     """Fork the template process that loads ``source`` and forks workers.
 
@@ -55,7 +56,7 @@ def fork_template(
     zygote, a template re-created), the child closes every fd but these (the
     process's own from before the supervisor started) and its pipes, so that
     no worker holds the supervisor's Runtime API connections or another
-    worker's pipes.
+    worker's pipes.  ``snap_start``: the template runs the SnapStart hooks.
     """
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
@@ -87,7 +88,7 @@ def fork_template(
 
             take_output_pipes(out_w, err_w)
             status = _template_main(theirs, events_w, fault_w, source, task_root, meta, log,
-                                    load)
+                                    load, snap_start)
         finally:
             os._exit(status)
     theirs.close()
@@ -115,6 +116,7 @@ def _template_main(
     meta: FunctionMeta,
     log: LogSettings,
     load: bool,
+    snap_start: bool,
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
@@ -134,4 +136,4 @@ def _template_main(
         when_imported("logging", install)
 
     return run_template(ctl, events_w, fault_w, source, task_root, meta, install_logging,
-                        load=load)
+                        load=load, snap_start=snap_start)

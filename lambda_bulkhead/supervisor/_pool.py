@@ -38,6 +38,7 @@ from lambda_bulkhead.wire._frames import (
     Ready,
     Spawn,
     Spawned,
+    TemplateFailed,
     WireError,
     encode,
 )
@@ -60,7 +61,14 @@ IMPORT_TIMEOUT_S = 300.0
 
 
 class SpawnError(BulkheadError):
-    """The template could not provide a worker (it died, or the worker died booting)."""
+    """The template could not provide a worker (it died, or the worker died booting).
+
+    ``failure``: what the template said instead (a SnapStart after-restore hook failed).
+    """
+
+    def __init__(self, message: str, failure: TemplateFailed | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class WorkerState(enum.Enum):
@@ -258,6 +266,8 @@ class TemplateClient:
                 replies = self._decoder.feed(data)
             except WireError as exc:
                 raise SpawnError(f"template answered garbage: {exc}") from exc
+        if len(replies) == 1 and isinstance(replies[0], TemplateFailed):
+            raise SpawnError(f"template failed: {replies[0].error_type}", replies[0])
         if len(replies) != 1 or not isinstance(replies[0], Spawned):
             raise SpawnError(f"template answered {replies!r:.200}")
         return replies[0].pid

@@ -137,6 +137,9 @@ _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK_GRACE_S = 0.01
 #: How long to wait for a killed worker's exit to be reported.
 REAP_TIMEOUT_S = 2.0
+#: How long a healthy worker retired after its answer may take to end by itself
+#: (its SIGTERM handler, ``on_worker_end`` hooks, ``atexit`` functions).
+END_GRACE_S = 0.2
 #: At most this many reads (of up to 64 KiB) per pipe of an idle worker before
 #: an Invoke: what it wrote since its answer, logged as that answer's output.
 IDLE_READS = 16
@@ -248,7 +251,7 @@ class Slot:
         self._worker: WorkerHandle | None = None
         #: A worker killed for its deadline or memory, reaped after the answer is
         #: posted (with its reason), before this slot polls ``/next`` again.
-        self._killed: tuple[WorkerHandle, str] | None = None
+        self._killed: tuple[WorkerHandle, str, bool] | None = None
         self._cap_bytes = pool.memory_limit_bytes or 0
         if not self._cap_bytes:
             # No cap: the samples only back up the worker's own peak and the wait
@@ -283,9 +286,9 @@ class Slot:
         if self._killed is not None:
             # Its memory is freed by the time its exit is reported (a 3 GB worker
             # takes ~0.4 s): only then does this slot take another event.
-            killed, reason = self._killed
+            killed, reason, gently = self._killed
             self._killed = None
-            self._discard(killed, reason=reason)
+            self._discard(killed, reason=reason, gently=gently)
         worker = self._worker
         if worker is not None and worker.is_alive():
             return
@@ -328,11 +331,26 @@ class Slot:
             worker.recycle_at = recycle_after(self._max_invocations, random.random())  # noqa: S311
         return worker
 
-    def _discard(self, worker: WorkerHandle, *, reason: str) -> None:
-        status = self._finish(worker)
+    def _discard(self, worker: WorkerHandle, *, reason: str, gently: bool = False) -> None:
+        status = self._end_gently(worker) if gently else None
+        if status is None:
+            status = self._finish(worker)
+        else:
+            worker.move("died")
+            worker.close()
         self._event("worker replaced", pid=worker.pid, reason=reason, status=status)
         if self._worker is worker:
             self._worker = None
+
+    def _end_gently(self, worker: WorkerHandle) -> int | None:
+        """A healthy worker retired after its answer ends as at shutdown: SIGTERM
+        (its SIGTERM handler, ``on_worker_end`` hooks, ``atexit`` functions);
+        its exit status, or None if it took more than :data:`END_GRACE_S`."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, _signals.SIGTERM)
+        status = self._exits.wait(worker.pid, END_GRACE_S)
+        self._drain_output(worker)
+        return status
 
     def _finish(self, worker: WorkerHandle, *, wait: bool = True) -> int | None:
         """Kill ``worker``'s group unless already dead, collect its exit status
@@ -359,6 +377,7 @@ class Slot:
             self._finish(self._killed[0], wait=False)
             self._killed = None
         if self._worker is not None:
+            self._drain_output(self._worker)  # what it wrote as it ended (SIGTERM)
             self._finish(self._worker, wait=False)
             self._worker = None
 
@@ -424,10 +443,11 @@ class Slot:
             if worker.state is not WorkerState.DEAD:
                 worker.move("retire")
             if disposal.reap_later:
-                # Already SIGKILLed: answer first, reap in prepare().  Waiting here
-                # for the exit status would put the kernel's teardown of the
-                # worker's memory between the kill and the /error post.
-                self._killed = (worker, disposal.reason)
+                # Answer first, end it in prepare().  Waiting here for a killed
+                # worker's exit status would put the kernel's teardown of its
+                # memory between the kill and the /error post; a healthy worker
+                # retired ends there too, gently.
+                self._killed = (worker, disposal.reason, disposal.gently)
                 self._worker = None
             else:
                 self._discard(worker, reason=disposal.reason)

@@ -33,12 +33,21 @@ STOP_SIGNALS = frozenset({_signals.SIGTERM, _signals.SIGINT})
 
 class StopSignals:
     """Collects the stop signals to obey in :attr:`received`, waking the main
-    thread through ``wake_fd``; ``ignored(signum, sender)`` is told of the others."""
+    thread through ``wake_fd``; ``ignored(signum, sender)`` is told of the others.
 
-    def __init__(self, wake_fd: int, ignored: Callable[[int, int], None]) -> None:
+    ``obeyed()`` is called on this thread for each signal obeyed, before the
+    main thread is woken: the shutdown's clock starts there, even while the
+    main thread is busy (importing the log's machinery, say).
+    """
+
+    def __init__(
+        self, wake_fd: int, ignored: Callable[[int, int], None],
+        obeyed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.received: list[int] = []
         self._wake_fd = wake_fd
         self._ignored = ignored
+        self._obeyed = obeyed
         self._supervisor = os.getpid()
 
     def start(self) -> None:
@@ -53,6 +62,7 @@ class StopSignals:
             if sender > 0 and self._from_our_tree(sender):
                 self._ignored(signum, sender)
                 continue
+            self._obeyed()
             self.received.append(signum)
             try:  # noqa: SIM105 - a full pipe means the main thread is awake already
                 os.write(self._wake_fd, b"t")

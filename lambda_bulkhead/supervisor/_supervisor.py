@@ -3,29 +3,41 @@
 Start-up, in order:
 
 1. fork the template (the supervisor has no threads yet, so the fork is safe)
-   and wait for it to load the handler: a failure, or the template's death
-   (a segfault or exit at import), is posted to ``/init/error`` and the runtime
-   exits non-zero without polling ``/next``;
-2. choose how workers start (:func:`~._policy.choose_worker_start`): forked
+   and, while it loads the handler, register the internal extension
+   (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda then sends SIGTERM
+   at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips it); wait for the
+   template: a failure, or the template's death (a segfault or exit at
+   import), is posted to ``/init/error`` and the runtime exits non-zero
+   without polling ``/next``;
+2. SnapStart only: the template ran the before-snapshot hooks before saying it
+   was ready (a failure: ``/init/error``, exit 64); ``restore/next``; the
+   first worker is asked for, and the template runs the after-restore hooks
+   before forking it (a failure: ``/restore/error``, exit 65);
+3. choose how workers start (:func:`~._policy.choose_worker_start`): forked
    from the template, or, when its import left threads, the template becomes
    the first worker and a zygote forks the others, each importing the handler;
-3. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
+4. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
    see :mod:`._stopsignals`), then one slot thread per concurrent invocation
    (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
    and only then polls ``/next`` (back-pressure), and runs the shared loop of
    :mod:`lambda_bulkhead.runtime_api._loop`;
-4. the main thread then logs the start-up record (importing structlog off the
+5. the main thread then logs the start-up record (importing structlog off the
    path to the first ``/next``) and serves: stop signals, children to reap
    (it is the subreaper of the whole tree) and orphans to stop, worker exit
    statuses from the template, a template to re-create when it dies, spare
    refills (asked of a thread of their own) and a slot's fatal error.
 
-Shutdown (SIGTERM/SIGINT from outside the runtime's tree): stop polling, give
-an in-flight invocation :data:`SHUTDOWN_GRACE_S` to finish (then it is
-answered with an error), kill every worker's tree and the template, exit 0.
-A fatal Runtime API error, a restart storm or a template that cannot be
-re-created exit 1.  Lambda only sends SIGTERM to a runtime when an extension
-is registered; lambda-bulkhead registers none (see ``docs/deploy.md``).
+Shutdown (SIGTERM/SIGINT from outside the runtime's tree; Lambda allows about
+500 ms before SIGKILL): the stop-signal thread starts the grace at once (and
+has the log made on a thread of its own); slots stop polling; an invocation
+in flight gets :data:`SHUTDOWN_GRACE_S` to finish (then it is answered with
+an error); then the template (and the template serving as a worker) get
+SIGTERM, the template passes it on to its workers, and each process that
+holds the handler's module ends as at its own exit: the SIGTERM handler its
+import installed, ``on_worker_end`` hooks, ``atexit`` functions; what has not
+ended :data:`PROCESSES_END_S` later is killed with everything it started; what
+they wrote is logged; exit 0.  A fatal Runtime API error, a restart storm or
+a template that cannot be re-created exit 1.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ import time
 from collections.abc import Callable
 
 from lambda_bulkhead._config import Config
-from lambda_bulkhead._errors import InitError
+from lambda_bulkhead._errors import InitError, NotRunningInLambda, RuntimeApiError
+from lambda_bulkhead.handler._hooks import EXIT_AFTER_RESTORE_FAILED, EXIT_BEFORE_SNAPSHOT_FAILED
 from lambda_bulkhead.logs._format import LogSettings
 from lambda_bulkhead.logs._writer import LogWriter, default_log
 from lambda_bulkhead.process import _signals
@@ -49,6 +62,11 @@ from lambda_bulkhead.process._native import become_subreaper, set_dumpable
 from lambda_bulkhead.process._orphans import kill_orphans, reap_children
 from lambda_bulkhead.process._procfs import current_rss
 from lambda_bulkhead.runtime_api._client import RuntimeApi
+from lambda_bulkhead.runtime_api._extension import (
+    ShutdownExtension,
+    report_hook_error,
+    wait_for_restore,
+)
 from lambda_bulkhead.runtime_api._loop import serve
 from lambda_bulkhead.supervisor._fork import TemplateHandles, fork_template
 from lambda_bulkhead.supervisor._memory import OomKills
@@ -96,13 +114,25 @@ if TYPE_CHECKING:
     from lambda_bulkhead.logs._interface import RuntimeLog
     from lambda_bulkhead.wire._frames import Message
 
-__all__ = ["EXIT_FATAL", "EXIT_INIT_FAILED", "SHUTDOWN_GRACE_S", "supervise"]
+__all__ = [
+    "EXIT_AFTER_RESTORE_FAILED",
+    "EXIT_BEFORE_SNAPSHOT_FAILED",
+    "EXIT_FATAL",
+    "EXIT_INIT_FAILED",
+    "SHUTDOWN_GRACE_S",
+    "supervise",
+]
 
 EXIT_INIT_FAILED = 1
 EXIT_FATAL = 1
-SHUTDOWN_GRACE_S = 0.2
-#: How long a stopping runtime waits for its template to take its workers down.
-TEMPLATE_EXIT_S = 0.2
+#: How long an invocation in flight at SIGTERM may go on before it is answered
+#: with an error (Lambda sends SIGKILL about 500 ms after SIGTERM).
+SHUTDOWN_GRACE_S = 0.15
+#: How long the template and workers may take to end after their SIGTERM (their
+#: SIGTERM handlers, end hooks, atexit functions) before they are killed: a bit
+#: more than the template gives its workers (``worker._template.WORKERS_END_S``,
+#: 0.2 s; not imported: the supervisor never loads the worker's modules).
+PROCESSES_END_S = 0.25
 #: While log records are held (a full stdout pipe), the main thread retries when
 #: the pipe has room, and at least this often.
 LOG_RETRY_S = 0.05
@@ -288,10 +318,13 @@ def _first_messages(
         return []
 
 
-def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitError:
+def _init_error(first: Message | None, template_pid: int, fault_r: int) -> tuple[InitError, bool]:
+    """Why the template did not get ready, and whether it was a before-snapshot
+    hook (SnapStart) rather than the handler's import."""
     if isinstance(first, TemplateFailed):
-        os.waitpid(template_pid, 0)  # it exits right after saying why
-        return InitError(first.error_type, first.error_message, first.stack_trace)
+        _, status = os.waitpid(template_pid, 0)  # it exits right after saying why
+        hook = os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_BEFORE_SNAPSHOT_FAILED
+        return InitError(first.error_type, first.error_message, first.stack_trace), hook
     if first is not None:  # alive but speaking out of turn: not a template to trust
         os.kill(template_pid, _signals.SIGKILL)
     _, status = os.waitpid(template_pid, 0)
@@ -303,7 +336,51 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> InitE
         "Runtime.ExitError",
         f"Runtime exited with error: {describe_exit(status)} (while importing the handler)",
         fault_stack(fault.decode("utf-8", "replace"), runtime_dir),
-    )
+    ), False
+
+
+def _register_extension(config: Config, log: _LazyLog) -> ShutdownExtension | None:
+    """The internal extension (Lambda then sends SIGTERM at shutdown), unless
+    turned off; None if it is, or if the Runtime API refused it (then logged:
+    the runtime serves, but a shutdown is a SIGKILL, as with no extension)."""
+    if not config.shutdown_extension or config.endpoint is None:
+        return None
+    try:
+        return ShutdownExtension.register(config.endpoint)
+    except RuntimeApiError as exc:
+        log.event("shutdown extension not registered: shutdown will be a SIGKILL",
+                  level="warning", error=str(exc))
+        return None
+
+
+def _restored(endpoint: tuple[str, int], log: _LazyLog) -> bool:
+    """SnapStart: wait for ``restore/next`` (the before-snapshot hooks ran in the
+    template); False, with ``/init/error`` posted, if it failed (as the official
+    runtime does)."""
+    started = time.monotonic()
+    try:
+        wait_for_restore(endpoint)
+    except RuntimeApiError as exc:
+        error = InitError(type(exc).__name__, str(exc))
+        report_hook_error(endpoint, error, restored=False)
+        log.get().error("restore/next failed", error=str(exc))
+        return False
+    log.event("restored from snapshot", waitedMs=round((time.monotonic() - started) * 1000, 1))
+    return True
+
+
+def _spawn_failed(exc: SpawnError, endpoint: tuple[str, int], log: _LazyLog) -> int:
+    """The first worker could not be had: an after-restore hook failed (posted
+    to ``/restore/error``), or the fork did."""
+    if exc.failure is None:
+        log.get().error("cannot fork workers; exiting", error=str(exc))
+        return EXIT_FATAL
+    failure = exc.failure
+    error = InitError(failure.error_type, failure.error_message, failure.stack_trace)
+    report_hook_error(endpoint, error, restored=True)
+    log.get().error("after-restore hook failed", errorType=error.error_type,
+                    errorMessage=error.error_message)
+    return EXIT_AFTER_RESTORE_FAILED
 
 
 def supervise(
@@ -324,6 +401,9 @@ def supervise(
     # and template are gone) become this process's children, to be stopped.
     become_subreaper()
     settings = config.log
+    endpoint = config.endpoint
+    if endpoint is None:
+        raise NotRunningInLambda
     template_pid, ctl = template.pid, template.ctl
     events_r, fault_r = template.events_r, template.fault_r
     template_fds = (template.stdout_r, template.stderr_r)
@@ -341,20 +421,27 @@ def supervise(
         RuntimeApi.from_config(config, log=log)
         for _ in range(config.workers)
     ]
+    extension = _register_extension(config, log)
     messages = _first_messages(ctl, template_output)
     first = messages[0] if messages else None
     if not isinstance(first, TemplateReady):
-        error = _init_error(first, template_pid, fault_r)
+        error, before_snapshot = _init_error(first, template_pid, fault_r)
         template_output.drain()
         for api in apis[1:]:
             api.close()
         with apis[0] as api:
-            api.send_init_error(error)
+            if before_snapshot:
+                report_hook_error(endpoint, error, restored=False)
+            else:
+                api.send_init_error(error)
         log.get().error(
-            "init failed", errorType=error.error_type, errorMessage=error.error_message
+            "before-snapshot hook failed" if before_snapshot else "init failed",
+            errorType=error.error_type, errorMessage=error.error_message,
         )
-        return EXIT_INIT_FAILED
+        return EXIT_BEFORE_SNAPSHOT_FAILED if before_snapshot else EXIT_INIT_FAILED
     os.close(fault_r)
+    if config.snap_start and not _restored(endpoint, log):
+        return EXIT_BEFORE_SNAPSHOT_FAILED
     start = choose_worker_start(
         config.worker_start, first.threads, isinstance(source, str), first.threads_surviving_fork
     )
@@ -399,11 +486,11 @@ def supervise(
         cap_mb = _cap_mb(config, zygote_ready.rss, worker_private_rss=first.rss)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         try:
-            # The template, which imported the handler, serves as the first worker.
+            # The template, which imported the handler, serves as the first worker
+            # (with SnapStart, once its after-restore hooks ran).
             adopted = TemplateClient(ctl).spawn(limit, in_place=True)
         except SpawnError as exc:
-            log.get().error("cannot fork workers; exiting", error=str(exc))
-            return EXIT_FATAL
+            return _spawn_failed(exc, endpoint, log)
         ctl.close()
         os.close(events_r)
         template_pid, ctl, events_r = zygote.pid, zygote.ctl, zygote.events_r
@@ -412,6 +499,11 @@ def supervise(
         cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         client = TemplateClient(ctl)
+        if config.snap_start:
+            try:  # the first worker, forked once the after-restore hooks ran
+                adopted = client.spawn(limit)
+            except SpawnError as exc:
+                return _spawn_failed(exc, endpoint, log)
     current = _Template(template_pid, events_r)
     crashes = CrashCounter(RestartPolicy())
 
@@ -467,7 +559,7 @@ def supervise(
     stop_signals = StopSignals(wake_w, lambda signum, sender: log.event(
         "stop signal from the runtime's own process tree ignored", level="warning",
         signal=name_of_signal(signum), senderPid=sender,
-    ))
+    ), obeyed=lambda: _stop_signal_obeyed(shutdown, log))
     stop_signals.start()  # before the slots: their threads inherit the blocked mask
     received = stop_signals.received
     # SIGCHLD wakes the main thread to reap orphans (the supervisor is their subreaper).
@@ -498,12 +590,15 @@ def supervise(
         import psutil  # noqa: F401, PLC0415
 
     init_ms = round((time.monotonic() - started) * 1000, 1)
+    in_place_pid = None if adopted is None or start.mode != "import" else adopted.pid
     status = _serve_main(
         pool, exits, control, log, writer, current, wake_r, received, template_outputs,
-        announce, recreate, None if adopted is None else adopted.pid,
+        announce, recreate, in_place_pid,
     )
-    log.release()  # events held by a runtime stopped before its first answer
-    _stop(slots, pool, shutdown, current.pid, client, log, reason=status[1])
+    _stop(slots, pool, shutdown, (current.pid, in_place_pid), client, log,
+          OutputSink(settings, writer.write), reason=status[1])
+    if extension is not None:
+        extension.close()
     for output in template_outputs:
         output.drain()
         output.close()
@@ -674,30 +769,83 @@ def _stop(
     slots: list[Slot],
     pool: WorkerPool,
     shutdown: Shutdown,
-    template_pid: int,
+    holders: tuple[int, int | None],
     client: TemplateClient,
     log: _LazyLog,
+    output: OutputSink,
     *,
     reason: str,
 ) -> None:
-    """Let in-flight invocations finish within the grace, then kill every process."""
-    shutdown.begin(SHUTDOWN_GRACE_S)
-    end = time.monotonic() + SHUTDOWN_GRACE_S + 0.1
+    """Answer the invocations in flight, let every process end as it would at
+    its own exit, then kill what is left (see "Shutdown" in the module's docstring).
+
+    ``holders``: the template (or zygote) and the template serving as a worker
+    (import mode), the processes to send SIGTERM to; the template passes it on
+    to its workers.
+    """
+    began = _begin_shutdown(shutdown)
+    # A slot answers by itself: its worker's answer, or an error at the grace's end.
+    end = began + SHUTDOWN_GRACE_S + 0.1
     while any(slot.busy for slot in slots) and time.monotonic() < end:
         time.sleep(0.002)
+    answered = time.monotonic()
+    alive = {pid for pid in holders if pid is not None}
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _signals.SIGTERM)
+    end = time.monotonic() + PROCESSES_END_S
+    # While they end: events held by a runtime stopped before its first answer
+    # (the log's machinery may still have to be imported).
+    log.release()
+    while alive and time.monotonic() < end:
+        for pid in list(alive):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    continue
+            alive.discard(pid)
+        time.sleep(0.002)
+    # What the workers wrote as they ended reaches the log; whatever still runs is killed.
     for slot in slots:
         slot.retire()
     for spare in pool.drain():
+        _forward_output(spare, output)
         spare.kill()
         spare.close()
-    # The template takes down whatever its workers left when its socket closes;
-    # anything that reached this process (its subreaper) goes after it.
     client.close()
-    end = time.monotonic() + TEMPLATE_EXIT_S
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(template_pid, os.WNOHANG) == (0, 0) and time.monotonic() < end:
-            time.sleep(0.002)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(template_pid, _signals.SIGKILL)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _signals.SIGKILL)
     kill_orphans(set())
-    log.event("runtime stopped", reason=reason)
+    log.event(
+        "runtime stopped", reason=reason,
+        answeredMs=round((answered - began) * 1000, 1),
+        stoppedMs=round((time.monotonic() - began) * 1000, 1),
+        killed=sorted(alive) or None,
+    )
+
+
+def _stop_signal_obeyed(shutdown: Shutdown, log: _LazyLog) -> None:
+    """On the stop-signal thread: the grace starts now, and the log is made
+    meanwhile (importing it can take 200 ms on a busy machine, a third of
+    Lambda's 500 ms) by a thread of its own, off the main thread's way."""
+    _begin_shutdown(shutdown)
+    threading.Thread(target=log.get, name="log-for-shutdown", daemon=True).start()
+
+
+def _begin_shutdown(shutdown: Shutdown) -> float:
+    """Start the grace of in-flight invocations, once (by the first stop signal,
+    on its thread, or by the main thread's stop); when it began."""
+    if not shutdown.requested.is_set():
+        shutdown.begin(SHUTDOWN_GRACE_S)
+    assert shutdown.deadline is not None  # set by begin, before requested
+    return shutdown.deadline - SHUTDOWN_GRACE_S
+
+
+def _forward_output(worker: WorkerHandle, output: OutputSink) -> None:
+    """What a worker that served no invocation wrote (a spare: its SIGTERM
+    handler's lines), to the log."""
+    while data := read_available(worker.stdout_fd):
+        output.feed("stdout", data)
+    while data := read_available(worker.stderr_fd):
+        output.feed("stderr", data)
+    output.end()

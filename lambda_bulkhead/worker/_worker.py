@@ -100,9 +100,19 @@ from lambda_bulkhead.worker._state import ProcessState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
     from lambda_bulkhead.wire._frames import Message
 
-__all__ = ["CurrentInvocation", "WorkerFds", "become_worker_process", "run_worker"]
+__all__ = [
+    "CurrentInvocation",
+    "Ending",
+    "WorkerFds",
+    "become_worker_process",
+    "end_on_sigterm",
+    "run_worker",
+]
 
 
 class WorkerFds(NamedTuple):
@@ -146,16 +156,78 @@ def become_worker_process(fds: WorkerFds) -> None:
     faulthandler.enable(file=fds.fault, all_threads=True)
 
 
-def _set_up_process(fds: WorkerFds, memory_limit_bytes: int | None) -> None:
+def _set_up_process(
+    fds: WorkerFds, memory_limit_bytes: int | None, state: CurrentInvocation
+) -> None:
     become_worker_process(fds)
     take_output_pipes(fds.stdout, fds.stderr)
-    # The handler's own signal dispositions start from the defaults.
-    _signals.signal(_signals.SIGTERM, _signals.SIG_DFL)
-    _signals.signal(_signals.SIGINT, _signals.default_int_handler)
+    # The handler's own signal dispositions: what its import installed (in
+    # the template, or here in a worker that imported it); the template's own
+    # SIGINT (ignored) becomes Python's default again.
+    if _signals.getsignal(_signals.SIGINT) == _signals.SIG_IGN:
+        _signals.signal(_signals.SIGINT, _signals.default_int_handler)
+    end_on_sigterm(busy=lambda: state.request_id is not None)
     # Free heap kept for the next event (see keep_heap): a quarter of the cap at
     # most, so that memory kept from one event never looks like the next one's.
     keep_heap(KEPT_HEAP_BYTES if memory_limit_bytes is None
               else min(KEPT_HEAP_BYTES, memory_limit_bytes // 4))
+
+
+class Ending(BaseException):
+    """Raised by SIGTERM in a worker or a template, once the handler's own
+    SIGTERM handler (if its import installed one) has run: the process ends
+    normally (``on_worker_end`` hooks, ``atexit`` functions, exit 0)."""
+
+
+class _EndOnSigterm:
+    """The SIGTERM handler of a worker or template: ``before()``, then the
+    handler's own SIGTERM handler (``user``), then :class:`Ending`.  A user
+    handler that exits itself (``sys.exit``, the pattern AWS documents) ends
+    the process the same way, with its status.
+
+    During an invocation (``busy()``; the supervisor never sends SIGTERM then,
+    the handler's code may), SIGTERM is what it is under the official
+    runtime: the user's handler runs and the invocation goes on, or, with
+    none, the process dies by the signal."""
+
+    def __init__(self, user: Callable[[int, FrameType | None], object] | None,
+                 before: Callable[[], object] | None, busy: Callable[[], bool] | None) -> None:
+        self.user = user
+        self.before = before
+        self.busy = busy
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.busy is not None and self.busy():
+            if self.user is not None:
+                self.user(signum, frame)
+                return
+            _signals.signal(signum, _signals.SIG_DFL)
+            os.kill(os.getpid(), signum)  # delivered before kill returns: the process ends
+        # Once: a second SIGTERM (the template's and the supervisor's both reach
+        # a worker being retired) must not interrupt the process's end.
+        _signals.signal(signum, _signals.SIG_IGN)
+        if self.before is not None:
+            self.before()
+        if self.user is not None:
+            self.user(signum, frame)
+        raise Ending
+
+
+def end_on_sigterm(
+    before: Callable[[], object] | None = None, busy: Callable[[], bool] | None = None
+) -> None:
+    """Make SIGTERM end this process normally (see :class:`_EndOnSigterm`),
+    keeping the SIGTERM handler the handler's import installed, if any.
+
+    A SIGTERM the import chose to ignore stays ignored (the process then ends
+    when the supervisor closes its pipe, or by SIGKILL)."""
+    installed = _signals.getsignal(_signals.SIGTERM)
+    if isinstance(installed, _EndOnSigterm):  # forked from a template: unwrap
+        installed = installed.user
+    if installed == _signals.SIG_IGN:
+        return
+    user = installed if callable(installed) else None
+    _signals.signal(_signals.SIGTERM, _EndOnSigterm(user, before, busy))
 
 
 def _take_everything_down(*_: object) -> None:
@@ -323,14 +395,14 @@ def run_worker(
     current: CurrentInvocation | None = None,
 ) -> int:
     """Serve invocations until the supervisor closes the invoke pipe; the exit status."""
-    _set_up_process(fds, memory_limit_bytes)
+    state = current or CurrentInvocation()
+    _set_up_process(fds, memory_limit_bytes, state)
     _arm_fault_reports(fds, handler)
     try:
         run_worker_start_hooks()
     except Exception as exc:  # the hook's failure is the worker's: say why, then exit
         send_message(fds.result, _failure("", HandlerCrash.from_exception(exc), fatal=True, turn=0))
         return EXIT_START_HOOK_FAILED
-    state = current or CurrentInvocation()
     reset_peak = _PeakReset()
     reset_peak()
     # From here no other process of this user may open this worker's fds
