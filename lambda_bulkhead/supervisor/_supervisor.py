@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 
 from lambda_bulkhead._config import Config
-from lambda_bulkhead._errors import InitError, NotRunningInLambda, RuntimeApiError
+from lambda_bulkhead._errors import InitError, NotRunningInLambda, RuntimeApiError, runtime_exited
 from lambda_bulkhead.handler._hooks import EXIT_AFTER_RESTORE_FAILED, EXIT_BEFORE_SNAPSHOT_FAILED
 from lambda_bulkhead.logs._format import LogSettings
 from lambda_bulkhead.logs._writer import LogWriter, default_log
@@ -334,7 +334,7 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> tuple
     runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return InitError(
         "Runtime.ExitError",
-        f"Runtime exited with error: {describe_exit(status)} (while importing the handler)",
+        runtime_exited(f"{describe_exit(status)} (while importing the handler)"),
         fault_stack(fault.decode("utf-8", "replace"), runtime_dir),
     ), False
 

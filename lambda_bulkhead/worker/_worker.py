@@ -56,6 +56,7 @@ from lambda_bulkhead._errors import (
     HandlerCrash,
     InvocationError,
     error_dict,
+    runtime_exited,
     too_large_error,
 )
 from lambda_bulkhead._record import NamedTuple
@@ -328,8 +329,9 @@ def _is_allocation_failure(exc: BaseException) -> bool:
 def _out_of_memory(request_id: str, error: InvocationError) -> InvocationError:
     return InvocationError(
         "Runtime.OutOfMemory",
-        f"RequestId: {request_id} Error: Runtime exited with error: out of memory "
-        f"({error.error_type}: {error.error_message})",
+        runtime_exited(
+            f"out of memory ({error.error_type}: {error.error_message})", request_id
+        ),
         error.stack_trace,
     )
 
