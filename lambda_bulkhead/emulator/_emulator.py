@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import functools
 import json
@@ -51,12 +52,8 @@ _END = object()  # marks the end of an InvokeStream's chunks
 
 
 def _settle(future: concurrent.futures.Future[InvokeResult], result: InvokeResult) -> None:
-    # Not contextlib.suppress: this runs once per invocation and the context
-    # manager costs more than the rest of the function.
-    try:  # noqa: SIM105
-        future.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass  # the caller cancelled it: nobody wants the result
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(result)  # (cancelled by the caller: nobody wants it)
 
 
 def _header_value(name: str, value: str) -> str:

@@ -11,6 +11,7 @@ only the standard library; the child imports what it runs after the fork.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import os
 import sys
 
@@ -101,10 +102,8 @@ def _close_fds_except(keep: frozenset[int] | set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd not in keep:  # 0, 1 and 2 are set up by the caller
-            try:  # noqa: SIM105 - contextlib is not imported on this path
+            with contextlib.suppress(OSError):  # the listing's own fd, closed already
                 os.close(fd)
-            except OSError:
-                pass  # the listing's own fd, closed already
 
 
 def _template_main(

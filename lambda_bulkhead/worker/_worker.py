@@ -462,8 +462,6 @@ def run_worker(
 def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         # A handler that closed or broke its stdout loses only its own output.
-        try:  # noqa: SIM105 - per invocation: suppress() would build a context manager
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     flush_c_stdio()
