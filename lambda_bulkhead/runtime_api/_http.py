@@ -24,6 +24,7 @@ import struct
 import time
 
 from lambda_bulkhead._errors import TransportError
+from lambda_bulkhead.process._writes import drop_written
 from lambda_bulkhead.runtime_api._protocol import NEXT_REQUEST, Request, Response
 
 TYPE_CHECKING = False
@@ -564,14 +565,7 @@ class ChunkedUpload:
                     continue
                 stalled_since = None
                 self.started = True
-                while written:
-                    first = views[0]
-                    if written >= len(first):
-                        written -= len(first)
-                        views.pop(0)
-                    else:
-                        views[0] = first[written:]
-                        written = 0
+                drop_written(views, written)
                 if views and blocked is not None:
                     blocked()  # a part went, within a tick: a slow reader all the same
         except TimeoutError as exc:

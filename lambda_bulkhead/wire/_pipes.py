@@ -17,6 +17,7 @@ import select
 import time
 from collections.abc import Sequence
 
+from lambda_bulkhead.process._writes import drop_written
 from lambda_bulkhead.wire._frames import FrameDecoder, encode
 
 TYPE_CHECKING = False
@@ -75,14 +76,7 @@ def write_parts(fd: int, parts: Sequence[bytes], deadline: float | None = None) 
         except BlockingIOError:
             _wait_writable(fd, deadline)
             continue
-        while written and views:
-            first = views[0]
-            if written >= len(first):
-                written -= len(first)
-                views.pop(0)
-            else:
-                views[0] = first[written:]
-                written = 0
+        drop_written(views, written)
 
 
 def _wait_writable(fd: int, deadline: float | None) -> None:
