@@ -63,12 +63,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 import pytest
 
 from lambda_bulkhead.emulator import Emulator, InvokeResult
+
+if TYPE_CHECKING:
+    from _supervised import Runtimes
 
 #: The checkout under test, put first on the runtime's PYTHONPATH so that the
 #: subprocess runs this code whether or not the package is installed.
@@ -393,6 +396,23 @@ def write_modules(task_root: Path) -> WriteModules:
         return write_module_files(task_root, modules)
 
     return write
+
+
+@pytest.fixture
+def runtimes(request: pytest.FixtureRequest, task_root: Path) -> Iterator[Runtimes]:
+    """Starts supervised runtimes serving ``_supervised.APP`` (the misbehaving
+    test handler) against the ``emulator`` fixture (or another); stops them after."""
+    from _supervised import Runtimes  # noqa: PLC0415 - it imports this module
+
+    started = Runtimes(task_root, lambda: request.getfixturevalue("emulator"))
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def rt(runtimes: Runtimes) -> RuntimeProcess:
+    """A supervised runtime serving ``_supervised.APP`` with one worker."""
+    return runtimes.start()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,6 @@ from lambda_bulkhead.emulator import (
     PostStatus,
 )
 from lambda_bulkhead.wire._frames import MAX_FRAME
-
-
-@pytest.fixture
-def runtimes(request: pytest.FixtureRequest, task_root: Path) -> Iterator[Runtimes]:
-    """Starts runtimes against the ``emulator`` fixture; stops them after."""
-    started = Runtimes(task_root, lambda: request.getfixturevalue("emulator"))
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def rt(runtimes: Runtimes) -> RuntimeProcess:
-    """A supervised runtime serving ``_supervised.APP`` with one worker."""
-    return runtimes.start()
 
 
 def serving_pid(rt: RuntimeProcess) -> int:

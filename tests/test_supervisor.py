@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +63,6 @@ def assert_still_serving(rt: RuntimeProcess, template_pid: int, old_pid: int | N
     assert is_alive(template_pid)  # no re-import: the same template forked the replacement
     assert report(rt, result.request_id)["workerPid"] == pid
     return pid
-
-
-@pytest.fixture
-def runtimes(request: pytest.FixtureRequest, task_root: Path) -> Iterator[Runtimes]:
-    """Starts runtimes against the ``emulator`` fixture (or another); stops them after."""
-    started = Runtimes(task_root, lambda: request.getfixturevalue("emulator"))
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def rt(runtimes: Runtimes) -> RuntimeProcess:
-    """A supervised runtime serving the misbehaving test handler."""
-    return runtimes.start()
 
 
 def first_pid(rt: RuntimeProcess) -> tuple[int, int]:
