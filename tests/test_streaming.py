@@ -102,6 +102,15 @@ def pid(event, context):
     yield str(os.getpid())
 
 
+def then_exit(event, context):
+    # The first chunk waits for the slow Runtime API; the next two and the
+    # worker's last answer are in its pipe when it exits.
+    yield b"a" * event["first"]
+    yield b"b" * 1000
+    yield b"c" * 1000
+    raise SystemExit(3)
+
+
 ACTIONS = {
     "count": count,
     "raise": then(raise_),
@@ -114,6 +123,7 @@ ACTIONS = {
     "pid": pid,
     "endless": endless,
     "timed": timed,
+    "then_exit": then_exit,
 }
 
 
@@ -280,6 +290,23 @@ def test_the_watch_goes_on_while_the_runtime_api_holds_a_chunk_back(
     # Stopped at its kill time (1.5 s), in the middle of a chunk's write.
     assert report["outcome"] == "timeout"
     assert 1400 < report["durationMs"] < 2000, report
+
+
+def test_what_a_dying_worker_left_in_its_pipe_is_all_forwarded(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """Supervised: chunks the worker wrote while the slot waited for the Runtime
+    API, and the answer it wrote before it exited, are all read after its death
+    (the slot sees both at once): every byte arrives, and the trailers carry
+    the handler's own exit."""
+    emu = make_emulator(timeout_s=30.0)
+    emu.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    proc = start(runtime, "process", emulator=emu)
+    first = 6 * 1024 * 1024  # more than the socket buffers: the slot waits in its write
+    result = emu.invoke(event(action="then_exit", first=first), timeout=WAIT_S)
+    assert result.stream_bytes == first + 2000, (result.stream_error_type, proc.describe())
+    assert result.stream_error_type == "Runtime.ExitError", result
+    assert "exit status 3" in error_body(result)["errorMessage"]
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

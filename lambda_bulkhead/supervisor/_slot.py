@@ -50,6 +50,7 @@ answer), else the highest RSS sampled, never below the worker's baseline.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import select
@@ -152,6 +153,19 @@ _MB = 1024 * 1024
 _IN_TURN = (Result, Failure, Declined, StreamEnd)
 #: The frames of a streamed answer that carry its bytes, forwarded as they come.
 _STREAMED = (StreamStart, Chunk)
+
+
+def _holds_data(fd: int) -> bool:
+    """Whether the pipe ``fd`` holds bytes not read yet (``FIONREAD``)."""
+    import fcntl  # noqa: PLC0415 - only after a worker's death
+    import termios  # noqa: PLC0415
+
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except OSError:  # closed already
+        return False
+    return count[0] > 0
 
 
 class _Watch:
@@ -772,8 +786,12 @@ class Slot:
         fault: bytes,
         stream: ResponseStream,
     ) -> Verdict | Rerun:
-        # An answer may have been written just before the exit (a fatal Failure).
+        # An answer may have been written just before the exit (a fatal Failure,
+        # a StreamEnd), after chunks still in the pipe: all of it is read, one
+        # frame (or a piece of one) at a time for a stream.
         answered = self._read_answer(worker, invocation, turn, stream)
+        while answered is None and _holds_data(worker.result_fd):
+            answered = self._read_answer(worker, invocation, turn, stream)
         status, stack = self._collect_death(worker, fault)
         if type(answered) is Rerun:
             return answered

@@ -450,9 +450,11 @@ def run_worker(
             # Before the answer: the slot's thread wakes on this CPU, and this
             # one stays on it instead of being moved away and back.
             pin_thread(waiting_on)
+        # Idle from here: a SIGTERM that comes with the answer (a retired
+        # worker's) ends the worker gently, not as one in an invocation.
+        state.request_id = state.tenant_id = None
         send_message(fds.result, reply)
         reset_peak()  # after the answer is on its way, not before it
-        state.request_id = state.tenant_id = None
         if status is not None or (isinstance(reply, Failure) and reply.fatal):
             return 1 if status is None else status
         # After the answer, off its path (~15 µs): the next Invoke waits for it.
