@@ -234,8 +234,8 @@ def micro() -> None:
     )
     from lambda_bulkhead.logs._stdlib import LambdaLogFormatter  # noqa: PLC0415
     from lambda_bulkhead.logs._structlog import configure  # noqa: PLC0415
+    from lambda_bulkhead.supervisor._decisions import InvocationReport  # noqa: PLC0415
     from lambda_bulkhead.supervisor._report import emit_report, report_record  # noqa: PLC0415
-    from lambda_bulkhead.supervisor._slot import InvocationReport  # noqa: PLC0415
 
     print(machine(), flush=True)
     request_id = "8f5c1c8e-2f43-4d59-9a3e-0c8b8a1b2c3d"

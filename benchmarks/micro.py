@@ -102,8 +102,8 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
     def report_json() -> Callable[[], object]:
         from lambda_bulkhead.logs._format import LogSettings
         from lambda_bulkhead.logs._structlog import configure
+        from lambda_bulkhead.supervisor._decisions import InvocationReport
         from lambda_bulkhead.supervisor._report import emit_report
-        from lambda_bulkhead.supervisor._slot import InvocationReport
 
         report = InvocationReport(
             request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd", tenant_id=None,

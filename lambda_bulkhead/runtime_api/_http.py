@@ -523,11 +523,8 @@ class ChunkedUpload:
         self._unsent: list[memoryview] = [memoryview(head)]
         #: Whether any byte of the request was written.
         self.started = False
-        #: Body bytes given to :meth:`send` so far.
-        self.size = 0
 
     def send(self, chunk: bytes, blocked: Callable[[], object] | None = None) -> None:
-        self.size += len(chunk)
         self._unsent += [memoryview(chunk_head(len(chunk))), memoryview(chunk), _CRLF]
         self._write(blocked)
 
@@ -542,10 +539,6 @@ class ChunkedUpload:
         self._unsent.append(memoryview(last_chunk(trailers)))
         self._write(None)
         return self._transport._receive(sock, self._request, timeout)
-
-    def abort(self) -> None:
-        """Give up on the stream: the connection is closed (the server sees it cut)."""
-        self._transport.close()
 
     def _write(self, blocked: Callable[[], object] | None) -> None:
         views = self._unsent

@@ -129,9 +129,7 @@ if TYPE_CHECKING:
     from lambda_bulkhead.supervisor._output import Stream
     from lambda_bulkhead.wire._frames import Message
 
-# InvocationReport and CrashCounter live in the decision core; named here too
-# for the modules that took them from the slot.
-__all__ = ["CrashCounter", "InvocationReport", "Shutdown", "Slot", "SlotSettings", "Supervision"]
+__all__ = ["Shutdown", "Slot", "SlotSettings", "Supervision"]
 
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: How long a worker stopped for its deadline gets to write its stack.

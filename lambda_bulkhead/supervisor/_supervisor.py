@@ -68,6 +68,7 @@ from lambda_bulkhead.runtime_api._extension import (
     wait_for_restore,
 )
 from lambda_bulkhead.runtime_api._loop import serve
+from lambda_bulkhead.supervisor._decisions import CrashCounter, InvocationReport
 from lambda_bulkhead.supervisor._fork import TemplateHandles, fork_template
 from lambda_bulkhead.supervisor._memory import OomKills
 from lambda_bulkhead.supervisor._output import OutputSink, PipeOutput
@@ -87,14 +88,7 @@ from lambda_bulkhead.supervisor._pool import (
     WorkerPool,
 )
 from lambda_bulkhead.supervisor._report import emit_report
-from lambda_bulkhead.supervisor._slot import (
-    CrashCounter,
-    InvocationReport,
-    Shutdown,
-    Slot,
-    SlotSettings,
-    Supervision,
-)
+from lambda_bulkhead.supervisor._slot import Shutdown, Slot, SlotSettings, Supervision
 from lambda_bulkhead.supervisor._stopsignals import StopSignals
 from lambda_bulkhead.wire._frames import (
     FrameDecoder,
