@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import MakeEmulator, RuntimeProcess, StartRuntime, runtime_env, write_module_files
 
-from lambda_bulkhead.emulator import Emulator, InvokeResult
+from lambda_bulkhead.emulator import Emulator, InvokeResult, ShutdownReport
 from lambda_bulkhead.runtime_api._extension import ShutdownExtension
 
 #: A handler module with the shutdown pattern AWS documents for Python: a
@@ -72,7 +72,7 @@ def _start(runtime: StartRuntime, emulator: Emulator, markers: Path, *,
     )
 
 
-def _shutdown(emulator: Emulator, rt: RuntimeProcess) -> Any:
+def _shutdown(emulator: Emulator, rt: RuntimeProcess) -> ShutdownReport:
     rt.descendants()  # remembered: the fixture checks none is left
     return emulator.shutdown(rt.process)
 
@@ -145,6 +145,22 @@ def handler(event, context):
 '''
 
 
+def _shut_down_during(
+    emulator: Emulator, rt: RuntimeProcess, started: Path, *, sleep: float
+) -> tuple[InvokeResult, ShutdownReport]:
+    """Shut ``rt`` down while it runs an invocation that sleeps ``sleep`` s once
+    it has written ``started``: that invocation's result, and the shutdown's."""
+    results: list[InvokeResult] = []
+    event = json.dumps({"started": str(started), "sleep": sleep}).encode()
+    caller = threading.Thread(target=lambda: results.append(rt.invoke(event)))
+    caller.start()
+    _wait_for_file(started)
+    report = _shutdown(emulator, rt)
+    caller.join(10)
+    assert results, rt.describe()
+    return results[0], report
+
+
 @pytest.mark.parametrize(
     ("isolation", "app"),
     [("process", SHUTDOWN_APP), ("process", PLAIN_APP), ("none", PLAIN_APP)],
@@ -155,18 +171,10 @@ def test_an_invocation_in_flight_at_sigterm_gets_its_real_answer(
 ) -> None:
     """An invocation that finishes within the shutdown's grace is answered with
     its own result; the runtime then ends within Lambda's 500 ms."""
-    started = tmp_path / "started"
     rt = _start(runtime, emulator, tmp_path / "markers", modules={"app.py": app},
                 isolation=isolation)
-    results: list[InvokeResult] = []
-    event = json.dumps({"started": str(started), "sleep": 0.05}).encode()
-    caller = threading.Thread(target=lambda: results.append(rt.invoke(event)))
-    caller.start()
-    _wait_for_file(started)
-    report = _shutdown(emulator, rt)
-    caller.join(10)
-    assert results, rt.describe()
-    assert results[0].kind == "response", rt.describe()
+    result, report = _shut_down_during(emulator, rt, tmp_path / "started", sleep=0.05)
+    assert result.kind == "response", rt.describe()
     assert report.exited_in_grace, rt.describe()
     assert report.returncode == 0, rt.describe()
 
@@ -175,18 +183,10 @@ def test_an_invocation_too_long_for_the_shutdown_is_answered_with_an_error(
     runtime: StartRuntime, emulator: Emulator, tmp_path: Path
 ) -> None:
     """An invocation still running when the grace ends gets an error, not silence."""
-    started = tmp_path / "started"
     rt = _start(runtime, emulator, tmp_path / "markers")
-    results: list[InvokeResult] = []
-    event = json.dumps({"started": str(started), "sleep": 30}).encode()
-    caller = threading.Thread(target=lambda: results.append(rt.invoke(event)))
-    caller.start()
-    _wait_for_file(started)
-    report = _shutdown(emulator, rt)
-    caller.join(10)
-    assert results, rt.describe()
-    assert results[0].kind == "error", rt.describe()
-    error = json.loads(results[0].body)
+    result, report = _shut_down_during(emulator, rt, tmp_path / "started", sleep=30)
+    assert result.kind == "error", rt.describe()
+    error = json.loads(result.body)
     assert error["errorType"] == "Runtime.ExitError"
     assert "shut down (SIGTERM)" in error["errorMessage"]
     assert report.elapsed_s < 1.5, rt.describe()
