@@ -399,6 +399,25 @@ def write_modules(task_root: Path) -> WriteModules:
 
 
 @pytest.fixture
+def script(emulator: Emulator, task_root: Path) -> Iterator[Callable[[str], RuntimeProcess]]:
+    """Run a Python script (dedented) with the emulator's function environment."""
+    started: list[RuntimeProcess] = []
+
+    def start(source: str) -> RuntimeProcess:
+        path = task_root / "main.py"
+        path.write_text(textwrap.dedent(source))
+        proc = RuntimeProcess(
+            [sys.executable, str(path)], runtime_env(emulator, task_root), task_root, emulator
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.fixture
 def runtimes(request: pytest.FixtureRequest, task_root: Path) -> Iterator[Runtimes]:
     """Starts supervised runtimes serving ``_supervised.APP`` (the misbehaving
     test handler) against the ``emulator`` fixture (or another); stops them after."""

@@ -15,7 +15,6 @@ import inspect
 import json
 import subprocess
 import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -680,25 +679,6 @@ def body_of(result: InvokeResult) -> Any:
 
 
 # -- start / start_json ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def script(emulator: Emulator, task_root: Path) -> Iterator[Callable[[str], RuntimeProcess]]:
-    """Run a Python script (dedented) with the emulator's function environment."""
-    started: list[RuntimeProcess] = []
-
-    def start(source: str) -> RuntimeProcess:
-        path = task_root / "main.py"
-        path.write_text(textwrap.dedent(source))
-        proc = RuntimeProcess(
-            [sys.executable, str(path)], runtime_env(emulator, task_root), task_root, emulator
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.cleanup()
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

@@ -5,15 +5,12 @@ subprocess scripts against it."""
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RuntimeProcess, runtime_env
+from conftest import RuntimeProcess
 
 from lambda_bulkhead import (
     Answer,
@@ -233,25 +230,6 @@ def test_start_json_with_a_bad_endpoint_raises_at_once() -> None:
 
 
 # -- start / start_json in a real process --------------------------------------------------
-
-
-@pytest.fixture
-def script(emulator: Emulator, task_root: Path) -> Iterator[Callable[[str], RuntimeProcess]]:
-    """Run a Python script (dedented) with the emulator's function environment."""
-    started: list[RuntimeProcess] = []
-
-    def run(source: str) -> RuntimeProcess:
-        path = task_root / "main.py"
-        path.write_text(textwrap.dedent(source))
-        proc = RuntimeProcess(
-            [sys.executable, str(path)], runtime_env(emulator, task_root), task_root, emulator
-        )
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        proc.cleanup()
 
 
 def test_start_serves_a_raw_handler(script: Callable[[str], RuntimeProcess]) -> None:
