@@ -102,12 +102,12 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
     def report_json() -> Callable[[], object]:
         from lambda_bulkhead.logs._format import LogSettings
         from lambda_bulkhead.logs._structlog import configure
-        from lambda_bulkhead.supervisor._decisions import InvocationReport
+        from lambda_bulkhead.supervisor._decisions import InvocationReport, Outcome
         from lambda_bulkhead.supervisor._report import emit_report
 
         report = InvocationReport(
             request_id="8476a536-e9f4-11e8-9739-2dfe598c3fcd", tenant_id=None,
-            outcome="success", duration_ms=0.123, max_memory_mb=16.2, worker_pid=1234,
+            outcome=Outcome.SUCCESS, duration_ms=0.123, max_memory_mb=16.2, worker_pid=1234,
             worker_replaced=False,
         )
         settings = LogSettings.from_environ({})
@@ -181,7 +181,7 @@ def pieces() -> list[tuple[str, Callable[[], Callable[[], object]]]]:
         ("encode_head(response_request(...))", response_request),
         ("Invoke frame: encode + decode (100 B)", invoke_frame),
         ("Result frame: encode + decode", result_frame),
-        ("emit_report (JSON summary record, structlog chain)", report_json),
+        ("emit_report (JSON summary record, structlog chain, ids as fields)", report_json),
         ("worker peak RSS (getrusage)", peak_rss),
         ("RssReader.read (/proc statm)", rss_reader),
         ("set_trace_id (os.environ)", trace_env),

@@ -2,12 +2,11 @@
 the official layout.
 
 Every record the runtime writes about itself (the supervisor's and the
-in-process runtime's: start-up, workers, Runtime API trouble, the invocation
-report) goes through this chain::
+in-process runtime's: start-up, workers, Runtime API trouble, shutdown) goes
+through this chain, except the per-invocation summary record, which
+``supervisor/_report.py`` renders directly with the same layout functions::
 
     make_filtering_bound_logger   level filter: a method below the threshold is a no-op
-    merge_contextvars             fields bound with structlog.contextvars (requestId,
-                                  tenantId while an invocation's record is emitted)
     _add_timestamp                "timestamp": the clock's float (unless the call
                                   gave one), rendered last
     _add_level                    "level": the official name (WARNING, CRITICAL, ...)
@@ -18,22 +17,22 @@ report) goes through this chain::
 
 :func:`configure` builds a logger from explicit processors with
 ``structlog.wrap_logger``; structlog's global configuration is never touched, so
-handler code that configures structlog for itself is unaffected.  Callers import
-this module lazily: structlog (about 80 ms to import) stays off the path to the
-first invocation.
+handler code that configures structlog for itself is unaffected, and what it
+binds with ``structlog.contextvars`` (in-process, where the handler runs in this
+process) never enters the runtime's records: there is no ``merge_contextvars``
+in this chain.  Callers import this module lazily: structlog (about 80 ms to
+import) stays off the path to the first invocation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from lambda_bulkhead.logs._format import (
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
     from lambda_bulkhead._config import LogFormatName
     from lambda_bulkhead.logs._stdlib import ExcInfo
 
-__all__ = ["configure", "invocation_context"]
+__all__ = ["configure"]
 
 # structlog calls the wrapped logger's method named after the level; these are
 # the names its filtering loggers use (warn/fatal/exception/msg are aliases).
@@ -166,7 +165,6 @@ def configure(
     ``initial_values`` (fields bound to every record) say otherwise.
     """
     processors: list[Processor] = [
-        merge_contextvars,
         _make_add_timestamp(clock),
         _add_level,
         _add_exception,
@@ -184,18 +182,3 @@ def configure(
     context: dict[str, Any] = {"logger": RUNTIME_LOGGER, **initial_values}
     logger: FilteringBoundLogger = proxy.bind(**context)
     return logger
-
-
-@contextlib.contextmanager
-def invocation_context(request_id: str, tenant_id: str | None) -> Iterator[None]:
-    """Records emitted inside carry the invocation's ``requestId`` and ``tenantId``.
-
-    Bound with :mod:`structlog.contextvars`, so only for the current thread (its
-    context): a slot thread emitting its invocation's record does not tag
-    another slot's.  The previous values are restored on the way out.
-    """
-    tokens = bind_contextvars(requestId=request_id, tenantId=tenant_id)
-    try:
-        yield
-    finally:
-        reset_contextvars(**tokens)

@@ -20,7 +20,10 @@ runtime logs a handler's exception at ``ERROR`` too): with
 
 Only the record's content is made here: it is emitted through the runtime's
 log (:mod:`lambda_bulkhead.logs._structlog`), which lays it out as every other
-record, with the invocation's ids bound as structlog context variables.
+record.  The invocation's ids are fields of the call, as the record is about
+that one invocation: bound as structlog context variables around each record
+instead, they cost the supervisor about 10 µs per invocation, a tenth of its
+CPU (docs/benchmarks.md, "The summary record").
 """
 
 from __future__ import annotations
@@ -39,11 +42,7 @@ __all__ = ["emit_report", "report_record"]
 
 
 def report_record(report: InvocationReport, fmt: LogFormatName) -> tuple[str, str, dict[str, Any]]:
-    """``(level method, message, fields)`` of the summary record for ``report``.
-
-    The request and tenant ids are not among the fields: :func:`emit_report`
-    binds them as the invocation's context.
-    """
+    """``(level method, message, fields)`` of the summary record for ``report``."""
     outcome = report.outcome.value
     method = "info" if report.outcome is Outcome.SUCCESS else "error"
     if fmt == LogFormat.TEXT:
@@ -62,8 +61,10 @@ def report_record(report: InvocationReport, fmt: LogFormatName) -> tuple[str, st
         # The stack follows on the same record (the Text layout turns its
         # newlines into \r, as the official runtime does for errors).
         text = "\t".join(parts) + "".join(f"\n{line.rstrip()}" for line in report.stack)
-        return method, text, {}
+        return method, text, {"requestId": report.request_id}
     return method, "invocation report", {
+        "requestId": report.request_id,
+        "tenantId": report.tenant_id,
         "stackTrace": list(report.stack) if report.stack else None,
         "errorType": report.error_type,
         "errorMessage": report.error_message,
@@ -81,12 +82,9 @@ def emit_report(
     log: RuntimeLog, report: InvocationReport, fmt: LogFormatName, timestamp: float | None = None
 ) -> None:
     """Log the summary record of ``report`` through the runtime's log (structlog's
-    chain), with the invocation's ids bound to the context while it is made.
-    ``timestamp``: when the invocation ended, for a record emitted later (default: now)."""
-    from lambda_bulkhead.logs._structlog import invocation_context  # noqa: PLC0415
-
+    chain).  ``timestamp``: when the invocation ended, for a record emitted
+    later (default: now)."""
     method, message, fields = report_record(report, fmt)
     if timestamp is not None:
         fields["timestamp"] = timestamp
-    with invocation_context(report.request_id, report.tenant_id):
-        getattr(log, method)(message, **fields)
+    getattr(log, method)(message, **fields)
