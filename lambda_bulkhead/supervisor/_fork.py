@@ -4,18 +4,27 @@ is serving.
 
 The template then imports the worker's modules and the handler while the
 supervisor imports its own, in parallel, which takes the larger of the two
-import times off the cold start instead of their sum.  So this module imports
-only the standard library; the child imports what it runs after the fork.
+import times off the cold start instead of their sum.  What both sides run
+(the OS edge, the wire's frames and pipes) is imported here, before the fork,
+once for both: on Lambda a function under 1,769 MB has less than one vCPU, so
+the two imports share a CPU and what both would import costs twice.  The
+child imports the worker's own modules after the fork.
 """
 
 from __future__ import annotations
 
 import _socket
 import contextlib
+import enum  # noqa: F401 (both sides': see above)
 import os
 import sys
 
 from lambda_bulkhead._record import NamedTuple
+
+# Both sides' (see above): imported for their cost before the fork, not for names.
+from lambda_bulkhead.handler import _hooks  # noqa: F401
+from lambda_bulkhead.process import _affinity, _native, _orphans, _signals  # noqa: F401
+from lambda_bulkhead.wire import _frames, _pipes  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,8 +81,6 @@ def fork_template(
     if pid == 0:
         status = 70
         try:
-            from lambda_bulkhead.process import _signals  # noqa: PLC0415
-
             # Forked from a supervisor that may take its stop signals on a thread
             # of its own (they are blocked in its other threads): not here.
             _signals.set_blocked(frozenset())
