@@ -140,7 +140,10 @@ class StandIn:
         answer: Answer | None = None
         while True:
             while b"\r\n\r\n" not in pending:
-                got = conn.recv(65536)
+                try:
+                    got = conn.recv(65536)
+                except ConnectionResetError:  # a runtime ended while it polled
+                    return
                 if not got:
                     return
                 pending += got
