@@ -409,8 +409,8 @@ def test_100_mb_stream_through_a_supervisor_whose_memory_stays_flat(
     runtime: StartRuntime, make_emulator: MakeEmulator
 ) -> None:
     """Supervised: 100 MiB in 1 MiB yields reach the Runtime API whole, and the
-    supervisor's resident memory grows by far less than the stream (it holds a
-    chunk at a time)."""
+    supervisor's resident memory grows by far less than the stream (the chunks'
+    bytes go pipe to socket without entering it)."""
     emu = make_emulator(timeout_s=60.0)
     proc = start(runtime, "process", emulator=emu)
     supervisor = psutil.Process(proc.pid)
