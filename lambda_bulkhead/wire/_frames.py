@@ -183,7 +183,7 @@ class StreamStart(NamedTuple):
 
 class Chunk(NamedTuple):
     """Worker → supervisor: the next ``size`` bytes of the streamed answer of
-    ``turn`` (never none) are on stream pipe ``pipe``, written whole."""
+    ``turn`` (at least one) are on stream pipe ``pipe``, written whole."""
 
     turn: int
     size: int
