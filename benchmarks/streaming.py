@@ -19,7 +19,10 @@ its last chunk came:
   ``socket.sendmsg``, as little as Python can do for it.
 
 The runtimes are ``python -m lambda_bulkhead run`` subprocesses with the
-socket transport (``--isolation process`` and ``--isolation none``).
+socket transport (``--isolation process`` and ``--isolation none``), run with
+``BULKHEAD_SHUTDOWN_EXTENSION=0``: the stand-in speaks only the runtime half of
+the API, not the Extensions API the internal shutdown extension registers on,
+which has nothing to do with streaming.
 """
 
 from __future__ import annotations
@@ -137,7 +140,10 @@ class StandIn:
         answer: Answer | None = None
         while True:
             while b"\r\n\r\n" not in pending:
-                got = conn.recv(65536)
+                try:
+                    got = conn.recv(65536)
+                except ConnectionResetError:  # a runtime ended while it polled
+                    return
                 if not got:
                     return
                 pending += got
@@ -210,6 +216,7 @@ def start_runtime(port: int, root: Path, handler: str, isolation: str) -> subpro
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "AWS_LAMBDA_FUNCTION_TIMEOUT": "600",
         "LAMBDA_TASK_ROOT": str(root), "PYTHONPATH": str(REPO),
         "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "ERROR",
+        "BULKHEAD_SHUTDOWN_EXTENSION": "0",  # (see the module docstring)
     })
     return subprocess.Popen(
         [sys.executable, "-m", "lambda_bulkhead", "run", handler, "--isolation", isolation],

@@ -5,6 +5,7 @@ and the rules for 410/413/400/403/500 answers and transport failures."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -45,6 +46,7 @@ from lambda_bulkhead.runtime_api._http import SocketTransport
 from lambda_bulkhead.runtime_api._httpx import HttpxTransport
 from lambda_bulkhead.runtime_api._protocol import MAX_RESPONSE_BYTES, PostOutcome
 from lambda_bulkhead.runtime_api._transport import Transport
+from lambda_bulkhead.wire._pipes import enlarge_pipe, pipe_holds
 
 WAIT_S = 10.0
 ERROR_CONTENT_TYPE = "application/vnd.aws.lambda.error+json"
@@ -541,3 +543,45 @@ def test_a_users_httpx_client_is_used_and_left_open(emulator: Emulator) -> None:
             f"/2018-06-01/runtime/invocation/{invocation.request_id}/response",
         ]
         assert not client.is_closed
+
+
+# -- a streamed chunk moved from a pipe ----------------------------------------------
+
+
+class _Stopped(Exception):
+    """What a slot's ``blocked`` raises when it stops the worker mid-chunk."""
+
+
+def _stop() -> None:
+    raise _Stopped
+
+
+def test_a_chunk_stopped_in_its_pipe_is_completed_before_the_trailers(
+    emulator: Emulator, transport: str, log: RecordingLog
+) -> None:
+    """A chunk sent from a pipe whose wait for the Runtime API is stopped (a worker
+    killed meanwhile) is taken out of the pipe whole, and sent before the
+    trailers however the pipe fares: every byte arrives, in well-formed chunks."""
+    emulator.read_streams_slowly(2 * 1024 * 1024, read_size=64 * 1024)
+    read_end, write_end = os.pipe()
+    with by_hand(emulator, transport, log, post_timeout=30.0) as api:
+        try:
+            invocation, future = take(api, emulator)
+            stream = api.open_stream(invocation.request_id)
+            stream.begin("application/octet-stream")
+            # More than the send buffer and the slow reader's receive buffer
+            # hold: the socket is full when the pipe's chunk comes.
+            stream.send(b"a" * (3 * 1024 * 1024))
+            assert enlarge_pipe(write_end) >= 1024 * 1024
+            os.write(write_end, b"b" * (1024 * 1024))
+            os.set_blocking(read_end, False)
+            with pytest.raises(_Stopped):
+                stream.send_from_pipe(read_end, 1024 * 1024, _stop)
+            assert pipe_holds(read_end) == 0  # the rest is in hand, not in the pipe
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        stream.fail(InvocationError("Sandbox.Timedout", "stopped"))
+        result = future.result(30.0)
+    assert result.stream_error_type == "Runtime.Timedout", result
+    assert b"".join(chunk.data for chunk in result.chunks) == b"a" * (3 << 20) + b"b" * (1 << 20)

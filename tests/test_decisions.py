@@ -183,7 +183,7 @@ def test_a_streams_frames_must_come_in_order() -> None:
     assert stream_frame_violation(start, RID, streaming=False) is None
     assert stream_frame_violation(start, RID, streaming=True) == "a second StreamStart"
     assert stream_frame_violation(start._replace(request_id="other"), RID, streaming=False)
-    chunk = Chunk(turn=7, data=b"x")
+    chunk = Chunk(turn=7, size=1, pipe=0)
     assert stream_frame_violation(chunk, RID, streaming=True) is None
     assert stream_frame_violation(chunk, RID, streaming=False) == "a Chunk before its StreamStart"
 

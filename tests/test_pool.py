@@ -63,9 +63,9 @@ def test_exit_registry_wakes_a_waiting_slot() -> None:
 
 @pytest.fixture
 def pipes() -> list[int]:
-    """Five pipe ends, as a handle holds them (closed by the handle)."""
+    """Seven pipe ends, as a handle holds them (closed by the handle)."""
     fds = []
-    for _ in range(5):
+    for _ in range(7):
         read_end, write_end = os.pipe()
         os.close(write_end)
         fds.append(read_end)

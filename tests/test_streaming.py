@@ -23,6 +23,7 @@ APP = r'''
 import asyncio
 import ctypes
 import os
+import sys
 import time
 
 from lambda_bulkhead.responses import HttpPrelude
@@ -111,8 +112,42 @@ def then_exit(event, context):
     raise SystemExit(3)
 
 
+def worker_local(name):
+    # A local of the worker loop, found by walking the stack: what a handler
+    # that scribbles on the wrong fd, or forges a frame, would do.
+    frame = sys._getframe()
+    while frame.f_code.co_name != "run_worker":
+        frame = frame.f_back
+    return frame.f_locals[name]
+
+
+def half_written(event, context):
+    # What a worker that dies in the middle of a chunk leaves: bytes on its
+    # next stream pipe that no Chunk frame announced.
+    yield b"first"
+    os.write(worker_local("fds").streams[1], b"half")
+    os._exit(3)
+
+
+def stray(event, context):
+    yield b"first"
+    os.write(worker_local("fds").streams[1], b"stray")
+
+
+def overstated(event, context):
+    from lambda_bulkhead.wire._frames import Chunk, encode
+
+    yield b"first"
+    frame = encode(Chunk(worker_local("turn"), 1000, 1))
+    os.write(worker_local("fds").result, b"".join(frame))
+    time.sleep(600)
+
+
 ACTIONS = {
     "count": count,
+    "half_written": half_written,
+    "stray": stray,
+    "overstated": overstated,
     "raise": then(raise_),
     "segfault": then(segfault),
     "exit": then(exit_),
@@ -309,6 +344,48 @@ def test_what_a_dying_worker_left_in_its_pipe_is_all_forwarded(
     assert "exit status 3" in error_body(result)["errorMessage"]
 
 
+def test_a_chunk_its_worker_did_not_finish_writing_never_leaves(
+    runtime: StartRuntime, emulator: Emulator
+) -> None:
+    """Supervised: a worker that dies with part of a chunk on its stream pipe
+    (no Chunk frame announced it) ends the stream with well-formed trailers
+    after the chunks it finished, none of the partial bytes before them."""
+    proc = start(runtime, "process")
+    result = emulator.invoke(event(action="half_written"), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], proc.describe()
+    assert result.stream_error_type == "Runtime.ExitError"
+    assert "exit status 3" in error_body(result)["errorMessage"]
+
+
+def test_bytes_left_on_a_stream_pipe_get_the_worker_replaced(
+    runtime: StartRuntime, emulator: Emulator
+) -> None:
+    """Supervised: a stream that ends with bytes on a stream pipe no Chunk frame
+    announced gets its worker replaced, so that the next stream does not start
+    with them."""
+    proc = start(runtime, "process")
+    before = worker_pid(emulator)
+    result = emulator.invoke(event(action="stray"), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], proc.describe()
+    assert result.stream_error_type is None
+    after = emulator.invoke(event(n=2), timeout=WAIT_S)
+    assert b"".join(chunk.data for chunk in after.chunks) == b"chunk 0\nchunk 1\n"
+    assert worker_pid(emulator) != before
+
+
+def test_a_chunk_announced_larger_than_its_pipe_holds_is_a_violation(
+    runtime: StartRuntime, emulator: Emulator
+) -> None:
+    """Supervised: a Chunk frame announcing more bytes than its stream pipe holds
+    sends none of them (the HTTP chunk would be cut short): the worker is
+    killed for a protocol violation, the stream ends with the trailers."""
+    proc = start(runtime, "process")
+    result = emulator.invoke(event(action="overstated"), timeout=WAIT_S)
+    assert [chunk.data for chunk in result.chunks] == [b"first"], proc.describe()
+    assert result.stream_error_type == "Runtime.ExitError"
+    assert "worker protocol violation" in error_body(result)["errorMessage"]
+
+
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_slow_runtime_api_slows_the_handlers_yield(
     runtime: StartRuntime, make_emulator: MakeEmulator, isolation: str
@@ -332,8 +409,8 @@ def test_100_mb_stream_through_a_supervisor_whose_memory_stays_flat(
     runtime: StartRuntime, make_emulator: MakeEmulator
 ) -> None:
     """Supervised: 100 MiB in 1 MiB yields reach the Runtime API whole, and the
-    supervisor's resident memory grows by far less than the stream (it holds a
-    chunk at a time)."""
+    supervisor's resident memory grows by far less than the stream (the chunks'
+    bytes go pipe to socket without entering it)."""
     emu = make_emulator(timeout_s=60.0)
     proc = start(runtime, "process", emulator=emu)
     supervisor = psutil.Process(proc.pid)

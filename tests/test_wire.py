@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import struct
@@ -109,7 +108,7 @@ worker_exiteds = st.builds(WorkerExited, pid=u32, status=st.integers(0, 0xFFFF))
 wait_ons = st.builds(WaitOn, cpu=st.integers(0, 4095))
 declineds = st.builds(Declined, turn=u64)
 stream_starts = st.builds(StreamStart, turn=u64, request_id=texts, content_type=texts)
-chunks = st.builds(Chunk, turn=u64, data=st.binary(min_size=1, max_size=300))
+chunks = st.builds(Chunk, turn=u64, size=st.integers(1, 2**32 - 1), pipe=st.integers(0, 1))
 stream_ends = st.builds(
     StreamEnd, turn=u64, peak_rss=st.integers(0, 2**64 - 1), retire=st.sampled_from([0, 1])
 )
@@ -167,7 +166,7 @@ def test_every_kind_is_covered_and_kinds_are_distinct() -> None:
         TemplateNotes(connections=("tcp 127.0.0.1:443",)),
         Declined(turn=2**64 - 1),
         StreamStart(turn=7, request_id="r", content_type="text/event-stream"),
-        Chunk(turn=7, data=b"data: 1\n\n"),
+        Chunk(turn=7, size=1 << 20, pipe=1),
         StreamEnd(turn=7, peak_rss=1 << 20, retire=1),
     ]
     assert sorted(type(sample).__name__ for sample in samples) == sorted(
@@ -499,14 +498,15 @@ def test_number_bodies_of_the_wrong_size_or_value_are_refused(
         FrameDecoder().feed(raw_frame(KINDS[cls], body))
 
 
-def test_a_chunk_keeps_its_data_a_separate_part_and_is_never_empty() -> None:
-    """A chunk's bytes are framed without being copied, and an empty chunk (which
-    would end the HTTP body early) cannot be sent."""
-    data = os.urandom(1 << 20)
-    parts = encode(Chunk(turn=3, data=data))
-    assert parts[-1] is data
-    with pytest.raises(WireError):
-        encode(Chunk(turn=3, data=b""))
+@pytest.mark.parametrize("chunk", [Chunk(turn=3, size=0, pipe=0), Chunk(turn=3, size=1, pipe=2)])
+def test_a_chunk_is_never_empty_nor_on_a_pipe_the_worker_lacks(chunk: Chunk) -> None:
+    """An empty chunk (which would end the HTTP body early) or one on a third stream
+    pipe is neither sent nor taken."""
+    with pytest.raises(WireError, match="Chunk"):
+        encode(chunk)
+    body = struct.pack(">QIB", chunk.turn, chunk.size, chunk.pipe)
+    with pytest.raises(WireError, match="Chunk"):
+        FrameDecoder().feed(raw_frame(KINDS[Chunk], body))
 
 
 def test_a_negative_limit_is_not_sent() -> None:
@@ -520,30 +520,3 @@ def test_decoding_stops_at_the_bad_frame() -> None:
     decoder = FrameDecoder()
     with pytest.raises(WireError):
         decoder.feed(frame(Spawned(pid=1)) + raw_frame(77, b""))
-
-
-@given(
-    st.lists(st.one_of(chunks, stream_starts, stream_ends, results), max_size=6),
-    st.lists(st.integers(1, 70), min_size=1, max_size=8),
-)
-def test_frames_read_in_place_decode_as_fed_ones(messages: list[Message], sizes: list[int]) -> None:
-    """Read into the decoder in place (reserve/commit, as the supervisor reads a
-    stream's chunks, a chunk's data into its own buffer) in any sizes, the frames
-    decode to the same messages as when fed."""
-    stream = b"".join(frame(message) for message in messages)
-    decoder = FrameDecoder()
-    decoded: list[Message] = []
-    offset = 0
-    for size in itertools.cycle(sizes):
-        if offset >= len(stream):
-            break
-        with decoder.reserve(size) as view:
-            piece = stream[offset : offset + len(view)]
-            view[: len(piece)] = piece
-        offset += len(piece)
-        decoded += decoder.commit(len(piece))
-    normalised = [
-        Chunk(m.turn, bytes(m.data)) if isinstance(m, Chunk) else m for m in decoded
-    ]
-    assert normalised == messages
-    assert decoder.pending == 0

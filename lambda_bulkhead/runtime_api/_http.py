@@ -10,15 +10,17 @@ Supported answers: ``Content-Length`` bodies, ``Transfer-Encoding: chunked``
 bodies, and bodies delimited by the server closing the connection.
 
 A streamed ``/response`` (:meth:`SocketTransport.open_stream`) is sent as
-HTTP/1.1 chunks, each written as it comes, and ended by the last chunk with
-optional trailers (:func:`chunk_head`, :func:`last_chunk`); its writes wait for
-room in the socket a tick at a time, calling back between ticks, so that the
-caller can watch a deadline while a slow reader holds the stream back.
+HTTP/1.1 chunks, each written as it comes (from memory, or moved from a pipe
+to the socket with ``os.splice``), and ended by the last chunk with optional
+trailers (:func:`chunk_head`, :func:`last_chunk`); its writes wait for room in
+the socket a tick at a time, calling back between ticks, so that the caller
+can watch a deadline while a slow reader holds the stream back.
 """
 
 from __future__ import annotations
 
 import _socket
+import os
 import select
 import struct
 import time
@@ -500,12 +502,13 @@ def _reads_as_closed(sock: _socket.socket) -> bool:
 class ChunkedUpload:
     """One streamed request body, written chunk by chunk on its transport's socket.
 
-    :meth:`send` writes a chunk (the request head first, with the first one);
-    while the socket has no room, ``blocked`` is called every tick, or sooner
-    (it may raise: the unsent rest is kept and sent by :meth:`finish`).  A server that
-    takes no byte for ``stall_limit`` seconds has failed.  :meth:`finish`
-    ends the body, with trailers if given, and returns the server's answer.
-    Any failure closes the connection and raises :class:`TransportError`.
+    :meth:`send` writes a chunk (the request head first, with the first one),
+    :meth:`send_from_pipe` one that waits in a pipe; while the socket has no
+    room, ``blocked`` is called every tick, or sooner (it may raise: the
+    unsent rest is kept and sent by :meth:`finish`).  A server that takes no
+    byte for ``stall_limit`` seconds has failed.  :meth:`finish` ends the body,
+    with trailers if given, and returns the server's answer.  Any failure
+    closes the connection and raises :class:`TransportError`.
     """
 
     def __init__(
@@ -528,6 +531,26 @@ class ChunkedUpload:
         self._unsent += [memoryview(chunk_head(len(chunk))), memoryview(chunk), _CRLF]
         self._write(blocked)
 
+    def send_from_pipe(
+        self, fd: int, size: int, blocked: Callable[[], object] | None = None
+    ) -> None:
+        """Send as one chunk the next ``size`` bytes of the non-blocking pipe ``fd``,
+        which holds them all already: moved pipe to socket by the kernel
+        (``os.splice``), they never enter this process.  Should ``blocked`` raise
+        (or the connection fail), what is left of them is read out of the pipe
+        first, so that the chunk stays whole for :meth:`finish` to complete
+        whatever happens to the pipe afterwards (at most a pipe's capacity)."""
+        self._unsent.append(memoryview(chunk_head(size)))
+        piped = _Piped(fd, size)
+        try:
+            # MSG_MORE: the head waits for the chunk's first bytes, not its own packet.
+            self._write(blocked, _socket.MSG_MORE, piped)
+        finally:
+            if piped.left:
+                self._unsent.append(memoryview(_read_exactly(fd, piped.left)))
+            self._unsent.append(_CRLF)
+        self._write(blocked)
+
     def finish(
         self, trailers: tuple[tuple[str, str], ...] = (), *, timeout: float | None
     ) -> Response:
@@ -540,13 +563,22 @@ class ChunkedUpload:
         self._write(None)
         return self._transport._receive(sock, self._request, timeout)
 
-    def _write(self, blocked: Callable[[], object] | None) -> None:
+    def _write(
+        self, blocked: Callable[[], object] | None, flags: int = 0, piped: _Piped | None = None
+    ) -> None:
+        """Write the unsent bytes (with ``flags``), then those of ``piped``."""
         views = self._unsent
         stalled_since: float | None = None
         try:
-            while views:
+            while views or (piped is not None and piped.left):
                 try:
-                    written = self._sock.sendmsg(views)
+                    if views:
+                        drop_written(views, self._sock.sendmsg(views, (), flags))
+                    else:
+                        assert piped is not None  # (for the type checker)
+                        piped.left -= os.splice(
+                            piped.fd, self._sock.fileno(), piped.left, flags=os.SPLICE_F_MORE
+                        )
                 except BlockingIOError:  # no room for a whole tick
                     now = time.monotonic()
                     if stalled_since is None:
@@ -558,8 +590,7 @@ class ChunkedUpload:
                     continue
                 stalled_since = None
                 self.started = True
-                drop_written(views, written)
-                if views and blocked is not None:
+                if (views or (piped is not None and piped.left)) and blocked is not None:
                     blocked()  # a part went, within a tick: a slow reader all the same
         except TimeoutError as exc:
             self._transport.close()
@@ -570,6 +601,28 @@ class ChunkedUpload:
 
 
 _CRLF = memoryview(b"\r\n")
+
+
+class _Piped:
+    """The bytes of a chunk still in a pipe, to be spliced to the socket."""
+
+    __slots__ = ("fd", "left")
+
+    def __init__(self, fd: int, left: int) -> None:
+        self.fd = fd
+        self.left = left
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """The next ``size`` bytes of the pipe ``fd``, which holds them already."""
+    parts = []
+    while size:
+        part = os.read(fd, size)
+        if not part:
+            raise EOFError
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 class _Retryable(Exception):

@@ -84,10 +84,22 @@ class ResponseStream:
         ``Function.ResponseSizeTooLarge`` without sending the chunk; a failed
         connection raises :class:`~lambda_bulkhead.TransportError`.
         """
-        if self.size + len(chunk) > MAX_STREAM_BYTES:
-            raise stream_too_large_error(self.size + len(chunk))
-        self.size += len(chunk)
+        self._count(len(chunk))
         self._open().send(chunk, blocked)
+
+    def send_from_pipe(
+        self, fd: int, size: int, blocked: Callable[[], object] | None = None
+    ) -> None:
+        """As :meth:`send`, for a chunk of the next ``size`` bytes the pipe ``fd``
+        holds (all of them already), moved to the socket without passing
+        through this process (see :meth:`ChunkedUpload.send_from_pipe`)."""
+        self._count(size)
+        self._open().send_from_pipe(fd, size, blocked)
+
+    def _count(self, size: int) -> None:
+        if self.size + size > MAX_STREAM_BYTES:
+            raise stream_too_large_error(self.size + size)
+        self.size += size
 
     def finish(self) -> PostOutcome:
         """End the stream well; the Runtime API's answer."""

@@ -128,7 +128,9 @@ class WorkerHandle:
 
     def __init__(self, pid: int, fds: list[int]) -> None:
         self.pid = pid
-        self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd = fds
+        self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd = fds[:5]
+        #: A streamed answer's bytes, announced by its Chunk frames (read only then).
+        self.stream_fds = (fds[5], fds[6])
         try:
             self.pidfd: int | None = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -186,7 +188,7 @@ class WorkerHandle:
         self.closed = True
         self.memory.close()
         for fd in (self.invoke_fd, self.result_fd, self.stdout_fd, self.stderr_fd, self.fault_fd,
-                   self.pidfd):
+                   *self.stream_fds, self.pidfd):
             if fd is not None:
                 os.close(fd)
         self.pidfd = None
@@ -231,8 +233,9 @@ class TemplateClient:
         """
         ours: list[int] = []
         theirs: list[int] = []
-        # invoke: we write, it reads; result/stdout/stderr/fault: it writes, we read.
-        for index, we_write in enumerate((True, False, False, False, False)):
+        # invoke: we write, it reads; result/stdout/stderr/fault and the two
+        # stream pipes: it writes, we read.
+        for index, we_write in enumerate((True, False, False, False, False, False, False)):
             read_end, write_end = os.pipe2(os.O_CLOEXEC)
             if index < 2:  # the frame pipes: invoke and result
                 enlarge_pipe(read_end)

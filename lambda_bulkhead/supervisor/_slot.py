@@ -13,9 +13,13 @@ with one ``poll`` over the worker's pipes and its pidfd, for the first of:
 
 * a :class:`Result` or :class:`Failure` frame: the answer;
 * for a streaming handler, :class:`StreamStart` and :class:`Chunk` frames: each
-  chunk is written to the invocation's ``ResponseStream`` before the worker's
-  pipe is read again (back-pressure: a worker whose chunks wait blocks in its
-  write), while the Runtime API takes it the checks below go on every
+  chunk a frame announces is moved from the worker's stream pipe to the
+  invocation's ``ResponseStream`` (``os.splice``: the bytes never enter the
+  supervisor) before the worker's result pipe is read again (back-pressure: a
+  worker whose chunks wait blocks in its write; a stream pipe that does not
+  hold the bytes announced is a protocol violation, and one that still holds
+  bytes when the stream ended gets the worker replaced), while the Runtime
+  API takes it the checks below go on every
   ``STREAM_TICK_S``; :class:`StreamEnd` ends it (a failure after the first
   byte leaves as the stream's trailers, see :mod:`lambda_bulkhead.runtime_api._loop`);
 * the worker's death (pidfd): ``Runtime.ExitError`` with the signal or status
@@ -50,7 +54,6 @@ answer), else the highest RSS sampled, never below the worker's baseline.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import os
 import select
@@ -101,7 +104,6 @@ from lambda_bulkhead.supervisor._policy import (
 )
 from lambda_bulkhead.supervisor._pool import ExitRegistry, WorkerHandle, WorkerPool, WorkerState
 from lambda_bulkhead.wire._frames import (
-    CHUNK_HEAD_BYTES,
     RETIRE_REASONS,
     TURN_MASK,
     Chunk,
@@ -115,8 +117,8 @@ from lambda_bulkhead.wire._frames import (
     encode_invoke,
 )
 from lambda_bulkhead.wire._pipes import (
+    pipe_holds,
     read_available,
-    read_frames,
     read_size,
     send_message,
     write_parts,
@@ -151,19 +153,10 @@ _MB = 1024 * 1024
 _IN_TURN = (Result, Failure, Declined, StreamEnd)
 #: The frames of a streamed answer that carry its bytes, forwarded as they come.
 _STREAMED = (StreamStart, Chunk)
-
-
-def _holds_data(fd: int) -> bool:
-    """Whether the pipe ``fd`` holds bytes not read yet (``FIONREAD``)."""
-    import fcntl  # noqa: PLC0415 - only after a worker's death
-    import termios  # noqa: PLC0415
-
-    count = array.array("i", [0])
-    try:
-        fcntl.ioctl(fd, termios.FIONREAD, count)
-    except OSError:  # closed already
-        return False
-    return count[0] > 0
+#: The ``worker replaced`` reason of a worker whose streamed answer ended with
+#: bytes on a stream pipe no Chunk announced (a piece it did not finish writing:
+#: the next stream would start with them).
+LEFT_STREAM_BYTES = "left bytes on a stream pipe"
 
 
 class _Watch:
@@ -622,7 +615,7 @@ class Slot:
         the chunks of a streamed answer read meanwhile are forwarded to ``stream``
         (``blocked`` called while the Runtime API holds one back)."""
         try:
-            messages = self._receive(worker, streaming=stream.begun)
+            messages = self._receive(worker)
         except EOFError:
             # Closed: wait for the pidfd.  _died reads again after the EOF was seen.
             with contextlib.suppress(KeyError):
@@ -648,6 +641,8 @@ class Slot:
             # Bytes after the answer: the start of a frame out of turn, which
             # would swallow the next invocation's answer.
             self._out_of_turn(worker, "a partial frame")
+        if stream.begun and any(pipe_holds(fd) for fd in worker.stream_fds):
+            worker.retire_reason = LEFT_STREAM_BYTES
         verdict = answer_verdict(message, invocation.request_id, streaming=stream.begun)
         if type(verdict) is Verdict:
             if verdict.violation is not None:
@@ -658,14 +653,10 @@ class Slot:
         return verdict
 
     @staticmethod
-    def _receive(worker: WorkerHandle, *, streaming: bool) -> list[Message] | None:
+    def _receive(worker: WorkerHandle) -> list[Message] | None:
         """The frames completed by what the result pipe holds now (None: nothing);
         ``EOFError`` once it is closed."""
         decoder = worker.decoder
-        if streaming:
-            # Chunks: a frame's head, then the rest in its exact size, read into
-            # the decoder in place (a MiB is not copied to join its pieces).
-            return read_frames(worker.result_fd, decoder, decoder.remaining() or CHUNK_HEAD_BYTES)
         data = read_available(worker.result_fd, read_size(decoder))
         if data == b"":
             raise EOFError
@@ -682,17 +673,24 @@ class Slot:
         """Begin the stream, or write a chunk to the Runtime API (returning once it
         took it); a verdict if the frame breaks the stream's rules."""
         why = stream_frame_violation(frame, invocation.request_id, streaming=stream.begun)
+        if why is None and type(frame) is StreamStart:
+            stream.begin(frame.content_type)
+            return None
         if why is None:
-            if type(frame) is StreamStart:
-                stream.begin(frame.content_type)
-                return None
             assert isinstance(frame, Chunk)  # (for the type checker)
-            try:
-                stream.send(frame.data, blocked)
-            except InvocationError as too_large:  # the worker streamed past the limit
-                why = too_large.error_message
+            fd = worker.stream_fds[frame.pipe]
+            # Announced bytes are all there before a byte of the chunk leaves:
+            # a chunk is never cut short on the Runtime API connection.
+            held = pipe_holds(fd)
+            if held < frame.size:
+                why = f"a Chunk of {frame.size} bytes with {held} on its stream pipe"
             else:
-                return None
+                try:
+                    stream.send_from_pipe(fd, frame.size, blocked)
+                except InvocationError as too_large:  # the worker streamed past the limit
+                    why = too_large.error_message
+                else:
+                    return None
         return self._violation(worker, violation_verdict(invocation.request_id, why))
 
     def _out_of_turn(self, worker: WorkerHandle, frame: object) -> None:
@@ -785,10 +783,10 @@ class Slot:
         stream: ResponseStream,
     ) -> Verdict | Rerun:
         # An answer may have been written just before the exit (a fatal Failure,
-        # a StreamEnd), after chunks still in the pipe: all of it is read, one
-        # frame (or a piece of one) at a time for a stream.
+        # a StreamEnd), after Chunk frames still in the pipe: all of it is read
+        # (each chunk forwarded, its bytes still in their stream pipe).
         answered = self._read_answer(worker, invocation, turn, stream)
-        while answered is None and _holds_data(worker.result_fd):
+        while answered is None and pipe_holds(worker.result_fd):
             answered = self._read_answer(worker, invocation, turn, stream)
         status, stack = self._collect_death(worker, fault)
         if type(answered) is Rerun:

@@ -17,17 +17,25 @@ Every message crosses a pipe (or, for the template, a Unix socket) as one frame:
   peak RSS (``u64``), its two text lengths and its retire code (``u8``,
   :data:`RETIRE_REASONS`);
   then the texts (UTF-8), then the raw payload.  A streamed answer's
-  :class:`Chunk` is its turn (``u64``) then the raw bytes; its
-  :class:`StreamStart` the turn (``u64``) and its two text lengths (``u32``),
-  then the texts.  The messages of whole
-  numbers only are one ``struct`` of ``i64`` each (``Spawn``'s absent limit is
-  -1); the two failures and :class:`TemplateNotes` are one UTF-8 JSON
-  object each.
+  :class:`StreamStart` is the turn (``u64``) and its two text lengths
+  (``u32``), then the texts.  The messages of whole numbers only are one
+  ``struct`` of ``i64`` each (``Spawn``'s absent limit is -1; :class:`Chunk`,
+  :class:`StreamEnd` and :class:`Declined` have their own, narrower); the two
+  failures and :class:`TemplateNotes` are one UTF-8 JSON object each.
 
 A streamed answer (a generator handler) is, in turn, one :class:`StreamStart`
 (sent with the first chunk), :class:`Chunk` frames, then :class:`StreamEnd` or
-a :class:`Failure`; the supervisor forwards each chunk before it reads on, so
-a worker whose chunks are not taken blocks in its write (back-pressure).
+a :class:`Failure`.  A chunk's bytes are not in its frame: the worker writes
+them whole on one of its two *stream pipes*, raw, then the :class:`Chunk`
+frame that says which pipe and how many bytes, so that the supervisor can move
+them pipe to socket with ``os.splice`` without ever holding them, and never
+sees a chunk its worker did not finish writing (a worker that dies in the
+middle of one leaves bytes no frame announced).  The worker alternates
+between the two pipes, filling one while the supervisor empties the other;
+the supervisor forwards each chunk before it reads on, so a worker whose
+chunks are not taken blocks in its write (back-pressure).  A piece is at most
+what its pipe holds, so that it can always be written whole before it is
+announced.
 
 The turn: every Invoke carries a number the worker has no other way to know
 (each slot counts them from a random 64-bit start), and the one
@@ -58,12 +66,12 @@ if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
 __all__ = [
-    "CHUNK_HEAD_BYTES",
     "HEADER",
     "KINDS",
     "MAX_FRAME",
     "RETIRE_OUTPUT_LOST",
     "RETIRE_REASONS",
+    "STREAM_PIPES",
     "TURN_MASK",
     "VERSION",
     "BecomeWorker",
@@ -86,11 +94,10 @@ __all__ = [
     "WireError",
     "WorkerExited",
     "encode",
-    "encode_chunk",
     "encode_invoke",
 ]
 
-VERSION = 2
+VERSION = 3
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">IBBH")
 _LEN = struct.Struct(">I")
@@ -102,18 +109,15 @@ _INVOKE_HEAD = struct.Struct(">IBBHQq8I")
 #: A Result frame's header and fixed part: turn, peak RSS, request id and
 #: content type lengths, retire code.
 _RESULT_HEAD = struct.Struct(">IBBHQQIIB")
-#: A Chunk frame's header and turn; a StreamStart's, with its two text lengths.
-_CHUNK_HEAD = struct.Struct(">IBBHQ")
+#: A StreamStart frame's header, turn and two text lengths.
 _START_HEAD = struct.Struct(">IBBHQII")
-#: The bytes of a Chunk frame before its data (what a reader of chunks asks for
-#: first, to learn the rest's exact size).
-CHUNK_HEAD_BYTES = _CHUNK_HEAD.size
 #: Turns are ``u64``: a slot's count wraps at this.
 TURN_MASK = 2**64 - 1
 _INVOKE_KIND = 1
 _RESULT_KIND = 2
 _START_KIND = 14
-_CHUNK_KIND = 15
+#: How many stream pipes a worker has (a :class:`Chunk`'s ``pipe`` is below it).
+STREAM_PIPES = 2
 
 
 #: Why a worker asks to be replaced after its answer (an answer's ``retire``
@@ -178,11 +182,12 @@ class StreamStart(NamedTuple):
 
 
 class Chunk(NamedTuple):
-    """Worker → supervisor: the next bytes of the streamed answer of ``turn``
-    (never empty)."""
+    """Worker → supervisor: the next ``size`` bytes of the streamed answer of
+    ``turn`` (at least one) are on stream pipe ``pipe``, written whole."""
 
     turn: int
-    data: bytes
+    size: int
+    pipe: int
 
 
 class StreamEnd(NamedTuple):
@@ -293,7 +298,7 @@ KINDS: dict[type[Message], int] = {
     TemplateNotes: 12,
     Declined: 13,
     StreamStart: _START_KIND,
-    Chunk: _CHUNK_KIND,
+    Chunk: 15,
     StreamEnd: 16,
 }
 #: The messages of whole numbers only: one i64 per field.
@@ -303,6 +308,7 @@ _INT_LAYOUTS: dict[type[Message], struct.Struct] = {
 }
 _INT_LAYOUTS[Declined] = struct.Struct(">Q")  # a turn is a u64
 _INT_LAYOUTS[StreamEnd] = struct.Struct(">QQB")  # turn, peak RSS, retire code
+_INT_LAYOUTS[Chunk] = struct.Struct(">QIB")  # turn, size, pipe
 _INT_KINDS = {KINDS[cls]: cls for cls in _INT_LAYOUTS}
 _JSON_KINDS: dict[int, type[Message]] = {
     KINDS[Failure]: Failure, KINDS[TemplateFailed]: TemplateFailed,
@@ -352,13 +358,6 @@ def _encode_result(result: Result) -> list[bytes]:
     return [head + request_id + content_type, result.body]
 
 
-def encode_chunk(turn: int, data: bytes) -> list[bytes]:
-    """``encode(Chunk(turn, data))`` (the data its own part, never copied)."""
-    _check_length(_CHUNK_HEAD.size - HEADER.size + len(data))
-    return [_CHUNK_HEAD.pack(_CHUNK_HEAD.size - HEADER.size + len(data), VERSION, _CHUNK_KIND,
-                             0, turn), data]
-
-
 def _encode_start(start: StreamStart) -> list[bytes]:
     request_id = start.request_id.encode("utf-8", "surrogatepass")
     content_type = start.content_type.encode("utf-8", "surrogatepass")
@@ -384,12 +383,7 @@ def encode(message: Message) -> list[bytes]:
     if cls is Result:
         return _encode_result(message)  # type: ignore[arg-type]
     if cls is Chunk:
-        if not message.data:  # type: ignore[union-attr]
-            raise WireError("Chunk: empty")
-        try:
-            return encode_chunk(*message)
-        except struct.error as exc:
-            raise WireError(f"Chunk: {exc}") from None
+        _check_chunk(message)  # type: ignore[arg-type]
     if cls is StreamStart:
         try:
             return _encode_start(message)  # type: ignore[arg-type]
@@ -463,10 +457,11 @@ def _decode_result(frame: memoryview, end: int) -> Result:
                   peak_rss, retire, turn)
 
 
-def _decode_chunk(frame: memoryview, end: int) -> Chunk:
-    if end <= _CHUNK_HEAD.size:
-        raise WireError("Chunk body ends inside its fixed part, or is empty")
-    return Chunk(_CHUNK_HEAD.unpack_from(frame)[4], bytes(frame[_CHUNK_HEAD.size : end]))
+def _check_chunk(chunk: Chunk) -> None:
+    if chunk.size <= 0:
+        raise WireError(f"Chunk of {chunk.size} bytes")
+    if not 0 <= chunk.pipe < STREAM_PIPES:
+        raise WireError(f"Chunk on stream pipe {chunk.pipe}, not one of {STREAM_PIPES}")
 
 
 def _decode_start(frame: memoryview, end: int) -> StreamStart:
@@ -489,8 +484,6 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
         return _decode_invoke(frame, len(frame))
     if kind == _RESULT_KIND:
         return _decode_result(frame, len(frame))
-    if kind == _CHUNK_KIND:
-        return _decode_chunk(frame, len(frame))
     if kind == _START_KIND:
         return _decode_start(frame, len(frame))
     int_cls = _INT_KINDS.get(kind)
@@ -498,6 +491,8 @@ def decode_frame(kind: int, frame: memoryview) -> Message:
         message = _decode_ints(int_cls, frame)
         if type(message) is StreamEnd and message.retire and message.retire not in RETIRE_REASONS:
             raise WireError(f"StreamEnd retire code is {message.retire}")
+        if type(message) is Chunk:
+            _check_chunk(message)
         return message
     cls = _JSON_KINDS.get(kind)
     if cls is None:
@@ -569,64 +564,19 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self._max_frame = max_frame
-        self._reserved = 0
-        #: The data of the Chunk frame being read in place (see :meth:`reserve`).
-        self._chunk: bytearray | None = None
-        self._chunk_turn = 0
-        self._filled = 0
 
     @property
     def pending(self) -> int:
         """Bytes held that do not yet form a whole frame (half a frame at EOF: an error)."""
-        return len(self._buffer) + (0 if self._chunk is None else _CHUNK_HEAD.size + self._filled)
+        return len(self._buffer)
 
     def remaining(self) -> int:
         """Bytes still missing from the frame being received (0 before its header),
         so that a reader can ask for the whole rest of a large frame at once."""
-        if self._chunk is not None:
-            return len(self._chunk) - self._filled
         if len(self._buffer) < HEADER.size:
             return 0
         length: int = _LEN.unpack_from(self._buffer, 0)[0]
         return max(0, HEADER.size + length - len(self._buffer))
-
-    def reserve(self, size: int) -> memoryview:
-        """Up to ``size`` writable bytes for a reader to fill in place, then
-        :meth:`commit` how many it filled (release the view first).
-
-        Once a :class:`Chunk` frame's head is held, the view is of the chunk's own
-        data buffer: read in its exact size, however many reads it takes, a
-        chunk's bytes are never copied to join their pieces nor to decode them.
-        """
-        if self._chunk is None and len(self._buffer) == _CHUNK_HEAD.size:
-            length, version, kind, _, turn = _CHUNK_HEAD.unpack_from(self._buffer)
-            if (
-                kind == _CHUNK_KIND and version == VERSION
-                and _CHUNK_HEAD.size - HEADER.size < length <= self._max_frame
-            ):
-                self._chunk = bytearray(length - (_CHUNK_HEAD.size - HEADER.size))
-                self._chunk_turn = turn
-                self._filled = 0
-                self._buffer.clear()
-        if self._chunk is not None:
-            return memoryview(self._chunk)[self._filled : self._filled + size]
-        held = len(self._buffer)
-        self._buffer.extend(bytes(size))
-        self._reserved = held
-        return memoryview(self._buffer)[held:]
-
-    def commit(self, filled: int) -> list[Message]:
-        """The messages completed by ``filled`` bytes read into :meth:`reserve`'s view."""
-        chunk = self._chunk
-        if chunk is not None:
-            self._filled += filled
-            if self._filled < len(chunk):
-                return []
-            self._chunk = None
-            # The bytearray is the chunk's data as it is (a bytes-like value).
-            return [Chunk(self._chunk_turn, chunk)]  # type: ignore[arg-type]
-        del self._buffer[self._reserved + filled :]
-        return self.feed(b"")
 
     def feed(self, data: bytes) -> list[Message]:
         if self._buffer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _socket
 import array
-import contextlib
 import fcntl
 import os
 import select
@@ -28,8 +27,8 @@ __all__ = [
     "FRAME_PIPE_BYTES",
     "READ_BYTES",
     "enlarge_pipe",
+    "pipe_holds",
     "read_available",
-    "read_frames",
     "read_message",
     "read_size",
     "receive_with_fds",
@@ -46,6 +45,7 @@ READ_BYTES = 64 * 1024
 #: crosses in one write and one read instead of sixteen.
 FRAME_PIPE_BYTES = 1024 * 1024
 _F_SETPIPE_SZ = 1031
+_F_GETPIPE_SZ = 1032
 #: The longest wait ``poll`` takes (a C int of milliseconds, about 24 days).
 _MAX_POLL_MS = 2**31 - 1
 #: Up to this, a frame's parts are joined and written with one os.write.
@@ -96,10 +96,26 @@ def send_message(fd: int, message: Message, deadline: float | None = None) -> No
     write_parts(fd, encode(message), deadline)
 
 
-def enlarge_pipe(fd: int) -> None:
-    """Give a frame pipe :data:`FRAME_PIPE_BYTES` of buffer where the kernel allows."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, FRAME_PIPE_BYTES)
+def enlarge_pipe(fd: int) -> int:
+    """Give a pipe :data:`FRAME_PIPE_BYTES` of buffer where the kernel allows (it
+    may not: past the user's share of pipe memory a pipe keeps its 64 KiB);
+    the bytes it now holds at most."""
+    try:
+        return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, FRAME_PIPE_BYTES))
+    except OSError:
+        return int(fcntl.fcntl(fd, _F_GETPIPE_SZ))
+
+
+def pipe_holds(fd: int) -> int:
+    """How many bytes the pipe ``fd`` holds, not read yet (``FIONREAD``; 0 once closed)."""
+    import termios  # noqa: PLC0415 - streams and deaths only: off the cold start
+
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
 
 
 def read_size(decoder: FrameDecoder) -> int:
@@ -113,21 +129,6 @@ def read_available(fd: int, limit: int = READ_BYTES) -> bytes | None:
         return os.read(fd, limit)
     except BlockingIOError:
         return None
-
-
-def read_frames(fd: int, decoder: FrameDecoder, size: int) -> list[Message] | None:
-    """Read up to ``size`` bytes of a non-blocking fd into ``decoder`` in place (see
-    :meth:`FrameDecoder.reserve`): the messages they complete; None if the fd
-    holds nothing now; ``EOFError`` at end of file."""
-    with decoder.reserve(size) as view:
-        try:
-            got = os.readv(fd, [view])
-        except BlockingIOError:
-            got = -1
-    messages = decoder.commit(max(got, 0))
-    if got == 0:
-        raise EOFError
-    return None if got < 0 else messages
 
 
 def send_with_fds(sock: _socket.socket, data: bytes, fds: Sequence[int]) -> None:

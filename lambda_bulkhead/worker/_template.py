@@ -261,7 +261,7 @@ def _serve(
             kill_orphans(workers)
         if ctl.fileno() not in readable:
             continue
-        data, fds = receive_with_fds(ctl, 4096, 5)
+        data, fds = receive_with_fds(ctl, 4096, 7)
         if not data:
             abandon()
         try:
@@ -269,11 +269,12 @@ def _serve(
         except WireError:
             return 70
         request = requests[0] if len(requests) == 1 else None
-        if not isinstance(request, Spawn | BecomeWorker) or len(fds) != 5:
+        if not isinstance(request, Spawn | BecomeWorker) or len(fds) != 7:
             for fd in fds:
                 os.close(fd)
             return 70
-        worker_fds = WorkerFds(*fds)
+        invoke, result, stdout, stderr, fault, stream_a, stream_b = fds
+        worker_fds = WorkerFds(invoke, result, stdout, stderr, fault, (stream_a, stream_b))
         if not restored:
             try:
                 run_after_restore_hooks()

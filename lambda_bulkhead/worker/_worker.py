@@ -15,7 +15,8 @@ Rules (the supervisor relies on each):
 4. It answers every :class:`Invoke` with exactly one :class:`Result` or
    :class:`Failure` carrying the Invoke's turn (a streaming handler's answer:
    :class:`StreamStart` with the first chunk, a :class:`Chunk` per yield, in
-   pieces of at most :data:`CHUNK_FRAME_BYTES`, then :class:`StreamEnd` or a
+   pieces of at most what a stream pipe holds, each written whole on its
+   stream pipe before its frame, then :class:`StreamEnd` or a
    :class:`Failure`; each write blocks until the supervisor has room, so the
    handler yields no faster than the Runtime API reads); after a fatal one
    (``SystemExit``, ``KeyboardInterrupt``, ``MemoryError``) it exits and is
@@ -83,6 +84,7 @@ from lambda_bulkhead.process._orphans import kill_orphans
 from lambda_bulkhead.process._procfs import current_rss
 from lambda_bulkhead.wire._frames import (
     RETIRE_OUTPUT_LOST,
+    Chunk,
     Declined,
     Failure,
     FrameDecoder,
@@ -93,9 +95,8 @@ from lambda_bulkhead.wire._frames import (
     StreamStart,
     WaitOn,
     encode,
-    encode_chunk,
 )
-from lambda_bulkhead.wire._pipes import FRAME_PIPE_BYTES, read_message, send_message, write_parts
+from lambda_bulkhead.wire._pipes import enlarge_pipe, read_message, send_message, write_parts
 from lambda_bulkhead.worker._child import take_output_pipes
 from lambda_bulkhead.worker._state import ProcessState
 
@@ -117,22 +118,21 @@ __all__ = [
 
 
 class WorkerFds(NamedTuple):
-    """The worker's ends of its five pipes."""
+    """The worker's ends of its seven pipes."""
 
     invoke: int
     result: int
     stdout: int
     stderr: int
     fault: int
+    #: The two stream pipes (a streamed answer's bytes; see :class:`Chunk`).
+    streams: tuple[int, int]
 
 
 #: A worker's exit status when an ``on_worker_start`` hook raised.
 EXIT_START_HOOK_FAILED = 5
 #: A worker's exit status after it declined an Invoke (see :class:`Declined`).
 EXIT_DECLINED = 6
-#: The largest Chunk frame a worker writes: a larger yield goes in pieces, so that
-#: the supervisor holds at most this much of a stream at once.
-CHUNK_FRAME_BYTES = 4 * FRAME_PIPE_BYTES
 #: Free heap a worker keeps between events when its cap allows (keep_heap).
 KEPT_HEAP_BYTES = 32 * 1024 * 1024
 
@@ -267,13 +267,13 @@ def _be_first_to_go() -> None:
 
 
 def _answer(
-    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int, result_fd: int
+    handler: CoreHandler, invocation: Invocation, meta: FunctionMeta, turn: int, fds: WorkerFds
 ) -> Result | Failure | StreamEnd:
     request_id = invocation.request_id
     try:
         answer = execute_in_process(handler, invocation, meta)
         if answer.stream is not None:
-            return _send_streamed(result_fd, answer.stream, request_id, turn)
+            return _send_streamed(fds, answer.stream, request_id, turn)
     except MemoryError as exc:
         return _failure(request_id, HandlerCrash.from_exception(exc), fatal=True, turn=turn)
     except InvocationError as error:
@@ -292,26 +292,39 @@ def _answer(
     )
 
 
-def _send_streamed(fd: int, streamed: Streamed, request_id: str, turn: int) -> StreamEnd:
-    """Write each chunk the handler yields as it comes (blocking while the pipe is
-    full); the StreamEnd to send once it ended well.  A handler failure is raised."""
+def _send_streamed(fds: WorkerFds, streamed: Streamed, request_id: str, turn: int) -> StreamEnd:
+    """Write each chunk the handler yields as it comes, in pieces on the two
+    stream pipes in turn, each announced by its :class:`Chunk` frame once
+    written whole (blocking while a pipe is full); the StreamEnd to send once
+    it ended well.  A handler failure is raised."""
     parts: list[bytes] = []
     started = False
+    # Enlarged here, not at spawn: a worker that never streams holds no share
+    # of the user's pipe memory for them.  A piece fits its pipe whole, so the
+    # worker never waits on bytes it has not announced yet.
+    piece_bytes = min(enlarge_pipe(fd) for fd in fds.streams)
+    pipe = 0
     for chunk in streamed:
         if not started:
             started = True
             parts = encode(StreamStart(turn, request_id, streamed.content_type))
         view = memoryview(chunk)
-        for offset in range(0, len(chunk), CHUNK_FRAME_BYTES):
-            piece = chunk if len(chunk) <= CHUNK_FRAME_BYTES else bytes(
-                view[offset : offset + CHUNK_FRAME_BYTES]
-            )
-            parts += encode_chunk(turn, piece)
-            write_parts(fd, parts)
+        for offset in range(0, len(view), piece_bytes):
+            piece = view[offset : offset + piece_bytes]
+            _write_whole(fds.streams[pipe], piece)
+            parts += encode(Chunk(turn, len(piece), pipe))
+            write_parts(fds.result, parts)
             parts = []
+            pipe ^= 1
     if not started:  # nothing yielded: an empty stream, still a stream
-        write_parts(fd, encode(StreamStart(turn, request_id, streamed.content_type)))
+        write_parts(fds.result, encode(StreamStart(turn, request_id, streamed.content_type)))
     return StreamEnd(turn=turn, peak_rss=_peak_rss())
+
+
+def _write_whole(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` to the blocking fd ``fd``."""
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 #: How native libraries word an allocation the system refused (torch's
@@ -438,7 +451,7 @@ def run_worker(
         state.request_id, state.tenant_id = invocation.request_id, invocation.tenant_id
         status = None
         try:
-            reply = _answer(handler, invocation, meta, turn, fds.result)
+            reply = _answer(handler, invocation, meta, turn, fds)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit...
             error = exit_error(invocation.request_id, exc)
             reply = _failure(invocation.request_id, error, fatal=True, turn=turn)
