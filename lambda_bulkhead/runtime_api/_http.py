@@ -68,7 +68,7 @@ def encode_head(request: Request, host: str) -> bytes:
     """The request line and headers for ``request`` (the body is sent after it)."""
     lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: {host}"]
     lines.extend(f"{name}: {value}" for name, value in request.headers)
-    chunked = any(name == "Transfer-Encoding" for name, _ in request.headers)
+    chunked = ("Transfer-Encoding", "chunked") in request.headers
     if not chunked and (request.method != "GET" or request.body):
         lines.append(f"Content-Length: {len(request.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
