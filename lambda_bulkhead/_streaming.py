@@ -30,6 +30,7 @@ __all__ = [
     "PRELUDE_DELIMITER",
     "HttpPrelude",
     "chunk_bytes",
+    "stream_abandoned_error",
     "stream_too_large_error",
 ]
 
@@ -102,4 +103,15 @@ def stream_too_large_error(size: int) -> InvocationError:
         "Function.ResponseSizeTooLarge",
         f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
         f"({MAX_STREAM_BYTES} bytes).",
+    )
+
+
+def stream_abandoned_error(request_id: str, reason: str) -> InvocationError:
+    """The error of a stream the runtime gave up: its connection to the Runtime
+    API failed, or took no byte for the post timeout (``reason``).  Nothing more
+    can be sent for it; the error is what its summary record says (the caller
+    sees the stream end early, ``Runtime.TruncatedResponse`` in the emulator)."""
+    return InvocationError(
+        "Runtime.TruncatedResponse",
+        f"RequestId: {request_id} Error: the response stream was abandoned ({reason})",
     )

@@ -5,6 +5,7 @@ are an /error and after it the trailers, back-pressure end to end."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import threading
@@ -450,3 +451,46 @@ def test_a_caller_that_disconnects_mid_stream_costs_nothing_else(
     assert result.caller_disconnected
     assert result.stream_error_type is None
     assert emulator.invoke(event(n=1), timeout=WAIT_S).chunks[0].data == b"chunk 0\n"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_stream_the_runtime_api_stops_taking_is_abandoned_and_the_runtime_serves_on(
+    runtime: StartRuntime, make_emulator: MakeEmulator, isolation: str
+) -> None:
+    """A Runtime API that takes no byte of a stream for the post timeout (10 s):
+    the runtime gives that one stream up (its connection reset, so the caller
+    sees it cut short), stops the handler, and serves the next event, where it
+    used to exit and end every other invocation with it."""
+    emu = make_emulator(timeout_s=120.0)
+    # 4 KiB every ~14 s: once the socket buffers are full, no byte moves for
+    # longer than the post timeout.
+    emu.read_streams_slowly(300, read_size=4096)
+    proc = start(runtime, isolation, emulator=emu)
+    stalled: list[InvokeResult] = []
+
+    def call() -> None:
+        # Its answer may still be on its way when the emulator stops at teardown.
+        with contextlib.suppress(Exception):
+            stalled.append(emu.invoke(event(action="endless", size=1 << 20), timeout=120.0))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert proc.wait_for(
+        lambda record: record.get("message") == "response stream abandoned; serving on", 60.0
+    ), proc.describe()
+    emu.read_streams_slowly(None)
+    after = emu.invoke(event(action="count", n=3), timeout=WAIT_S)
+    assert after.stream_error_type is None, (after, proc.describe())
+    assert b"".join(chunk.data for chunk in after.chunks) == b"chunk 0\nchunk 1\nchunk 2\n"
+    assert proc.process.poll() is None, proc.describe()
+    if isolation == "process":
+        (report,) = [
+            record for record in proc.records()
+            if record.get("errorType") == "Runtime.TruncatedResponse"
+        ]
+        assert report["type"] == "bulkhead.report", report
+        assert report["workerReplaced"] is True, report
+    caller.join(1.0)
+    # The emulator, reading slowly, may not have seen the reset yet; once it
+    # has, the caller's stream ended cut short.
+    assert all(result.stream_error_type == "Runtime.TruncatedResponse" for result in stalled)

@@ -261,8 +261,13 @@ class SocketTransport:
         self._pending: Request | None = None
         self._after_send: Callable[[], object] | None = None
 
-    def close(self) -> None:
+    def close(self, *, reset: bool = False) -> None:
+        """Close the connection; ``reset``: with a TCP reset, dropping what its
+        send buffer still holds (a stream given up: the peer learns at once
+        that it ends here, instead of reading the rest first)."""
         if self._sock is not None:
+            if reset:
+                self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _LINGER_RESET)
             self._sock.close()
             self._sock = None
             self._kernel_timeout = None
@@ -561,7 +566,11 @@ class ChunkedUpload:
             self._transport._kernel_timeout = timeout
         self._unsent.append(memoryview(last_chunk(trailers)))
         self._write(None)
-        return self._transport._receive(sock, self._request, timeout)
+        try:
+            return self._transport._receive(sock, self._request, timeout)
+        except _Retryable as exc:  # closed with no answer: a stream cannot be sent again
+            self._transport.close()
+            raise TransportError(self._request.call, str(exc.__cause__ or exc)) from exc
 
     def _write(
         self, blocked: Callable[[], object] | None, flags: int = 0, piped: _Piped | None = None
@@ -593,7 +602,7 @@ class ChunkedUpload:
                 if (views or (piped is not None and piped.left)) and blocked is not None:
                     blocked()  # a part went, within a tick: a slow reader all the same
         except TimeoutError as exc:
-            self._transport.close()
+            self._transport.close(reset=True)
             raise TransportError(self._request.call, "the stream was not read in time") from exc
         except OSError as exc:
             self._transport.close()
@@ -601,6 +610,8 @@ class ChunkedUpload:
 
 
 _CRLF = memoryview(b"\r\n")
+#: SO_LINGER on, with no time to linger: close() resets the connection.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class _Piped:

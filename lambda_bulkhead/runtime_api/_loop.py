@@ -66,7 +66,9 @@ def send_streamed(streamed: Streamed, stream: ResponseStream) -> None:
                 stream.begin(streamed.content_type)
             stream.send(chunk)
     except InvocationError:
-        raise  # the handler's (it has ended) or the size limit's (it was closed)
+        if stream.abandoned:  # the Runtime API's side gave out: the handler stops here
+            streamed.close()
+        raise  # else the handler's (it has ended) or the size limit's (it was closed)
     except BaseException:
         streamed.close()
         raise

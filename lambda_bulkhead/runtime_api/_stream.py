@@ -12,12 +12,25 @@ answers as before, with its :class:`~lambda_bulkhead.Answer`.
 
 The POST's head leaves with the first chunk, so an executor may call ``begin``
 and still fail with an ordinary ``/error``.
+
+A stream whose connection fails, or that the Runtime API takes no byte of for
+the post timeout (a reader that stopped reading), is *abandoned*: its
+connection is closed, which the caller sees as a stream cut short, nothing more
+is sent for it (:meth:`~ResponseStream.finish` and :meth:`~ResponseStream.fail`
+do nothing), :meth:`~ResponseStream.send` raises the
+``Runtime.TruncatedResponse`` error for the executor to stop, and the loop
+goes on to the next event on a new connection.  Only that invocation is lost;
+a Runtime API that is really gone fails the next ``/next``.
 """
 
 from __future__ import annotations
 
-from lambda_bulkhead._errors import InvocationError
-from lambda_bulkhead._streaming import MAX_STREAM_BYTES, stream_too_large_error
+from lambda_bulkhead._errors import InvocationError, TransportError
+from lambda_bulkhead._streaming import (
+    MAX_STREAM_BYTES,
+    stream_abandoned_error,
+    stream_too_large_error,
+)
 from lambda_bulkhead.runtime_api._protocol import (
     PostOutcome,
     post_outcome,
@@ -59,6 +72,8 @@ class ResponseStream:
         self._upload: ChunkedUpload | None = None
         #: Bytes sent so far.
         self.size = 0
+        #: Given up: its connection failed or stalled (see the module docstring).
+        self.abandoned = False
 
     @property
     def begun(self) -> bool:
@@ -85,7 +100,10 @@ class ResponseStream:
         connection raises :class:`~lambda_bulkhead.TransportError`.
         """
         self._count(len(chunk))
-        self._open().send(chunk, blocked)
+        try:
+            self._open().send(chunk, blocked)
+        except TransportError as exc:
+            raise self._abandon(exc) from exc
 
     def send_from_pipe(
         self, fd: int, size: int, blocked: Callable[[], object] | None = None
@@ -94,19 +112,22 @@ class ResponseStream:
         holds (all of them already), moved to the socket without passing
         through this process (see :meth:`ChunkedUpload.send_from_pipe`)."""
         self._count(size)
-        self._open().send_from_pipe(fd, size, blocked)
+        try:
+            self._open().send_from_pipe(fd, size, blocked)
+        except TransportError as exc:
+            raise self._abandon(exc) from exc
 
     def _count(self, size: int) -> None:
         if self.size + size > MAX_STREAM_BYTES:
             raise stream_too_large_error(self.size + size)
         self.size += size
 
-    def finish(self) -> PostOutcome:
-        """End the stream well; the Runtime API's answer."""
+    def finish(self) -> PostOutcome | None:
+        """End the stream well; the Runtime API's answer (None: abandoned)."""
         return self._end(())
 
-    def fail(self, error: InvocationError) -> PostOutcome:
-        """End the stream with ``error`` in the trailers."""
+    def fail(self, error: InvocationError) -> PostOutcome | None:
+        """End the stream with ``error`` in the trailers (None: abandoned)."""
         return self._end(stream_trailers(error, self.request_id))
 
     def _open(self) -> ChunkedUpload:
@@ -121,8 +142,14 @@ class ResponseStream:
             )
         return upload
 
-    def _end(self, trailers: tuple[tuple[str, str], ...]) -> PostOutcome:
-        answer = self._open().finish(trailers, timeout=self._post_timeout)
+    def _end(self, trailers: tuple[tuple[str, str], ...]) -> PostOutcome | None:
+        if self.abandoned:
+            return None
+        try:
+            answer = self._open().finish(trailers, timeout=self._post_timeout)
+        except TransportError as exc:
+            self._abandon(exc)
+            return None
         outcome = post_outcome("response", answer)
         if outcome is not PostOutcome.ACCEPTED:
             self._log().warning(
@@ -130,3 +157,13 @@ class ResponseStream:
                 requestId=self.request_id, status=answer.status,
             )
         return outcome
+
+    def _abandon(self, failure: TransportError) -> InvocationError:
+        """Give the stream up (its transport has closed the connection already);
+        the error that stops its executor."""
+        self.abandoned = True
+        self._log().error(
+            "response stream abandoned; serving on", requestId=self.request_id,
+            reason=str(failure), bytesSent=self.size,
+        )
+        return stream_abandoned_error(self.request_id, str(failure))

@@ -290,6 +290,13 @@ def memory_verdict(cap_bytes: int, above_baseline: int) -> Verdict:
     return Verdict(Outcome.OOM, error=oom_error(cap_bytes / mb, above_baseline / mb), replace=True)
 
 
+def abandoned_verdict(error: InvocationError) -> Verdict:
+    """A stream the Runtime API stopped taking, or whose connection failed: its
+    worker is replaced; the error is only reported (the summary record), since
+    nothing more can be sent for the invocation."""
+    return Verdict(Outcome.ERROR, error=error, replace=True)
+
+
 def shutdown_verdict(request_id: str) -> Verdict:
     """The shutdown grace ran out with the invocation in flight (row 11)."""
     error = InvocationError(

@@ -75,6 +75,7 @@ from lambda_bulkhead.supervisor._decisions import (
     InvocationReport,
     Rerun,
     Verdict,
+    abandoned_verdict,
     answer_verdict,
     deadline_verdict,
     death_verdict,
@@ -687,8 +688,10 @@ class Slot:
             else:
                 try:
                     stream.send_from_pipe(fd, frame.size, blocked)
-                except InvocationError as too_large:  # the worker streamed past the limit
-                    why = too_large.error_message
+                except InvocationError as error:
+                    if stream.abandoned:  # the Runtime API's side failed, not the worker
+                        return self._stop_for_abandoned_stream(worker, error)
+                    why = error.error_message  # the worker streamed past the limit
                 else:
                     return None
         return self._violation(worker, violation_verdict(invocation.request_id, why))
@@ -814,6 +817,14 @@ class Slot:
         worker.kill()
         self._drain_dead(worker, b"")
         return memory_verdict(self._cap_bytes, peak - worker.baseline_rss)
+
+    def _stop_for_abandoned_stream(self, worker: WorkerHandle, error: InvocationError) -> Verdict:
+        """The stream's Runtime API connection failed or stalled mid-answer: the
+        worker, which may be blocked on what no one will read, is killed and
+        replaced; nothing more is sent for the invocation."""
+        worker.kill()
+        self._drain_dead(worker, b"")
+        return abandoned_verdict(error)
 
     def _stop_for_shutdown(self, worker: WorkerHandle, invocation: Invocation) -> Verdict:
         worker.kill()
