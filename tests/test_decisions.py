@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lambda_bulkhead._errors import RestartStorm, runtime_exited
+from lambda_bulkhead._streaming import stream_abandoned_error
 from lambda_bulkhead.handler._handler import Answer
 from lambda_bulkhead.supervisor._decisions import (
     CHANGED_FOR_GOOD,
@@ -24,6 +25,7 @@ from lambda_bulkhead.supervisor._decisions import (
     Outcome,
     Rerun,
     Verdict,
+    abandoned_verdict,
     answer_verdict,
     deadline_verdict,
     death_verdict,
@@ -349,6 +351,18 @@ def test_the_shutdown_grace_running_out_is_an_exit_error() -> None:
     assert shutting_down_error(RID).error_message == (
         f"RequestId: {RID} Error: Runtime exited with error: runtime shutting down (SIGTERM)"
     )
+
+
+def test_an_abandoned_stream_replaces_its_worker_without_a_crash() -> None:
+    """A stream the Runtime API stopped taking: reported as an error (its
+    summary record), the worker replaced, nothing counted as a crash."""
+    error = stream_abandoned_error(RID, "the stream was not read in time")
+    verdict = abandoned_verdict(error)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.error is error
+    assert error.error_type == "Runtime.TruncatedResponse"
+    disposal = kept(verdict)
+    assert (disposal.replace, disposal.reason, disposal.crashed) == (True, "error", False)
 
 
 # -- events not run (rows 12-13) -----------------------------------------------------------
