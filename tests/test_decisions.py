@@ -22,6 +22,7 @@ from lambda_bulkhead.supervisor._decisions import (
     CrashCounter,
     Disposal,
     IdleReplacement,
+    InvocationReport,
     Outcome,
     Rerun,
     Verdict,
@@ -36,6 +37,7 @@ from lambda_bulkhead.supervisor._decisions import (
     memory_verdict,
     out_of_turn_reason,
     over_memory_cap,
+    report_after_stream,
     restart_storm,
     shutdown_verdict,
     shutting_down_error,
@@ -363,6 +365,19 @@ def test_an_abandoned_stream_replaces_its_worker_without_a_crash() -> None:
     assert error.error_type == "Runtime.TruncatedResponse"
     disposal = kept(verdict)
     assert (disposal.replace, disposal.reason, disposal.crashed) == (True, "error", False)
+
+
+def test_a_stream_given_up_after_the_worker_answered_is_reported_as_an_error() -> None:
+    """The worker's success, whose stream the Runtime API then stopped taking,
+    is reported with the abandonment's error; any other report is kept."""
+    success = InvocationReport(RID, None, Outcome.SUCCESS, 1.0, 10.0, 7, False)
+    error = stream_abandoned_error(RID, "the stream was not read in time")
+    assert report_after_stream(success, None) is success
+    given_up = report_after_stream(success, error)
+    assert (given_up.outcome, given_up.error_type) == (Outcome.ERROR, "Runtime.TruncatedResponse")
+    assert given_up.error_message == error.error_message
+    timed_out = success._replace(outcome=Outcome.TIMEOUT, error_type="Sandbox.Timedout")
+    assert report_after_stream(timed_out, error) is timed_out
 
 
 # -- events not run (rows 12-13) -----------------------------------------------------------

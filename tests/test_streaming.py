@@ -494,3 +494,39 @@ def test_a_stream_the_runtime_api_stops_taking_is_abandoned_and_the_runtime_serv
     # The emulator, reading slowly, may not have seen the reset yet; once it
     # has, the caller's stream ended cut short.
     assert all(result.stream_error_type == "Runtime.TruncatedResponse" for result in stalled)
+
+
+def test_a_stream_sent_whole_whose_answer_does_not_come_is_not_abandoned(
+    runtime: StartRuntime, make_emulator: MakeEmulator
+) -> None:
+    """All of a small stream fits in the socket buffers before the reader stops:
+    it is complete on the wire, so only the Runtime API's answer is missing
+    after the post timeout. The runtime says so, reports the success, keeps the
+    worker and serves on; the caller gets every byte once the reader resumes."""
+    emu = make_emulator(timeout_s=120.0)
+    emu.read_streams_slowly(1, read_size=4096)  # a read, then none for over an hour
+    proc = start(runtime, "process", emulator=emu)
+    results: list[InvokeResult] = []
+
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            results.append(emu.invoke(event(action="count", n=3), timeout=120.0))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert proc.wait_for(
+        lambda record: record.get("message")
+        == "streamed answer sent whole, but not acknowledged; serving on", 60.0
+    ), proc.describe()
+    emu.read_streams_slowly(None)
+    after = emu.invoke(event(action="count", n=1), timeout=WAIT_S)
+    assert after.stream_error_type is None, (after, proc.describe())
+    assert proc.wait_for(
+        lambda record: record.get("type") == "bulkhead.report"
+        and record.get("requestId") == after.request_id, WAIT_S
+    ), proc.describe()
+    records = proc.records()
+    assert not [r for r in records if r.get("message") == "response stream abandoned; serving on"]
+    reports = [r for r in records if r.get("type") == "bulkhead.report"]
+    assert [r["outcome"] for r in reports] == ["success", "success"], proc.describe()
+    assert reports[0]["workerPid"] == reports[1]["workerPid"]

@@ -2,9 +2,8 @@
 the official layout.
 
 Every record the runtime writes about itself (the supervisor's and the
-in-process runtime's: start-up, workers, Runtime API trouble, shutdown) goes
-through this chain, except the per-invocation summary record, which
-``supervisor/_report.py`` renders directly with the same layout functions::
+in-process runtime's: start-up, workers, Runtime API trouble, the invocation
+report) goes through this chain::
 
     make_filtering_bound_logger   level filter: a method below the threshold is a no-op
     _add_timestamp                "timestamp": the clock's float (unless the call

@@ -531,6 +531,8 @@ class ChunkedUpload:
         self._unsent: list[memoryview] = [memoryview(head)]
         #: Whether any byte of the request was written.
         self.started = False
+        #: Whether all of it was, its end included (:meth:`finish`).
+        self.written = False
 
     def send(self, chunk: bytes, blocked: Callable[[], object] | None = None) -> None:
         self._unsent += [memoryview(chunk_head(len(chunk))), memoryview(chunk), _CRLF]
@@ -559,13 +561,17 @@ class ChunkedUpload:
     def finish(
         self, trailers: tuple[tuple[str, str], ...] = (), *, timeout: float | None
     ) -> Response:
-        """End the body and read the answer (within ``timeout`` s per wait)."""
+        """End the body and read the answer (within ``timeout`` s per wait).
+
+        The body's end is written a tick at a time as every chunk is (the
+        stall limit applies); :attr:`written` says once it all left."""
         sock = self._sock
+        self._unsent.append(memoryview(last_chunk(trailers)))
+        self._write(None)
+        self.written = True
         if timeout is not None:
             _set_kernel_timeout(sock, timeout)
             self._transport._kernel_timeout = timeout
-        self._unsent.append(memoryview(last_chunk(trailers)))
-        self._write(None)
         try:
             return self._transport._receive(sock, self._request, timeout)
         except _Retryable as exc:  # closed with no answer: a stream cannot be sent again

@@ -13,14 +13,18 @@ answers as before, with its :class:`~lambda_bulkhead.Answer`.
 The POST's head leaves with the first chunk, so an executor may call ``begin``
 and still fail with an ordinary ``/error``.
 
-A stream whose connection fails, or that the Runtime API takes no byte of for
-the post timeout (a reader that stopped reading), is *abandoned*: its
-connection is closed, which the caller sees as a stream cut short, nothing more
-is sent for it (:meth:`~ResponseStream.finish` and :meth:`~ResponseStream.fail`
-do nothing), :meth:`~ResponseStream.send` raises the
-``Runtime.TruncatedResponse`` error for the executor to stop, and the loop
-goes on to the next event on a new connection.  Only that invocation is lost;
-a Runtime API that is really gone fails the next ``/next``.
+A stream whose connection fails after its first byte left, or that the
+Runtime API takes no byte of for the post timeout (a reader that stopped
+reading), is *abandoned*: its connection is reset, which the caller sees as a
+stream cut short, nothing more is sent for it (:meth:`~ResponseStream.finish`
+and :meth:`~ResponseStream.fail` do nothing more),
+:meth:`~ResponseStream.send` raises the ``Runtime.TruncatedResponse`` error for
+the executor to stop, and the loop goes on to the next event on a new
+connection.  Only that invocation is lost; a Runtime API that is really gone
+fails the next ``/next``.  A stream that was all written, its end included,
+but whose answer does not come within the post timeout is not abandoned: it
+is complete on the wire, and only a warning says the answer did not come.  A
+failure before any byte left is the Runtime API's, raised as for any post.
 """
 
 from __future__ import annotations
@@ -72,8 +76,9 @@ class ResponseStream:
         self._upload: ChunkedUpload | None = None
         #: Bytes sent so far.
         self.size = 0
-        #: Given up: its connection failed or stalled (see the module docstring).
-        self.abandoned = False
+        #: Once given up (its connection failed or stalled, see the module
+        #: docstring): the error it was given up with.
+        self.abandoned: InvocationError | None = None
 
     @property
     def begun(self) -> bool:
@@ -100,10 +105,11 @@ class ResponseStream:
         connection raises :class:`~lambda_bulkhead.TransportError`.
         """
         self._count(len(chunk))
+        upload = self._open()
         try:
-            self._open().send(chunk, blocked)
+            upload.send(chunk, blocked)
         except TransportError as exc:
-            raise self._abandon(exc) from exc
+            raise self._abandon(upload, exc) from exc
 
     def send_from_pipe(
         self, fd: int, size: int, blocked: Callable[[], object] | None = None
@@ -112,10 +118,11 @@ class ResponseStream:
         holds (all of them already), moved to the socket without passing
         through this process (see :meth:`ChunkedUpload.send_from_pipe`)."""
         self._count(size)
+        upload = self._open()
         try:
-            self._open().send_from_pipe(fd, size, blocked)
+            upload.send_from_pipe(fd, size, blocked)
         except TransportError as exc:
-            raise self._abandon(exc) from exc
+            raise self._abandon(upload, exc) from exc
 
     def _count(self, size: int) -> None:
         if self.size + size > MAX_STREAM_BYTES:
@@ -145,10 +152,17 @@ class ResponseStream:
     def _end(self, trailers: tuple[tuple[str, str], ...]) -> PostOutcome | None:
         if self.abandoned:
             return None
+        upload = self._open()
         try:
-            answer = self._open().finish(trailers, timeout=self._post_timeout)
+            answer = upload.finish(trailers, timeout=self._post_timeout)
         except TransportError as exc:
-            self._abandon(exc)
+            if not upload.written:
+                self._abandon(upload, exc)
+                return None
+            self._log().warning(
+                "streamed answer sent whole, but not acknowledged; serving on",
+                requestId=self.request_id, reason=str(exc), bytesSent=self.size,
+            )
             return None
         outcome = post_outcome("response", answer)
         if outcome is not PostOutcome.ACCEPTED:
@@ -158,12 +172,15 @@ class ResponseStream:
             )
         return outcome
 
-    def _abandon(self, failure: TransportError) -> InvocationError:
+    def _abandon(self, upload: ChunkedUpload, failure: TransportError) -> InvocationError:
         """Give the stream up (its transport has closed the connection already);
-        the error that stops its executor."""
-        self.abandoned = True
+        the error that stops its executor.  Before its first byte left, the
+        failure is the Runtime API's: raised as it is."""
+        if not upload.started:
+            raise failure
+        self.abandoned = stream_abandoned_error(self.request_id, str(failure))
         self._log().error(
             "response stream abandoned; serving on", requestId=self.request_id,
             reason=str(failure), bytesSent=self.size,
         )
-        return stream_abandoned_error(self.request_id, str(failure))
+        return self.abandoned

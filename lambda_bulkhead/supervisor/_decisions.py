@@ -297,6 +297,20 @@ def abandoned_verdict(error: InvocationError) -> Verdict:
     return Verdict(Outcome.ERROR, error=error, replace=True)
 
 
+def report_after_stream(
+    report: InvocationReport, abandoned: InvocationError | None
+) -> InvocationReport:
+    """The summary of an invocation whose stream was given up (``abandoned``:
+    the error it was given up with) after its worker had answered: a success
+    on the worker's side, but the caller's stream was cut short."""
+    if abandoned is None or report.outcome is not Outcome.SUCCESS:
+        return report
+    return report._replace(
+        outcome=Outcome.ERROR, error_type=abandoned.error_type,
+        error_message=abandoned.error_message,
+    )
+
+
 def shutdown_verdict(request_id: str) -> Verdict:
     """The shutdown grace ran out with the invocation in flight (row 11)."""
     error = InvocationError(

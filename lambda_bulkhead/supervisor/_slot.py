@@ -86,6 +86,7 @@ from lambda_bulkhead.supervisor._decisions import (
     memory_verdict,
     out_of_turn_reason,
     over_memory_cap,
+    report_after_stream,
     restart_storm,
     shutdown_verdict,
     shutting_down_error,
@@ -269,6 +270,9 @@ class Slot:
         #: its answer is written (while the Runtime API takes it), or else before
         #: the next one's: off the path of an answer and of the next dispatch.
         self._unreported: InvocationReport | None = None
+        #: The stream of the invocation of ``_unreported`` (given up after the
+        #: worker answered, it changes what the report says).
+        self._unreported_stream: ResponseStream | None = None
         self._report_lock = threading.Lock()  # the main thread flushes at shutdown
         #: The last Invoke's turn: counted from a random start, so that no frame
         #: a worker writes without reading the count carries the next one.
@@ -373,8 +377,11 @@ class Slot:
         """Write the summary record of the last invocation, if not written yet."""
         with self._report_lock:
             report, self._unreported = self._unreported, None
+            stream, self._unreported_stream = self._unreported_stream, None
             if report is not None:
-                self._report(report)
+                self._report(
+                    report if stream is None else report_after_stream(report, stream.abandoned)
+                )
 
     def retire(self) -> None:
         """Kill this slot's worker at shutdown (the template reaps it)."""
@@ -461,6 +468,7 @@ class Slot:
             worker.move("answer")
         error = verdict.error
         self.flush_report()
+        self._unreported_stream = stream
         self._unreported = InvocationReport(
             request_id=invocation.request_id,
             tenant_id=invocation.tenant_id,
