@@ -139,6 +139,8 @@ class WorkerHandle:
         self.baseline_rss = 0
         self.decoder = FrameDecoder()
         self.state = WorkerState.STARTING
+        #: When the template was asked for it (``time.monotonic()``).
+        self.requested_at = 0.0
         self.invocations = 0
         self.recycle_at: int | None = None
         self.closed = False
@@ -231,6 +233,16 @@ class TemplateClient:
 
         ``in_place``: the template itself becomes the worker (:class:`BecomeWorker`).
         """
+        worker = self.request_worker(memory_limit_bytes, in_place=in_place)
+        self.await_ready(worker)
+        return worker
+
+    def request_worker(
+        self, memory_limit_bytes: int | None, *, in_place: bool = False
+    ) -> WorkerHandle:
+        """A new worker, forked but maybe still setting itself up (STARTING):
+        :meth:`await_ready` before using it.  Meanwhile the caller goes on."""
+        requested_at = time.monotonic()
         ours: list[int] = []
         theirs: list[int] = []
         # invoke: we write, it reads; result/stdout/stderr/fault and the two
@@ -254,13 +266,18 @@ class TemplateClient:
         for fd in ours:
             os.set_blocking(fd, False)
         worker = WorkerHandle(pid, ours)
+        worker.requested_at = requested_at
+        return worker
+
+    def await_ready(self, worker: WorkerHandle) -> None:
+        """Wait until ``worker`` is set up (IDLE); if it fails to start, it is
+        killed and closed, and :class:`SpawnError` raised."""
         try:
             self._await_ready(worker, self._ready_timeout_s)
         except BaseException:
             worker.kill()
             worker.close()
             raise
-        return worker
 
     def _request(self, spawn: Spawn | BecomeWorker, fds: list[int]) -> int:
         with self._cond:
@@ -347,7 +364,8 @@ class WorkerPool:
         on_spawned: Callable[[WorkerHandle, float], None] = lambda _worker, _ms: None,
         first: WorkerHandle | None = None,
     ) -> None:
-        """``first``: a worker ready already (the template become one), taken first."""
+        """``first``: a worker asked for already, taken first (waited for then,
+        if it is still setting itself up)."""
         self._template = template
         self._memory_limit_bytes = memory_limit_bytes
         self._target = spares
@@ -362,10 +380,12 @@ class WorkerPool:
         return self._memory_limit_bytes
 
     def spawn(self) -> WorkerHandle:
-        started = time.monotonic()
         worker = self._template.spawn(self._memory_limit_bytes)
-        self._on_spawned(worker, (time.monotonic() - started) * 1000)
+        self._spawned(worker)
         return worker
+
+    def _spawned(self, worker: WorkerHandle) -> None:
+        self._on_spawned(worker, (time.monotonic() - worker.requested_at) * 1000)
 
     def take(self) -> WorkerHandle:
         """An idle worker: a spare if one is alive, else a new one forked now."""
@@ -374,6 +394,11 @@ class WorkerPool:
                 spare = self._spares.pop(0) if self._spares else None
             if spare is None:
                 break
+            if spare.state is WorkerState.STARTING:  # the first, asked for at start-up
+                self._on_taken()
+                self._template.await_ready(spare)
+                self._spawned(spare)
+                return spare
             if spare.is_alive():
                 self._on_taken()
                 return spare

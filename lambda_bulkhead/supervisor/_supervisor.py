@@ -3,19 +3,21 @@
 Start-up, in order:
 
 1. fork the template (the supervisor has no threads yet, so the fork is safe)
-   and, while it loads the handler, register the internal extension
-   (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda then sends SIGTERM
-   at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips it); wait for the
-   template: a failure, or the template's death (a segfault or exit at
-   import), is posted to ``/init/error`` and the runtime exits non-zero
-   without polling ``/next``;
+   and, while it loads the handler, register the internal extension on a
+   thread of its own (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda
+   then sends SIGTERM at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips
+   it), joined before the slots poll; wait for the template: a failure, or
+   the template's death (a segfault or exit at import), is posted to
+   ``/init/error`` and the runtime exits non-zero without polling ``/next``;
 2. SnapStart only: the template ran the before-snapshot hooks before saying it
    was ready (a failure: ``/init/error``, exit 64); ``restore/next``; the
    first worker is asked for, and the template runs the after-restore hooks
    before forking it (a failure: ``/restore/error``, exit 65);
 3. choose how workers start (:func:`~._policy.choose_worker_start`): forked
-   from the template, or, when its import left threads, the template becomes
-   the first worker and a zygote forks the others, each importing the handler;
+   from the template (the first one is asked for at once, and sets itself up
+   while the slots start), or, when its import left threads, the template
+   becomes the first worker and a zygote forks the others, each importing the
+   handler;
 4. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
    see :mod:`._stopsignals`), then one slot thread per concurrent invocation
    (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
@@ -333,18 +335,39 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> tuple
     ), False
 
 
-def _register_extension(config: Config, log: _LazyLog) -> ShutdownExtension | None:
-    """The internal extension (Lambda then sends SIGTERM at shutdown), unless
-    turned off; None if it is, or if the Runtime API refused it (then logged:
-    the runtime serves, but a shutdown is a SIGKILL, as with no extension)."""
-    if not config.shutdown_extension or config.endpoint is None:
-        return None
-    try:
-        return ShutdownExtension.register(config.endpoint)
-    except RuntimeApiError as exc:
-        log.event("shutdown extension not registered: shutdown will be a SIGKILL",
-                  level="warning", error=str(exc))
-        return None
+class _Registration:
+    """The internal extension (Lambda then sends SIGTERM at shutdown), registering
+    on a thread of its own during the template's import and the first worker's
+    start, unless turned off.  :meth:`join` before the first ``/next``: Lambda
+    takes registrations during init only."""
+
+    def __init__(self, config: Config, log: _LazyLog) -> None:
+        self._extension: ShutdownExtension | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if config.shutdown_extension and config.endpoint is not None:
+            self._thread = threading.Thread(
+                target=self._register, args=(config.endpoint, log), name="register",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def _register(self, endpoint: tuple[str, int], log: _LazyLog) -> None:
+        try:
+            self._extension = ShutdownExtension.register(endpoint)
+        except RuntimeApiError as exc:  # the runtime serves; a shutdown is a SIGKILL
+            log.event("shutdown extension not registered: shutdown will be a SIGKILL",
+                      level="warning", error=str(exc))
+        except BaseException as exc:  # raised again by join(), on the main thread
+            self._error = exc
+
+    def join(self) -> ShutdownExtension | None:
+        """The extension once registered (None: turned off, or refused)."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._extension
 
 
 def _restored(endpoint: tuple[str, int], log: _LazyLog) -> bool:
@@ -415,7 +438,7 @@ def supervise(
         RuntimeApi.from_config(config, log=log)
         for _ in range(config.workers)
     ]
-    extension = _register_extension(config, log)
+    registration = _Registration(config, log)
     messages = _first_messages(ctl, template_output)
     first = messages[0] if messages else None
     if not isinstance(first, TemplateReady):
@@ -434,8 +457,10 @@ def supervise(
         )
         return EXIT_BEFORE_SNAPSHOT_FAILED if before_snapshot else EXIT_INIT_FAILED
     os.close(fault_r)
-    if config.snap_start and not _restored(endpoint, log):
-        return EXIT_BEFORE_SNAPSHOT_FAILED
+    if config.snap_start:
+        registration.join()  # registered before the snapshot
+        if not _restored(endpoint, log):
+            return EXIT_BEFORE_SNAPSHOT_FAILED
     start = choose_worker_start(
         config.worker_start, first.threads, isinstance(source, str), first.threads_surviving_fork
     )
@@ -472,6 +497,7 @@ def supervise(
         return handles, ready[0]
 
     if start.mode == "import":
+        registration.join()  # no fork while another thread runs
         started_zygote = start_template(load=False)
         if started_zygote is None:
             log.get().error("the zygote process died while starting; exiting")
@@ -493,11 +519,14 @@ def supervise(
         cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         client = TemplateClient(ctl)
-        if config.snap_start:
-            try:  # the first worker, forked once the after-restore hooks ran
-                adopted = client.spawn(limit)
-            except SpawnError as exc:
-                return _spawn_failed(exc, endpoint, log)
+        try:
+            # The first worker: with SnapStart, forked once the after-restore hooks
+            # ran; else it sets itself up while the slots start (the first slot
+            # awaits it).
+            adopted = client.spawn(limit) if config.snap_start else client.request_worker(limit)
+        except SpawnError as exc:
+            return _spawn_failed(exc, endpoint, log)
+    extension = registration.join()
     current = _Template(template_pid, events_r)
     crashes = CrashCounter(RestartPolicy())
 
