@@ -566,6 +566,43 @@ def test_a_pair_goes_out_in_one_write_and_both_answers_are_read(
     assert server.accepted == 1
 
 
+def test_send_returns_before_the_answer_which_receive_pending_reads_in_its_timeout(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """send writes the request and returns while the server has not answered;
+    receive_pending then reads the answer, and gives up after send's timeout."""
+    answer = threading.Event()
+
+    def behave(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        if answer.wait(WAIT_S):
+            conn.sendall(OK)
+        while conn.recv(65536):
+            pass
+
+    server = serve(behave, behave)
+    transport = SocketTransport("127.0.0.1", server.port)
+    try:
+        transport.send(post(b"{}"), timeout=WAIT_S)
+        answer.set()  # only now: send did not wait for it
+        assert transport.receive_pending().status == 202
+    finally:
+        transport.close()
+    answer.clear()
+    transport = SocketTransport("127.0.0.1", server.port)
+    try:
+        transport.send(post(b"{}"), timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"no answer within 0\.2 s"):
+            transport.receive_pending()
+        assert time.monotonic() - started < WAIT_S
+    finally:
+        transport.close()
+        answer.set()
+
+
 def test_a_pending_poll_is_asked_again_when_the_server_closed_after_the_post(
     serve: Callable[..., ScriptedServer],
 ) -> None:

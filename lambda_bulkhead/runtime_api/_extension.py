@@ -21,7 +21,7 @@ from lambda_bulkhead.runtime_api._lifecycle import (
     restore_next_request,
 )
 
-__all__ = ["ShutdownExtension", "report_hook_error", "wait_for_restore"]
+__all__ = ["Registration", "ShutdownExtension", "report_hook_error", "wait_for_restore"]
 
 #: How long a register or an error post may take (the Runtime API is local).
 CALL_TIMEOUT_S = 10.0
@@ -43,13 +43,38 @@ class ShutdownExtension:
         """Register, then send ``event/next`` (fully written when this returns,
         so it reaches the Runtime API before any ``/next`` sent afterwards).
         Raises :class:`~lambda_bulkhead.RuntimeApiError` when either fails."""
-        host, port = endpoint
-        transport = SocketTransport(host, port)
+        return Registration(endpoint).finish()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class Registration:
+    """The internal extension's registration, sent: the Runtime API answers
+    while the caller goes on (the supervisor waits for its template), and
+    :meth:`finish` reads the answer.  Raises
+    :class:`~lambda_bulkhead.RuntimeApiError` when the register cannot be sent."""
+
+    def __init__(self, endpoint: tuple[str, int]) -> None:
+        self._endpoint = endpoint
+        self._transport = SocketTransport(*endpoint)
         try:
-            answer = transport.request(register_request(), timeout=CALL_TIMEOUT_S)
-            identifier = parse_register(answer)
+            self._transport.send(register_request(), timeout=CALL_TIMEOUT_S)
+        except BaseException:
+            self._transport.close()
+            raise
+
+    def finish(self) -> ShutdownExtension:
+        """The registered extension, its ``event/next`` sent (see
+        :meth:`ShutdownExtension.register`); raises
+        :class:`~lambda_bulkhead.RuntimeApiError` when either fails."""
+        try:
+            identifier = parse_register(self._transport.receive_pending())
         finally:
-            transport.close()
+            self._transport.close()
+        host, port = self._endpoint
         request = event_next_request(identifier)
         try:
             # Sent and never read: the answer would only come with an event,
@@ -58,12 +83,7 @@ class ShutdownExtension:
             sock.sendall(encode_head(request, f"{host}:{port}"))
         except OSError as exc:
             raise TransportError(request.call, f"{type(exc).__name__}: {exc}") from exc
-        return cls(sock)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        return ShutdownExtension(sock)
 
 
 def wait_for_restore(endpoint: tuple[str, int]) -> None:

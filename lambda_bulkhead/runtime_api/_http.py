@@ -259,6 +259,7 @@ class SocketTransport:
         self._kernel_timeout: float | None = None
         self._leftover = b""
         self._pending: Request | None = None
+        self._pending_timeout: float | None = None
         self._after_send: Callable[[], object] | None = None
 
     def close(self, *, reset: bool = False) -> None:
@@ -273,6 +274,7 @@ class SocketTransport:
             self._kernel_timeout = None
         self._leftover = b""
         self._pending = None
+        self._pending_timeout = None
 
     def clone(self) -> SocketTransport:
         """Another transport to the same endpoint, on its own connection."""
@@ -300,17 +302,31 @@ class SocketTransport:
         finally:
             self._after_send = None
         self._pending = second
+        self._pending_timeout = None
         return answer
 
+    def send(self, request: Request, *, timeout: float) -> None:
+        """Write ``request`` without waiting for its answer, which
+        :meth:`receive_pending` reads (within ``timeout``)."""
+        try:
+            self._write((request,), timeout)
+        except _Retryable as exc:
+            self.close()
+            raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
+        self._pending = request
+        self._pending_timeout = timeout
+
     def receive_pending(self) -> Response:
-        """The answer to the second request of :meth:`send_pair` (waits without limit)."""
+        """The answer to the second request of :meth:`send_pair` (waits without
+        limit), or to the request :meth:`send` wrote (within its timeout)."""
         request, self._pending = self._pending, None
+        timeout, self._pending_timeout = self._pending_timeout, None
         if request is None:
             raise TransportError("next", "no request is waiting for its answer")
         if self._sock is None:  # the server closed after the first answer: ask again
-            return self.request(request)
+            return self.request(request, timeout=timeout)
         try:
-            return self._receive(self._sock, request, None)
+            return self._receive(self._sock, request, timeout)
         except _Retryable as exc:
             self.close()
             raise TransportError(request.call, str(exc.__cause__ or exc)) from exc
@@ -364,6 +380,13 @@ class SocketTransport:
         return sock
 
     def _exchange(self, requests: tuple[Request, ...], timeout: float | None) -> Response:
+        sock = self._write(requests, timeout)
+        after_send, self._after_send = self._after_send, None
+        if after_send is not None:
+            after_send()
+        return self._receive(sock, requests[0], timeout)
+
+    def _write(self, requests: tuple[Request, ...], timeout: float | None) -> _socket.socket:
         sock = self._sock or self._connect()
         if timeout is not None and timeout != self._kernel_timeout:
             _set_kernel_timeout(sock, timeout)
@@ -391,10 +414,7 @@ class SocketTransport:
         except OSError as exc:
             self.close()
             raise TransportError(requests[0].call, str(exc)) from exc
-        after_send, self._after_send = self._after_send, None
-        if after_send is not None:
-            after_send()
-        return self._receive(sock, requests[0], timeout)
+        return sock
 
     def _receive(
         self, sock: _socket.socket, request: Request, timeout: float | None

@@ -362,18 +362,21 @@ class WorkerPool:
         spares: int,
         on_taken: Callable[[], None],
         on_spawned: Callable[[WorkerHandle, float], None] = lambda _worker, _ms: None,
-        first: WorkerHandle | None = None,
     ) -> None:
-        """``first``: a worker asked for already, taken first (waited for then,
-        if it is still setting itself up)."""
         self._template = template
         self._memory_limit_bytes = memory_limit_bytes
         self._target = spares
         self._on_taken = on_taken
         self._on_spawned = on_spawned
         self._lock = threading.Lock()
-        self._spares: list[WorkerHandle] = [] if first is None else [first]
+        self._spares: list[WorkerHandle] = []
         self.closed = False
+
+    def add_first(self, worker: WorkerHandle) -> None:
+        """A worker asked for already, to be taken first (waited for then, if it
+        is still setting itself up)."""
+        with self._lock:
+            self._spares.insert(0, worker)
 
     @property
     def memory_limit_bytes(self) -> int | None:

@@ -3,26 +3,29 @@
 Start-up, in order:
 
 1. fork the template (the supervisor has no threads yet, so the fork is safe)
-   and, while it loads the handler, register the internal extension on a
-   thread of its own (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda
-   then sends SIGTERM at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips
-   it), joined before the slots poll; wait for the template: a failure, or
-   the template's death (a segfault or exit at import), is posted to
+   and, while it loads the handler, send the internal extension's register
+   (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda then sends SIGTERM
+   at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips it), its answer read
+   before the slots poll; wait for the template: a failure, or the
+   template's death (a segfault or exit at import), is posted to
    ``/init/error`` and the runtime exits non-zero without polling ``/next``;
 2. SnapStart only: the template ran the before-snapshot hooks before saying it
    was ready (a failure: ``/init/error``, exit 64); ``restore/next``; the
    first worker is asked for, and the template runs the after-restore hooks
    before forking it (a failure: ``/restore/error``, exit 65);
 3. choose how workers start (:func:`~._policy.choose_worker_start`): forked
-   from the template (the first one is asked for at once, and sets itself up
-   while the slots start), or, when its import left threads, the template
-   becomes the first worker and a zygote forks the others, each importing the
+   from the template, or, when its import left threads, the template becomes
+   the first worker and a zygote forks the others, each importing the
    handler;
-4. start the stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``:
-   see :mod:`._stopsignals`), then one slot thread per concurrent invocation
-   (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
-   and only then polls ``/next`` (back-pressure), and runs the shared loop of
-   :mod:`lambda_bulkhead.runtime_api._loop`;
+4. block the stop signals (SIGTERM/SIGINT, taken with ``sigwaitinfo`` by a
+   thread of their own: see :mod:`._stopsignals`), start one slot thread per
+   concurrent invocation (``BULKHEAD_WORKERS`` /
+   ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker and only then polls
+   ``/next`` (back-pressure), and runs the shared loop of
+   :mod:`lambda_bulkhead.runtime_api._loop`.  While their threads start, the
+   first worker is asked for (forked mode), and sets itself up while the
+   extension's register answer is read; then the slots go on, and the
+   stop-signal thread starts;
 5. the main thread then logs the start-up record (importing structlog off the
    path to the first ``/next``) and serves: stop signals, children to reap
    (it is the subreaper of the whole tree) and orphans to stop, worker exit
@@ -65,6 +68,7 @@ from lambda_bulkhead.process._orphans import kill_orphans, reap_children
 from lambda_bulkhead.process._procfs import current_rss
 from lambda_bulkhead.runtime_api._client import RuntimeApi
 from lambda_bulkhead.runtime_api._extension import (
+    Registration,
     ShutdownExtension,
     report_hook_error,
     wait_for_restore,
@@ -336,38 +340,36 @@ def _init_error(first: Message | None, template_pid: int, fault_r: int) -> tuple
 
 
 class _Registration:
-    """The internal extension (Lambda then sends SIGTERM at shutdown), registering
-    on a thread of its own during the template's import and the first worker's
-    start, unless turned off.  :meth:`join` before the first ``/next``: Lambda
-    takes registrations during init only."""
+    """The internal extension (Lambda then sends SIGTERM at shutdown), unless
+    turned off: its register is sent at once, and its answer read by
+    :meth:`finish`, before the first ``/next`` (Lambda takes registrations
+    during init only).  Meanwhile the supervisor waits for its template and
+    asks for the first worker.  A Runtime API that refuses it is logged: the
+    runtime serves, but a shutdown is a SIGKILL, as with no extension."""
 
     def __init__(self, config: Config, log: _LazyLog) -> None:
+        self._log = log
+        self._sent: Registration | None = None
         self._extension: ShutdownExtension | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
         if config.shutdown_extension and config.endpoint is not None:
-            self._thread = threading.Thread(
-                target=self._register, args=(config.endpoint, log), name="register",
-                daemon=True,
-            )
-            self._thread.start()
+            try:
+                self._sent = Registration(config.endpoint)
+            except RuntimeApiError as exc:
+                self._refused(exc)
 
-    def _register(self, endpoint: tuple[str, int], log: _LazyLog) -> None:
-        try:
-            self._extension = ShutdownExtension.register(endpoint)
-        except RuntimeApiError as exc:  # the runtime serves; a shutdown is a SIGKILL
-            log.event("shutdown extension not registered: shutdown will be a SIGKILL",
-                      level="warning", error=str(exc))
-        except BaseException as exc:  # raised again by join(), on the main thread
-            self._error = exc
-
-    def join(self) -> ShutdownExtension | None:
-        """The extension once registered (None: turned off, or refused)."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
+    def finish(self) -> ShutdownExtension | None:
+        """The extension, registered (None: turned off, or refused)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            try:
+                self._extension = sent.finish()
+            except RuntimeApiError as exc:
+                self._refused(exc)
         return self._extension
+
+    def _refused(self, exc: RuntimeApiError) -> None:
+        self._log.event("shutdown extension not registered: shutdown will be a SIGKILL",
+                        level="warning", error=str(exc))
 
 
 def _restored(endpoint: tuple[str, int], log: _LazyLog) -> bool:
@@ -458,7 +460,7 @@ def supervise(
         return EXIT_BEFORE_SNAPSHOT_FAILED if before_snapshot else EXIT_INIT_FAILED
     os.close(fault_r)
     if config.snap_start:
-        registration.join()  # registered before the snapshot
+        registration.finish()  # registered before the snapshot
         if not _restored(endpoint, log):
             return EXIT_BEFORE_SNAPSHOT_FAILED
     start = choose_worker_start(
@@ -497,7 +499,6 @@ def supervise(
         return handles, ready[0]
 
     if start.mode == "import":
-        registration.join()  # no fork while another thread runs
         started_zygote = start_template(load=False)
         if started_zygote is None:
             log.get().error("the zygote process died while starting; exiting")
@@ -519,14 +520,11 @@ def supervise(
         cap_mb = _cap_mb(config, first.rss, worker_private_rss=0)
         limit = None if cap_mb is None else int(cap_mb * _MB)
         client = TemplateClient(ctl)
-        try:
-            # The first worker: with SnapStart, forked once the after-restore hooks
-            # ran; else it sets itself up while the slots start (the first slot
-            # awaits it).
-            adopted = client.spawn(limit) if config.snap_start else client.request_worker(limit)
-        except SpawnError as exc:
-            return _spawn_failed(exc, endpoint, log)
-    extension = registration.join()
+        if config.snap_start:
+            try:  # the first worker, forked once the after-restore hooks ran
+                adopted = client.spawn(limit)
+            except SpawnError as exc:
+                return _spawn_failed(exc, endpoint, log)
     current = _Template(template_pid, events_r)
     crashes = CrashCounter(RestartPolicy())
 
@@ -555,7 +553,6 @@ def supervise(
             "worker forked", pid=worker.pid, forkMs=round(ms, 2),
             baselineRssMB=round(worker.baseline_rss / _MB, 1),
         ),
-        first=adopted,
     )
     shutdown = Shutdown()
 
@@ -571,9 +568,10 @@ def supervise(
         Slot(supervision, slot_settings, OutputSink(settings, writer.write), cpu)
         for cpu in cpus
     ]
+    init_done = threading.Event()
     threads = [
         threading.Thread(
-            target=_run_slot, args=(slot, api, shutdown, control),
+            target=_run_slot, args=(slot, api, shutdown, control, init_done),
             name=f"slot-{index}", daemon=True,
         )
         for index, (slot, api) in enumerate(zip(slots, apis, strict=True))
@@ -583,13 +581,25 @@ def supervise(
         "stop signal from the runtime's own process tree ignored", level="warning",
         signal=name_of_signal(signum), senderPid=sender,
     ), obeyed=lambda: _stop_signal_obeyed(shutdown, log))
-    stop_signals.start()  # before the slots: their threads inherit the blocked mask
+    stop_signals.block()  # before the slots: their threads inherit the blocked mask
     received = stop_signals.received
     # SIGCHLD wakes the main thread to reap orphans (the supervisor is their subreaper).
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signals.signal(_signals.SIGCHLD, lambda *_: None)
     for thread in threads:
         thread.start()
+    # While the slots' threads start: the first worker is asked for (and sets
+    # itself up while the first slot waits for it), and the extension's
+    # register answered; then the slots poll.
+    if adopted is None:
+        try:
+            adopted = client.request_worker(limit)
+        except SpawnError as exc:
+            return _spawn_failed(exc, endpoint, log)
+    pool.add_first(adopted)
+    extension = registration.finish()
+    init_done.set()
+    stop_signals.start()  # off the way to the first /next
 
     def announce() -> None:
         log.get().info(
@@ -653,7 +663,12 @@ def _version() -> str:
     return __version__
 
 
-def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control) -> None:
+def _run_slot(
+    slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control,
+    init_done: threading.Event,
+) -> None:
+    """One slot's thread: once the runtime's init is done (``init_done``: the
+    first worker asked for, the extension registered), the loop."""
     def prepare() -> None:
         slot.flush_report()
         if shutdown.requested.is_set():
@@ -663,6 +678,7 @@ def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control
     slot.bind_thread()
     try:
         with api:
+            init_done.wait()
             serve(
                 api, slot, prepare=prepare, ready=slot.ready_for_next,
                 before_wait=slot.flush_report,
