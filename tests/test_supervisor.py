@@ -450,6 +450,27 @@ def test_a_template_that_cannot_be_re_created_ends_the_runtime(
     assert records(rt, "template process cannot be re-created; exiting so Lambda re-initialises")
 
 
+GC_STATE = (
+    "import gc\n"
+    "AT_IMPORT = gc.isenabled()\n"
+    "{statement}\n"
+    "def handler(event, context):\n"
+    "    return {{'atImport': AT_IMPORT, 'now': gc.isenabled()}}\n"
+)
+
+
+@pytest.mark.parametrize(("statement", "expected"), [("", True), ("gc.disable()", False)],
+                         ids=["as-python-starts-it", "turned-off-by-the-module"])
+def test_the_handler_sees_the_garbage_collector_as_it_left_it(
+    runtimes: Runtimes, statement: str, expected: bool
+) -> None:
+    """The runtime turns the collector off for its own start-up only: the handler's
+    module is imported with it on, and what the module sets holds in the workers."""
+    rt = runtimes.start(modules={"app.py": GC_STATE.format(statement=statement)})
+    seen = json.loads(rt.invoke(b"{}").body)
+    assert seen == {"atImport": True, "now": expected}
+
+
 # -- payloads -------------------------------------------------------------------------
 
 

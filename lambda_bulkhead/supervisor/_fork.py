@@ -16,6 +16,7 @@ from __future__ import annotations
 import _socket
 import contextlib
 import enum  # noqa: F401 (both sides': see above)
+import gc
 import os
 import sys
 
@@ -56,6 +57,7 @@ def fork_template(
     load: bool = True,
     keep_fds: frozenset[int] | None = None,
     snap_start: bool = False,
+    collecting: bool = True,
 ) -> TemplateHandles:
     """Fork the template process that loads ``source`` and forks workers.
 
@@ -67,6 +69,9 @@ def fork_template(
     process's own from before the supervisor started) and its pipes, so that
     no worker holds the supervisor's Runtime API connections or another
     worker's pipes.  ``snap_start``: the template runs the SnapStart hooks.
+    ``collecting``: the cyclic garbage collector is turned on in the template
+    (it inherits the supervisor's, off at start-up) once the worker's modules
+    are imported, before the handler's.
     """
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
@@ -96,7 +101,7 @@ def fork_template(
 
             take_output_pipes(out_w, err_w)
             status = _template_main(theirs, events_w, fault_w, source, task_root, meta, log,
-                                    load, snap_start)
+                                    load, snap_start, collecting)
         finally:
             os._exit(status)
     theirs.close()
@@ -123,10 +128,14 @@ def _template_main(
     log: LogSettings,
     load: bool,
     snap_start: bool,
+    collecting: bool,
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
     from lambda_bulkhead.worker import run_template  # noqa: PLC0415
+
+    if collecting:
+        gc.enable()
 
     def install_logging(current: CurrentInvocation) -> None:
         def install(_: object) -> None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import gc
 import os
 import select
 import sys
@@ -409,10 +410,14 @@ def supervise(
     telemetry_fd: int | None,
     started: float,
     own_fds: frozenset[int] = frozenset(),
+    *,
+    collecting: bool = True,
 ) -> int:
     """Run the supervised runtime, its template forked, until shutdown or a fatal
     error; the exit status.  ``own_fds``: the fds the process had before the
-    runtime opened any (kept by the processes it forks later)."""
+    runtime opened any (kept by the processes it forks later).  ``collecting``:
+    turn the cyclic garbage collector on (off during start-up) once the start-up
+    record is made, and in the templates forked later."""
     # No handler may open this process's sockets and pipes through /proc, ptrace
     # it or take its fds with pidfd_getfd (the handler runs as the same user).
     set_dumpable(False)
@@ -485,7 +490,7 @@ def supervise(
         ready; None (killed) if it dies, stays silent past the import timeout,
         or ``interrupted(its pid)`` says to give up when ``wake_fd`` is readable."""
         handles = fork_template(source, config.task_root, config.function, settings,
-                                telemetry_fd, load=load, keep_fds=own_fds)
+                                telemetry_fd, load=load, keep_fds=own_fds, collecting=collecting)
         output = PipeOutput(handles.stdout_r, handles.stderr_r,
                             OutputSink(settings, writer.write))
         template_outputs.append(output)
@@ -621,6 +626,9 @@ def supervise(
         # The memory watch scans a long invocation's descendants with psutil
         # (28 ms to import): here, not in a slot while it waits.
         import psutil  # noqa: F401, PLC0415
+
+        if collecting:
+            gc.enable()
 
     init_ms = round((time.monotonic() - started) * 1000, 1)
     in_place_pid = None if adopted is None or start.mode != "import" else adopted.pid
