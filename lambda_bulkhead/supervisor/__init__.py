@@ -51,8 +51,13 @@ def run_supervised(config: Config, source: HandlerSource) -> int:
     # What this process holds before the runtime opens anything: later forks
     # (a zygote, a template re-created) keep these and close the rest.
     own_fds = frozenset(int(name) for name in os.listdir("/proc/self/fd"))
+    # The first worker forked by the template as soon as it is ready, unless
+    # workers are to import the handler themselves, or SnapStart's hooks must
+    # run before it.
+    standby = config.worker_start != "import" and not config.snap_start
     template = fork_template(source, config.task_root, config.function, config.log, telemetry_fd,
-                             snap_start=config.snap_start, collecting=collecting)
+                             snap_start=config.snap_start, collecting=collecting,
+                             standby=standby)
     from lambda_bulkhead.supervisor._supervisor import supervise  # noqa: PLC0415
 
     return supervise(config, source, template, telemetry_fd, started, own_fds,

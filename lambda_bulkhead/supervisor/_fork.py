@@ -58,6 +58,7 @@ def fork_template(
     keep_fds: frozenset[int] | None = None,
     snap_start: bool = False,
     collecting: bool = True,
+    standby: bool = False,
 ) -> TemplateHandles:
     """Fork the template process that loads ``source`` and forks workers.
 
@@ -71,7 +72,9 @@ def fork_template(
     worker's pipes.  ``snap_start``: the template runs the SnapStart hooks.
     ``collecting``: the cyclic garbage collector is turned on in the template
     (it inherits the supervisor's, off at start-up) once the worker's modules
-    are imported, before the handler's.
+    are imported, before the handler's.  ``standby``: the template forks the
+    first worker as soon as the handler is loaded (if its import left no
+    thread), and gives it the first Spawn's pipes.
     """
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     events_r, events_w = os.pipe2(os.O_CLOEXEC)
@@ -101,7 +104,7 @@ def fork_template(
 
             take_output_pipes(out_w, err_w)
             status = _template_main(theirs, events_w, fault_w, source, task_root, meta, log,
-                                    load, snap_start, collecting)
+                                    load, snap_start, collecting, standby)
         finally:
             os._exit(status)
     theirs.close()
@@ -129,6 +132,7 @@ def _template_main(
     load: bool,
     snap_start: bool,
     collecting: bool,
+    standby: bool,
 ) -> int:
     # Imported here, in the template, while the supervisor imports its own side.
     from lambda_bulkhead._lazy import when_imported  # noqa: PLC0415
@@ -151,4 +155,4 @@ def _template_main(
         when_imported("logging", install)
 
     return run_template(ctl, events_w, fault_w, source, task_root, meta, install_logging,
-                        load=load, snap_start=snap_start)
+                        load=load, snap_start=snap_start, standby=standby)

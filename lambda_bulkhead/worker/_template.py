@@ -10,6 +10,11 @@ then serves :class:`Spawn` requests: each carries the worker's five pipe ends
 template reaps its workers and reports each death as :class:`WorkerExited` on
 the events pipe.
 
+The first worker is forked as soon as the handler is loaded (``standby``,
+where the supervisor will fork workers from this template and the import left
+no thread): it waits for the first Spawn's pipes, which the template passes on
+to it, so the fork is off the way to the first invocation.
+
 Connections the import opened stay live in the first worker forked only; the
 template then puts closed sockets in their place (:mod:`._forksafe`), so every
 later worker opens its own.
@@ -87,7 +92,12 @@ from lambda_bulkhead.wire._frames import (
     WorkerExited,
     encode,
 )
-from lambda_bulkhead.wire._pipes import read_available, receive_with_fds, write_parts
+from lambda_bulkhead.wire._pipes import (
+    read_available,
+    receive_with_fds,
+    send_with_fds,
+    write_parts,
+)
 from lambda_bulkhead.worker._forksafe import (
     Connection,
     inherited_connections,
@@ -144,12 +154,15 @@ def run_template(
     *,
     load: bool = True,
     snap_start: bool = False,
+    standby: bool = False,
 ) -> int:
     """The template's main loop; returns its exit status.
 
     ``load``: import the handler here, before serving (the template); else
     each worker imports it after its fork (the zygote).  ``snap_start``: run
-    the SnapStart hooks (see the module's docstring).
+    the SnapStart hooks (see the module's docstring).  ``standby``: fork the
+    first worker as soon as the handler is loaded, if its import left no
+    thread (see the module's docstring).
     """
     workers: set[int] = set()
 
@@ -216,9 +229,17 @@ def run_template(
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signals.signal(_signals.SIGCHLD, lambda *_: None)
     end_on_sigterm(before=stop_workers)
+    first: _Standby | None = None
+    if standby and handler is not None and threads == 1:
+        first = _Standby.fork(ctl, (events_fd, fault_fd, wake_r, wake_w), handler, meta, current)
+        workers.add(first.pid)
+        # The first worker keeps the live connections; no one else may use them.
+        retire_connections(connections)
+        connections = []
     try:
         return _serve(ctl, events_fd, fault_fd, (wake_r, wake_w), workers, handler, connections,
-                      source, task_root, meta, current, abandon, restored=not snap_start)
+                      source, task_root, meta, current, abandon, restored=not snap_start,
+                      first=first)
     except (Ending, SystemExit) as exc:  # SIGTERM: see the module's docstring
         return _end_template(workers, 0 if isinstance(exc, Ending) else exit_code(exc))
 
@@ -245,9 +266,11 @@ def _serve(
     abandon: Callable[[], None],
     *,
     restored: bool,
+    first: _Standby | None = None,
 ) -> int:
     """Serve Spawn and BecomeWorker requests; the exit status.  ``restored``:
-    False until the after-restore hooks have run (SnapStart)."""
+    False until the after-restore hooks have run (SnapStart).  ``first``: a
+    worker forked already, which the first Spawn gets."""
     wake_r, wake_w = wake
     decoder = FrameDecoder()
     while True:
@@ -273,8 +296,7 @@ def _serve(
             for fd in fds:
                 os.close(fd)
             return 70
-        invoke, result, stdout, stderr, fault, stream_a, stream_b = fds
-        worker_fds = WorkerFds(invoke, result, stdout, stderr, fault, (stream_a, stream_b))
+        worker_fds = WorkerFds.of(fds)
         if not restored:
             try:
                 run_after_restore_hooks()
@@ -287,6 +309,13 @@ def _serve(
             # Made before the snapshot: no worker may take them for its own.
             retire_connections(connections)
             connections = []
+        if isinstance(request, Spawn) and first is not None:
+            standby, first = first, None
+            if standby.hand_over(data, fds):
+                for fd in fds:
+                    os.close(fd)
+                _send(ctl, Spawned(pid=standby.pid))
+                continue
         if isinstance(request, BecomeWorker):
             if handler is None or workers:
                 return 70  # only a template that loaded and never forked may
@@ -319,6 +348,58 @@ def _serve(
             retire_connections(connections)
             connections = []
         workers.difference_update(_reap(events_fd, workers))
+
+
+class _Standby:
+    """The first worker, forked as soon as the handler is loaded: the template's
+    fork (about 1 ms) is then off the first invocation's way.  It waits for the
+    first Spawn's pipes, which the template hands over on a socket pair, and
+    goes on as any worker."""
+
+    def __init__(self, pid: int, sock: _socket.socket) -> None:
+        self.pid = pid
+        self._sock = sock
+
+    @classmethod
+    def fork(
+        cls,
+        ctl: _socket.socket,
+        template_fds: tuple[int, ...],
+        handler: CoreHandler,
+        meta: FunctionMeta,
+        current: CurrentInvocation,
+    ) -> _Standby:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            status = EXIT_WORKER_BOOT_FAILED
+            try:
+                ours.close()
+                _leave_template(ctl, template_fds)
+                data, fds = receive_with_fds(theirs, 4096, 7)
+                theirs.close()
+                requests = FrameDecoder().feed(data) if data else []
+                if len(requests) != 1 or not isinstance(requests[0], Spawn) or len(fds) != 7:
+                    status = 0  # not needed after all (the template ended)
+                else:
+                    status = _work(WorkerFds.of(fds), handler, meta,
+                                   requests[0].memory_limit_bytes, current)
+            except Ending:  # SIGTERM before it served: it ends, nothing to say
+                status = 0
+            finally:
+                os._exit(status)
+        theirs.close()
+        return cls(pid, ours)
+
+    def hand_over(self, spawn_frame: bytes, fds: list[int]) -> bool:
+        """Give it the Spawn (its pipes attached); False if it died meanwhile."""
+        try:
+            send_with_fds(self._sock, spawn_frame, fds)
+        except OSError:
+            return False
+        finally:
+            self._sock.close()
+        return True
 
 
 def _work(

@@ -128,6 +128,12 @@ class WorkerFds(NamedTuple):
     #: The two stream pipes (a streamed answer's bytes; see :class:`Chunk`).
     streams: tuple[int, int]
 
+    @classmethod
+    def of(cls, fds: list[int]) -> WorkerFds:
+        """The seven, in the order a Spawn carries them."""
+        invoke, result, stdout, stderr, fault, stream_a, stream_b = fds
+        return cls(invoke, result, stdout, stderr, fault, (stream_a, stream_b))
+
 
 #: A worker's exit status when an ``on_worker_start`` hook raised.
 EXIT_START_HOOK_FAILED = 5
