@@ -3,9 +3,10 @@ without compiling code for each record class.
 
 Every process of the runtime pays its imports on the cold start.  ``typing``
 (with ``dataclasses``, which pulls in ``inspect``, ``ast`` and ``dis``) was a
-fifth of it; then ``collections.namedtuple``, which compiles a ``__new__`` for
-every class with ``eval``: 60 to 130 µs a class in a fresh process, 37 classes,
-about 3 ms of the supervisor's start and 2 ms before its first fork.
+fifth of it; then ``collections.namedtuple`` for each record class, which
+compiles a ``__new__`` with ``eval``: 60 to 130 µs a class in a fresh
+process, 37 classes, about 3 ms of the supervisor's start and 2 ms before
+its first fork.
 
 The records are written as ``typing.NamedTuple`` classes, which is what type
 checkers see.  At run time the same class body becomes a tuple subclass with
@@ -14,13 +15,14 @@ the values, ``_fields``, ``_field_defaults``, ``_make``, ``_replace``,
 ``_asdict``, ``__match_args__``, the same ``repr``), and the body's methods,
 properties and class attributes.  Its ``__new__`` is namedtuple's, compiled
 once per number of fields and given the fields' names with
-``CodeType.replace``: construction by position or keyword, and its speed,
-are namedtuple's.
+``CodeType.replace`` (construction by position or keyword at namedtuple's
+speed); its fields' descriptors are those of one namedtuple made once, each
+reading item i of any tuple (a field read at namedtuple's speed).
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
+import collections
 
 TYPE_CHECKING = False
 
@@ -34,6 +36,9 @@ else:
     _CONSTRUCTORS = {}
     _CONSTRUCTOR_GLOBALS = {"_tuple_new": tuple.__new__, "__builtins__": {}}
     _function = type(lambda: None)
+    #: The field descriptors of one namedtuple (each reads item i of any tuple),
+    #: shared by every record class: attribute reads at namedtuple's speed.
+    _GETTERS = []
 
     def _constructor(name, fields, defaults):
         """``__new__(_cls, <fields>)``, as ``collections.namedtuple`` makes it."""
@@ -49,6 +54,13 @@ else:
             co_varnames=("_cls", *fields), co_name="__new__", co_qualname=f"{name}.__new__"
         )
         return _function(code, _CONSTRUCTOR_GLOBALS, "__new__", defaults or None)
+
+    def _getters(count):
+        if len(_GETTERS) < count:
+            names = [f"f{index}" for index in range(max(count, 24))]
+            model = collections.namedtuple("_Fields", names)
+            _GETTERS[:] = [vars(model)[name] for name in names]
+        return _GETTERS[:count]
 
     class _Record(tuple):
         """What every record class has, whatever its fields."""
@@ -109,8 +121,7 @@ else:
                     zip(fields[len(fields) - len(defaults) :], defaults, strict=True)
                 ),
             )
-            for index, field in enumerate(fields):
-                members[field] = property(itemgetter(index), doc=f"Alias for field number {index}")
+            members.update(zip(fields, _getters(len(fields)), strict=True))
             return type(name, (_Record,), members)
 
     class NamedTuple(metaclass=_NamedTupleMeta):
