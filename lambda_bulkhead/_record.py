@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from typing import NamedTuple as NamedTuple  # noqa: PLC0414 (explicit re-export)
 else:
     _CLASS_KEYS = frozenset(("__module__", "__qualname__", "__annotations__", "__slots__"))
+    #: What a class body may not define, as for ``typing.NamedTuple``.
+    _RESERVED = frozenset((
+        "__new__", "__init__", "__getnewargs__", "_fields", "_field_defaults", "_make",
+        "_replace", "_asdict", "_source",
+    ))
     #: ``__new__``'s code for each number of fields, its arguments named ``_0`` ...
     _CONSTRUCTORS = {}
     _CONSTRUCTOR_GLOBALS = {"_tuple_new": tuple.__new__, "__builtins__": {}}
@@ -81,6 +86,8 @@ else:
                 raise ValueError(f"Got unexpected field names: {list(changes)!r}")
             return record
 
+        __replace__ = _replace  # copy.replace (Python 3.13)
+
         def _asdict(self):
             return dict(zip(self._fields, self, strict=True))
 
@@ -105,10 +112,13 @@ else:
             defaults = tuple(namespace[field] for field in fields if field in namespace)
             if any(field not in namespace for field in fields[len(fields) - len(defaults) :]):
                 raise TypeError(f"{name}: a field without a default follows one with a default")
+            for key in _RESERVED.intersection(namespace):
+                raise AttributeError(f"Cannot overwrite NamedTuple attribute {key}")
             members = {
                 key: value for key, value in namespace.items()
                 if key not in annotations and key not in _CLASS_KEYS
             }
+            members.setdefault("__doc__", f"{name}({', '.join(fields)})")
             members.update(
                 __module__=namespace["__module__"],
                 __qualname__=namespace.get("__qualname__", name),

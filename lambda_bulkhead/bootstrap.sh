@@ -11,8 +11,8 @@
 # It picks a Python (BULKHEAD_PYTHON if set; else the first that exists of a
 # Python bundled in the package, a layer's, the managed runtime's, python3.13 …
 # python3.11 and python3 on PATH) and execs it on a few lines that check the
-# version, import lambda_bulkhead and run what `python -m lambda_bulkhead run
-# "$_HANDLER"` runs, so the runtime is PID-for-PID what Lambda started.
+# version, import lambda_bulkhead and run `python -m lambda_bulkhead run
+# "$_HANDLER"`, so the runtime is PID-for-PID what Lambda started.
 #
 # Every cold start runs this, so it starts no process before its exec: the
 # choice is made by path (shell built-ins only, no `$(...)`), and what only a
@@ -71,10 +71,8 @@ PYTHONPATH="$task_root:/opt/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 
 # Runs on any Python 3 (no f-strings), so that a too-old one says so; then
-# it runs what `python -m lambda_bulkhead run "$_HANDLER"` runs, with the same
-# sys.argv and sys.path[0], but without runpy (whose imports cost the cold
-# start about 1 ms): __main__ is these lines.  Their first line is what `ps`
-# shows of the runtime after the program's path.
+# it is `python -m lambda_bulkhead run "$_HANDLER"` exactly (sys.argv, __main__).
+# Its first line is what `ps` shows of the runtime after the program's path.
 exec "$python" -c '# lambda-bulkhead runtime, started by bootstrap
 import sys
 def fail(why):
@@ -91,9 +89,7 @@ except ModuleNotFoundError as exc:
     fail("lambda_bulkhead is not importable by %s (build the package with: \
 lambda-bulkhead package SRC_DIR, or pip install --target %s lambda-bulkhead)" \
 % (sys.executable, sys.argv[2]))
-import os
-sys.argv[:] = [os.path.join(os.path.dirname(lambda_bulkhead.__file__), "__main__.py"),
-               "run", sys.argv[1]]
+import os, runpy
+sys.argv[1:] = ["run", sys.argv[1]]
 sys.path[0] = os.getcwd()
-from lambda_bulkhead._cli import main
-sys.exit(main())' "$_HANDLER" "$task_root"
+runpy.run_module("lambda_bulkhead", run_name="__main__", alter_sys=True)' "$_HANDLER" "$task_root"

@@ -241,8 +241,8 @@ def test_the_build_prints_a_line_per_step_and_the_size(built: Built) -> None:
 
 def test_the_zip_has_the_layout_lambda_needs(built: Built) -> None:
     """bootstrap (0755) at the root, lambda_bulkhead, its dependencies, the requirements,
-    the function's code; bytecode for this Python only, used without reading the
-    source; no tests or caches."""
+    the function's code; bytecode for this Python only, the dependencies' used
+    without reading their sources; no tests or caches."""
     with zipfile.ZipFile(built.archive) as archive:
         infos = {info.filename: info for info in archive.infolist()}
     assert infos["bootstrap"].external_attr >> 16 == stat.S_IFREG | 0o755
@@ -257,10 +257,16 @@ def test_the_zip_has_the_layout_lambda_needs(built: Built) -> None:
     assert bytecode, "no bytecode compiled for the target"
     assert all(name.endswith(f".{HOST.pyc_tag}.pyc") for name in bytecode)
     assert "__pycache__/where.cpython-39.pyc" not in infos
-    # PEP 552 flags: hash-based (bit 0), not checked against the source (bit 1 off).
+    # PEP 552 flags: hash-based (bit 0); checked against the source (bit 1) for the
+    # function's own code only.
     with zipfile.ZipFile(built.archive) as archive:
-        flags = {int.from_bytes(archive.read(name)[4:8], "little") for name in bytecode}
-    assert flags == {1}
+        flags = {name: int.from_bytes(archive.read(name)[4:8], "little") for name in bytecode}
+    own = {name for name in flags if (built.source / name.replace("__pycache__/", "").replace(
+        f".{HOST.pyc_tag}.pyc", ".py")).exists()}
+    assert {"__pycache__/hello", "__pycache__/where"} <= {
+        name.split(".")[0] for name in own}, "no bytecode for the function's own code"
+    assert {flags[name] for name in own} == {3}
+    assert {flags[name] for name in flags.keys() - own} == {1}
     assert not any("/tests/" in name or name.startswith("tests/") for name in infos)
 
 

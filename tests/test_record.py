@@ -126,6 +126,31 @@ def test_copies_and_pickles_keep_the_type() -> None:
         assert clone == point
 
 
+def test_copy_replace_and_the_default_docstring_are_typings() -> None:
+    """``__replace__`` (``copy.replace`` on 3.13), and a class without a docstring
+    gets namedtuple's."""
+
+    class Bare(NamedTuple):
+        a: int
+        b: str
+
+    class BareReference(typing.NamedTuple):
+        a: int
+        b: str
+
+    assert Point(1, 2).__replace__(y=5) == Point(1, 5)  # type: ignore[attr-defined]  # 3.13
+    assert Bare.__doc__ == (BareReference.__doc__ or "").replace("BareReference", "Bare")
+
+
+@pytest.mark.parametrize("name", ["__new__", "_make", "_fields", "_replace", "_asdict"])
+def test_a_body_may_not_overwrite_the_named_tuple_api(name: str) -> None:
+    metaclass: Any = type(NamedTuple)
+    with pytest.raises(AttributeError, match=f"Cannot overwrite NamedTuple attribute {name}"):
+        metaclass("Bad", (NamedTuple,), {
+            "__module__": __name__, "__annotations__": {"a": "int"}, name: lambda: None,
+        })
+
+
 def test_a_bad_declaration_is_refused() -> None:
     with pytest.raises(TypeError, match="without a default follows"):
         class Bad(NamedTuple):
@@ -137,7 +162,8 @@ def test_a_bad_declaration_is_refused() -> None:
 
 
 def test_every_record_of_the_package_builds_from_its_defaults_and_fields() -> None:
-    """Each record class in the package takes its fields by keyword and reads them back."""
+    """Each record class in the package takes its required fields by keyword, fills
+    in its defaults, and reads every field back."""
     records: set[Any] = set()
     for module in pkgutil.walk_packages(lambda_bulkhead.__path__, "lambda_bulkhead."):
         if module.name.endswith("__main__"):
@@ -147,7 +173,10 @@ def test_every_record_of_the_package_builds_from_its_defaults_and_fields() -> No
                 records.add(value)
     assert len(records) > 30
     for record in records:
-        values = {field: (record.__name__, index) for index, field in enumerate(record._fields)}
-        made = record(**values)
-        assert made._asdict() == values, record
-        assert [getattr(made, field) for field in record._fields] == list(values.values())
+        required = {field: (record.__name__, index) for index, field in enumerate(record._fields)
+                    if field not in record._field_defaults}
+        made = record(**required)
+        expected = {**record._field_defaults, **required}
+        assert made._asdict() == expected, record
+        assert [getattr(made, field) for field in record._fields] == [
+            expected[field] for field in record._fields]

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -450,6 +451,50 @@ def test_a_template_that_cannot_be_re_created_ends_the_runtime(
     assert records(rt, "template process cannot be re-created; exiting so Lambda re-initialises")
 
 
+def _on_first_fork(hook: str, statement: str) -> str:
+    """The test handler's module, running ``statement`` in ``hook``
+    (``os.register_at_fork``) of the template's first fork only."""
+    return APP + (
+        "\nimport os as _os, pathlib as _pathlib\n"
+        "_marker = _pathlib.Path(__file__).with_name('forked-once')\n"
+        "def _once():\n"
+        "    if not _marker.exists():\n"
+        "        _marker.touch()\n"
+        f"        {statement}\n"
+        f"_os.register_at_fork({hook}=_once)\n"
+    )
+
+
+def test_a_template_dying_before_its_first_worker_is_re_created_and_serves(
+    runtimes: Runtimes,
+) -> None:
+    """The template dies right after saying it is ready, before it answers the
+    first worker's request: the runtime re-creates it, and the first invocation
+    is served by a worker of the new one."""
+    rt = runtimes.start(modules={"app.py": _on_first_fork("after_in_parent", "_os._exit(9)")})
+    assert rt.invoke(b'{"action": "ok"}').kind == "response", rt.describe()
+    rt.wait_for(lambda r: r.get("message") == "template process re-created")
+
+
+def test_a_worker_forked_ahead_that_dies_is_replaced_by_a_fork(runtimes: Runtimes) -> None:
+    """The worker the template forks as soon as it is ready dies before it is
+    asked for (the template waits 0.2 s after that fork: long enough): the first
+    request forks another, which serves."""
+    module = _on_first_fork("after_in_child", "_os._exit(9)") + (
+        "_parent_marker = _pathlib.Path(__file__).with_name('waited-once')\n"
+        "def _wait_once():\n"
+        "    if not _parent_marker.exists():\n"
+        "        _parent_marker.touch()\n"
+        "        __import__('time').sleep(0.2)\n"
+        "_os.register_at_fork(after_in_parent=_wait_once)\n"
+    )
+    rt = runtimes.start(modules={"app.py": module})
+    assert rt.invoke(b'{"action": "ok"}').kind == "response", rt.describe()
+    assert (Path(rt.cwd) / "forked-once").exists()  # the worker forked ahead did die
+    started_record(rt)
+    assert not [r for r in rt.records() if "template process" in r.get("message", "")]
+
+
 GC_STATE = (
     "import gc\n"
     "AT_IMPORT = gc.isenabled()\n"
@@ -469,6 +514,26 @@ def test_the_handler_sees_the_garbage_collector_as_it_left_it(
     rt = runtimes.start(modules={"app.py": GC_STATE.format(statement=statement)})
     seen = json.loads(rt.invoke(b"{}").body)
     assert seen == {"atImport": True, "now": expected}
+
+
+def test_start_called_with_the_collector_off_leaves_it_off(
+    script: Callable[[str], RuntimeProcess],
+) -> None:
+    """``start()`` from a process that turned the collector off: its workers run
+    the handler with it off, as the caller left it."""
+    proc = script("""
+        import gc
+        from lambda_bulkhead import start
+
+        gc.disable()
+
+        def handler(payload, context):
+            return b"on" if gc.isenabled() else b"off"
+
+        start(handler)
+    """)
+    result = proc.invoke(b"x", content_type="application/octet-stream")
+    assert result.body == b"off", proc.describe()
 
 
 # -- payloads -------------------------------------------------------------------------

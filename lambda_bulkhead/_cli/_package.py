@@ -17,12 +17,14 @@ for the target, write the zip (sorted, fixed timestamps: the same inputs give
 the same bytes, so an unchanged function keeps its ``CodeSha256``), check its
 size against Lambda's limits.
 
-Bytecode is compiled with hash-based invalidation, unchecked (PEP 552,
-``unchecked-hash``): ``/var/task`` is read-only, so bytecode that does not
-match would be compiled again in memory on every cold start; timestamps do
-not survive a zip round trip exactly; and the sources of a deployed package
-never change, so Python need not read and hash each one at import (about
-1 ms of the supervised runtime's cold start).
+Bytecode is compiled with hash-based invalidation (PEP 552): ``/var/task`` is
+read-only, so bytecode that does not match would be compiled again in memory
+on every cold start, and timestamps do not survive a zip round trip exactly.
+The dependencies' (lambda-bulkhead's included) is ``unchecked-hash``: Python
+uses it without reading and hashing each source at import (about 1 ms of the
+supervised runtime's cold start).  The function's own code is
+``checked-hash``, so that an edit made after the build (in the Lambda
+console's editor, say) is what runs.
 
 The decisions (target tags, what is left out, file modes, pip's argv, what a
 pip failure means) are pure functions; :func:`build` is the I/O around them.
@@ -347,6 +349,7 @@ def build(source: Path, output: Path, target: Target, *, requirements_file: Path
         bootstrap.chmod(0o755)
 
         say(f"[3/6] adding the function's code from {source}")
+        dependencies = set(stage.iterdir())
         clashes = _copy_tree(source, stage, skip=output.resolve())
         if clashes:
             shown = ", ".join(clashes[:3]) + (", ..." if len(clashes) > 3 else "")
@@ -362,8 +365,9 @@ def build(source: Path, output: Path, target: Target, *, requirements_file: Path
             say(f"[5/6] no bytecode: no working python{target.python_version} on PATH to "
                 "compile it with (cold starts compile the imported modules in memory)")
         else:
-            say(f"[5/6] compiling bytecode for Python {target.python_version} (unchecked-hash)")
-            _compile(compiler, stage, say)
+            say(f"[5/6] compiling bytecode for Python {target.python_version}")
+            _compile(compiler, stage, sorted(dependencies),
+                     sorted(set(stage.iterdir()) - dependencies), say)
 
         say(f"[6/6] writing {output}")
         count, unzipped = _write_zip(stage, output, target.pyc_tag)
@@ -401,17 +405,26 @@ def _write_metadata(stage: Path, version: str) -> None:
     (info / "INSTALLER").write_text("lambda-bulkhead package\n")
 
 
-def _compile(python: str, stage: Path, say: Callable[[str], None]) -> None:
-    # Recorded file names as on Lambda, not this build's scratch directory: the
-    # bytes then depend on the code only (import corrects the name anyway).
-    done = subprocess.run(
-        [python, "-m", "compileall", "-q", "-j", "0", "-s", str(stage), "-p", "/var/task",
-         "--invalidation-mode", "unchecked-hash", str(stage)],
-        capture_output=True, text=True, errors="replace", check=False,
-    )
-    if done.returncode != 0:
-        # A file that does not compile fails only if it is imported: say so, go on.
-        failed = [line for line in done.stdout.splitlines() if line.startswith("*** Error")]
-        say(f"warning: {len(failed) or 'some'} file(s) did not compile for this Python "
-            f"(importing them will fail): {failed[0] if failed else done.stderr.strip()}")
+def _compile(
+    python: str, stage: Path, dependencies: list[Path], own: list[Path],
+    say: Callable[[str], None],
+) -> None:
+    """Bytecode for ``dependencies`` (lambda-bulkhead's included) used without
+    reading their sources, for the function's ``own`` code checked against its
+    sources (see the module's docstring)."""
+    for mode, paths in (("unchecked-hash", dependencies), ("checked-hash", own)):
+        if not paths:
+            continue
+        # Recorded file names as on Lambda, not this build's scratch directory:
+        # the bytes then depend on the code only (import corrects the name anyway).
+        done = subprocess.run(
+            [python, "-m", "compileall", "-q", "-j", "0", "-s", str(stage), "-p", "/var/task",
+             "--invalidation-mode", mode, *map(str, paths)],
+            capture_output=True, text=True, errors="replace", check=False,
+        )
+        if done.returncode != 0:
+            # A file that does not compile fails only if it is imported: say so, go on.
+            failed = [line for line in done.stdout.splitlines() if line.startswith("*** Error")]
+            say(f"warning: {len(failed) or 'some'} file(s) did not compile for this Python "
+                f"(importing them will fail): {failed[0] if failed else done.stderr.strip()}")
 

@@ -39,7 +39,16 @@ def run_supervised(config: Config, source: HandlerSource) -> int:
         raise NotRunningInLambda
     collecting = gc.isenabled()
     gc.disable()
+    try:
+        return _supervise(config, source, started, collecting)
+    finally:
+        if collecting:
+            gc.enable()  # the caller's again, however the runtime ended
+
+
+def _supervise(config: Config, source: HandlerSource, started: float, collecting: bool) -> int:
     from lambda_bulkhead.supervisor._fork import fork_template  # noqa: PLC0415
+
     # Managed runtimes: logs go to the telemetry fd, framed.  The variable leaves
     # the process environment before anything is forked, so no worker sees it.
     telemetry_fd = take_telemetry_fd(os.environ)

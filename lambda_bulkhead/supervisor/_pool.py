@@ -139,8 +139,9 @@ class WorkerHandle:
         self.baseline_rss = 0
         self.decoder = FrameDecoder()
         self.state = WorkerState.STARTING
-        #: When the template was asked for it (``time.monotonic()``).
+        #: When the template was asked for it, and when its Ready came (``time.monotonic()``).
         self.requested_at = 0.0
+        self.ready_at = 0.0
         self.invocations = 0
         self.recycle_at: int | None = None
         self.closed = False
@@ -332,6 +333,7 @@ class TemplateClient:
             if data:
                 messages = worker.decoder.feed(data)
                 if messages and isinstance(messages[0], Ready):
+                    worker.ready_at = time.monotonic()
                     worker.baseline_rss = messages[0].baseline_rss
                     worker.move("ready")
                     return
@@ -348,7 +350,8 @@ class TemplateClient:
 
 
 class WorkerPool:
-    """Spare workers, forked and idle, for whichever slot needs one next.
+    """Spare workers, forked and idle, for whichever slot needs one next (and
+    the first worker, asked for at start-up, which may still be setting up).
 
     :meth:`take` never forks on the caller's path when a spare is waiting;
     :meth:`refill` (run by the supervisor's refill thread, told by
@@ -388,10 +391,11 @@ class WorkerPool:
         return worker
 
     def _spawned(self, worker: WorkerHandle) -> None:
-        self._on_spawned(worker, (time.monotonic() - worker.requested_at) * 1000)
+        self._on_spawned(worker, (worker.ready_at - worker.requested_at) * 1000)
 
     def take(self) -> WorkerHandle:
-        """An idle worker: a spare if one is alive, else a new one forked now."""
+        """An idle worker: the first one once it is set up (see :meth:`add_first`),
+        a spare if one is alive, else a new one forked now."""
         while True:
             with self._lock:
                 spare = self._spares.pop(0) if self._spares else None

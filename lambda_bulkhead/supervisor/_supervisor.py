@@ -449,6 +449,7 @@ def supervise(
     messages = _first_messages(ctl, template_output)
     first = messages[0] if messages else None
     if not isinstance(first, TemplateReady):
+        registration.finish()  # registered, as it would be had init gone well
         error, before_snapshot = _init_error(first, template_pid, fault_r)
         template_output.drain()
         for api in apis[1:]:
@@ -504,6 +505,7 @@ def supervise(
         return handles, ready[0]
 
     if start.mode == "import":
+        registration.finish()  # before the exits below, as for an init error
         started_zygote = start_template(load=False)
         if started_zygote is None:
             log.get().error("the zygote process died while starting; exiting")
@@ -548,7 +550,6 @@ def supervise(
         client.replace(handles.ctl)
         return _Template(handles.pid, handles.events_r)
 
-    client.replaceable = True
     pool = WorkerPool(
         client,
         limit,
@@ -596,12 +597,15 @@ def supervise(
     # While the slots' threads start: the first worker is asked for (and sets
     # itself up while the first slot waits for it), and the extension's
     # register answered; then the slots poll.
-    if adopted is None:
-        try:
-            adopted = client.request_worker(limit)
-        except SpawnError as exc:
-            return _spawn_failed(exc, endpoint, log)
-    pool.add_first(adopted)
+    if adopted is not None:
+        pool.add_first(adopted)
+    else:
+        # Before the client waits for re-created templates: only this thread
+        # re-creates them.  A template gone already is re-created by the main
+        # loop, and the first slot's worker forked from the new one.
+        with contextlib.suppress(SpawnError):
+            pool.add_first(client.request_worker(limit))
+    client.replaceable = True
     extension = registration.finish()
     init_done.set()
     stop_signals.start()  # off the way to the first /next

@@ -132,12 +132,15 @@ def read_available(fd: int, limit: int = READ_BYTES) -> bytes | None:
 
 
 def send_with_fds(sock: _socket.socket, data: bytes, fds: Sequence[int]) -> None:
-    r"""Send ``data`` with ``fds`` attached (``SCM_RIGHTS``), as ``socket.send_fds``.
+    r"""Send ``data`` with ``fds`` attached (``SCM_RIGHTS``), as ``socket.send_fds``;
+    a peer gone is :class:`BrokenPipeError`, never SIGPIPE (which a handler's
+    import may have set to kill the template).
 
     The runtime's sockets are ``_socket.socket``\s: importing :mod:`socket`
     (with :mod:`enum` and :mod:`selectors`) costs the cold start ~5 ms.
     """
-    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))],
+                 _socket.MSG_NOSIGNAL)
 
 
 def receive_with_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:

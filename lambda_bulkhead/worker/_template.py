@@ -4,7 +4,7 @@ The supervisor forks it at start-up.  It loads the handler (an import that
 raises is reported as :class:`TemplateFailed`; one that crashes the process is
 seen by the supervisor as the template's death), says how many threads and
 connections the import left (:class:`TemplateReady`, :class:`TemplateNotes`),
-then serves :class:`Spawn` requests: each carries the worker's five pipe ends
+then serves :class:`Spawn` requests: each carries the worker's seven pipe ends
 (SCM_RIGHTS) and is answered with :class:`Spawned`.  A worker is therefore a
 ``fork()`` of an already-imported interpreter, not a fresh import.  The
 template reaps its workers and reports each death as :class:`WorkerExited` on
@@ -229,14 +229,17 @@ def run_template(
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signals.signal(_signals.SIGCHLD, lambda *_: None)
     end_on_sigterm(before=stop_workers)
-    first: _Standby | None = None
-    if standby and handler is not None and threads == 1:
-        first = _Standby.fork(ctl, (events_fd, fault_fd, wake_r, wake_w), handler, meta, current)
-        workers.add(first.pid)
-        # The first worker keeps the live connections; no one else may use them.
-        retire_connections(connections)
-        connections = []
     try:
+        first: _Standby | None = None
+        if standby and handler is not None and threads == 1:
+            with contextlib.suppress(OSError):  # no fork now (EAGAIN, ENOMEM): when asked
+                first = _Standby.fork(ctl, (events_fd, fault_fd, wake_r, wake_w), handler, meta,
+                                      current)
+        if first is not None:
+            workers.add(first.pid)
+            # The first worker keeps the live connections; no one else may use them.
+            retire_connections(connections)
+            connections = []
         return _serve(ctl, events_fd, fault_fd, (wake_r, wake_w), workers, handler, connections,
                       source, task_root, meta, current, abandon, restored=not snap_start,
                       first=first)
