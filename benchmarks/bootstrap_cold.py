@@ -9,8 +9,9 @@ What users deploy is ``bootstrap``, so that is what is timed: exec of the
 program to the first ``GET /next`` it sends (and to the first answer), each
 start against a fresh loopback stand-in (``_standin.StandIn``, through
 ``_driver.py``'s ``cold`` mode, as ``run.py``'s cold-start row).  Contenders,
-interleaved start by start (A B C D A B C D ...), so that the gap between two
-is taken between neighbouring starts that saw the same load:
+interleaved start by start (A B C D, B C D A, C D A B ...: the order turns,
+so that no contender always starts right after the same one), so that the
+gap between two is taken between neighbouring starts that saw the same load:
 
 * ``awslambdaric``: ``python -m awslambdaric trivial.handler`` (its own venv,
   as in ``run.py``);
@@ -239,11 +240,19 @@ def main() -> int:
     first_next: dict[str, list[float]] = {name: [] for name in made}
     first_answer: dict[str, list[float]] = {name: [] for name in made}
     cpu: dict[str, list[float]] = {name: [] for name in made}
-    # One start of each contender in turn (A B C ... A B C ...): neighbouring starts
-    # see the same load, so differences are taken start by start.
+    # One start of each contender in turn (A B C ... B C A ... C A B ...):
+    # neighbouring starts see the same load, so differences are taken start by
+    # start; the order turns at each turn, so that no contender always starts
+    # right after the same one (a start after one of the same tree and Python
+    # finds more of what it reads warm).
+    names = list(made)
+    turn = 0
     for round_number in range(1, options.rounds + 1):
         for _ in range(options.reps):
-            for name, (argv, env) in made.items():
+            shift = turn % len(names)
+            turn += 1
+            for name in names[shift:] + names[:shift]:
+                argv, env = made[name]
                 cwd = env.get("LAMBDA_TASK_ROOT", str(run.HANDLERS))
                 spec: dict[str, Any] = {"cmd": argv, "env": env, "cwd": cwd, "mode": "cold",
                                         "reps": 1,

@@ -15,9 +15,7 @@ that has exited by the time the runtime looks cannot be placed, and is obeyed.
 Python's signal handlers are not told the sender, so the two signals are
 blocked in every thread of the supervisor (before its threads start; they
 inherit the mask) and one thread takes them with ``sigwaitinfo``, whose answer
-names the sender.  That thread starts once the slots poll (a thread's start
-costs the cold start 0.3 to 0.6 ms); a signal that comes before stays pending
-until then.  Processes forked afterwards unblock them first thing.
+names the sender.  Processes forked afterwards unblock them first thing.
 """
 
 from __future__ import annotations
@@ -52,14 +50,10 @@ class StopSignals:
         self._obeyed = obeyed
         self._supervisor = os.getpid()
 
-    @staticmethod
-    def block() -> None:
-        """Block the signals in this thread, and so in every thread it starts
-        from now on: one that comes is pending until :meth:`start`."""
-        _signals.block(STOP_SIGNALS)
-
     def start(self) -> None:
-        """Start taking the signals (blocked already), on a thread of their own."""
+        """Block the signals in this thread (and so in every thread it starts from
+        now on), and start taking them."""
+        _signals.block(STOP_SIGNALS)
         threading.Thread(target=self._take, name="stop-signals", daemon=True).start()
 
     def _take(self) -> None:

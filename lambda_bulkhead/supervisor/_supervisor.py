@@ -6,7 +6,7 @@ Start-up, in order:
    and, while it loads the handler, send the internal extension's register
    (:mod:`lambda_bulkhead.runtime_api._extension`: Lambda then sends SIGTERM
    at shutdown; ``BULKHEAD_SHUTDOWN_EXTENSION=0`` skips it), its answer read
-   before the slots poll; wait for the template: a failure, or the
+   before the slots start; wait for the template: a failure, or the
    template's death (a segfault or exit at import), is posted to
    ``/init/error`` and the runtime exits non-zero without polling ``/next``;
 2. SnapStart only: the template ran the before-snapshot hooks before saying it
@@ -17,15 +17,14 @@ Start-up, in order:
    from the template, or, when its import left threads, the template becomes
    the first worker and a zygote forks the others, each importing the
    handler;
-4. block the stop signals (SIGTERM/SIGINT, taken with ``sigwaitinfo`` by a
-   thread of their own: see :mod:`._stopsignals`), start one slot thread per
-   concurrent invocation (``BULKHEAD_WORKERS`` /
-   ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker and only then polls
-   ``/next`` (back-pressure), and runs the shared loop of
-   :mod:`lambda_bulkhead.runtime_api._loop`.  While their threads start, the
-   first worker is asked for (forked mode), and sets itself up while the
-   extension's register answer is read; then the slots go on, and the
-   stop-signal thread starts;
+4. ask for the first worker (forked mode: the template has it forked
+   already, see :mod:`lambda_bulkhead.worker._template`; it sets itself up
+   while the slots start), read the extension's register answer, start the
+   stop-signal thread (SIGTERM/SIGINT, taken with ``sigwaitinfo``: see
+   :mod:`._stopsignals`), then one slot thread per concurrent invocation
+   (``BULKHEAD_WORKERS`` / ``AWS_LAMBDA_MAX_CONCURRENCY``); each takes a worker
+   and only then polls ``/next`` (back-pressure), and runs the shared loop of
+   :mod:`lambda_bulkhead.runtime_api._loop`;
 5. the main thread then logs the start-up record (importing structlog off the
    path to the first ``/next``) and serves: stop signals, children to reap
    (it is the subreaper of the whole tree) and orphans to stop, worker exit
@@ -532,6 +531,14 @@ def supervise(
                 adopted = client.spawn(limit)
             except SpawnError as exc:
                 return _spawn_failed(exc, endpoint, log)
+        else:
+            # Asked for now (the template has it forked already, see run_template),
+            # set up while the slots start, and awaited by the first.  Before the
+            # client waits for re-created templates: only this thread re-creates
+            # them.  A template gone already is re-created by the main loop, and
+            # the first slot's worker forked from the new one.
+            with contextlib.suppress(SpawnError):
+                adopted = client.request_worker(limit)
     current = _Template(template_pid, events_r)
     crashes = CrashCounter(RestartPolicy())
 
@@ -560,6 +567,9 @@ def supervise(
             baselineRssMB=round(worker.baseline_rss / _MB, 1),
         ),
     )
+    if adopted is not None:
+        pool.add_first(adopted)
+    client.replaceable = True
     shutdown = Shutdown()
 
     def report(summary: InvocationReport) -> None:
@@ -574,10 +584,9 @@ def supervise(
         Slot(supervision, slot_settings, OutputSink(settings, writer.write), cpu)
         for cpu in cpus
     ]
-    init_done = threading.Event()
     threads = [
         threading.Thread(
-            target=_run_slot, args=(slot, api, shutdown, control, init_done),
+            target=_run_slot, args=(slot, api, shutdown, control),
             name=f"slot-{index}", daemon=True,
         )
         for index, (slot, api) in enumerate(zip(slots, apis, strict=True))
@@ -587,28 +596,16 @@ def supervise(
         "stop signal from the runtime's own process tree ignored", level="warning",
         signal=name_of_signal(signum), senderPid=sender,
     ), obeyed=lambda: _stop_signal_obeyed(shutdown, log))
-    stop_signals.block()  # before the slots: their threads inherit the blocked mask
+    # Lambda takes registrations during init only: before any /next.  The
+    # answer came while the template loaded and the first worker was asked for.
+    extension = registration.finish()
+    stop_signals.start()  # before the slots: their threads inherit the blocked mask
     received = stop_signals.received
     # SIGCHLD wakes the main thread to reap orphans (the supervisor is their subreaper).
     _signals.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     _signals.signal(_signals.SIGCHLD, lambda *_: None)
     for thread in threads:
         thread.start()
-    # While the slots' threads start: the first worker is asked for (and sets
-    # itself up while the first slot waits for it), and the extension's
-    # register answered; then the slots poll.
-    if adopted is not None:
-        pool.add_first(adopted)
-    else:
-        # Before the client waits for re-created templates: only this thread
-        # re-creates them.  A template gone already is re-created by the main
-        # loop, and the first slot's worker forked from the new one.
-        with contextlib.suppress(SpawnError):
-            pool.add_first(client.request_worker(limit))
-    client.replaceable = True
-    extension = registration.finish()
-    init_done.set()
-    stop_signals.start()  # off the way to the first /next
 
     def announce() -> None:
         log.get().info(
@@ -675,12 +672,7 @@ def _version() -> str:
     return __version__
 
 
-def _run_slot(
-    slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control,
-    init_done: threading.Event,
-) -> None:
-    """One slot's thread: once the runtime's init is done (``init_done``: the
-    first worker asked for, the extension registered), the loop."""
+def _run_slot(slot: Slot, api: RuntimeApi, shutdown: Shutdown, control: _Control) -> None:
     def prepare() -> None:
         slot.flush_report()
         if shutdown.requested.is_set():
@@ -690,7 +682,6 @@ def _run_slot(
     slot.bind_thread()
     try:
         with api:
-            init_done.wait()
             serve(
                 api, slot, prepare=prepare, ready=slot.ready_for_next,
                 before_wait=slot.flush_report,
