@@ -334,6 +334,22 @@ def answers(*replies: bytes, then_close: bool = True) -> Behaviour:
     return behave
 
 
+def answer_when(release: threading.Event, reply: bytes, *, read_until: bytes) -> Behaviour:
+    """Read until ``read_until`` arrives, answer ``reply`` only once ``release``
+    is set (within WAIT_S), then wait for EOF."""
+
+    def behave(conn: socket.socket) -> None:
+        data = b""
+        while read_until not in data:
+            data += conn.recv(65536)
+        if release.wait(WAIT_S):
+            conn.sendall(reply)
+        while conn.recv(65536):
+            pass
+
+    return behave
+
+
 class ScriptedServer:
     """A loopback server running one behaviour per accepted connection, in order."""
 
@@ -572,16 +588,7 @@ def test_send_returns_before_the_answer_which_receive_pending_reads_in_its_timeo
     """send writes the request and returns while the server has not answered;
     receive_pending then reads the answer, and gives up after send's timeout."""
     answer = threading.Event()
-
-    def behave(conn: socket.socket) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        if answer.wait(WAIT_S):
-            conn.sendall(OK)
-        while conn.recv(65536):
-            pass
-
+    behave = answer_when(answer, OK, read_until=b"\r\n\r\n")
     server = serve(behave, behave)
     transport = SocketTransport("127.0.0.1", server.port)
     try:
@@ -625,20 +632,11 @@ def test_before_wait_runs_once_the_response_is_written_before_its_answer(
     calls: list[bool] = []
     release = threading.Event()
 
-    def behave(conn: socket.socket) -> None:
-        data = b""
-        while b"GET " not in data:
-            data += conn.recv(65536)
-        if release.wait(WAIT_S):
-            conn.sendall(OK + NEXT_EVENT)
-        while conn.recv(65536):
-            pass
-
     def before_wait() -> None:
         calls.append(True)
         release.set()
 
-    server = serve(behave)
+    server = serve(answer_when(release, OK + NEXT_EVENT, read_until=b"GET "))
     with RuntimeApi(SocketTransport("127.0.0.1", server.port), post_timeout=WAIT_S) as api:
         invocation = api.send_response_then_next("req", b"{}", before_wait=before_wait)
     assert invocation.request_id == "r2"
