@@ -140,7 +140,8 @@ def test_timeout_and_oom_errors() -> None:
     oom = oom_error(128.0, 300.4)
     assert oom.error_type == "Runtime.OutOfMemory"
     assert "128 MB" in oom.error_message
-    assert "300 MB" in oom.error_message
+    assert "peak seen 301 MB" in oom.error_message  # rounded up: past the cap, never at it
+    assert "peak seen 129 MB" in oom_error(128.0, 128.2).error_message
 
 
 @pytest.mark.parametrize(

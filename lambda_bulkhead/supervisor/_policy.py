@@ -151,12 +151,13 @@ def timeout_error(timeout_s: float, stack: list[str]) -> InvocationError:
 
 
 def oom_error(cap_mb: float, peak_mb: float) -> InvocationError:
-    """``Runtime.OutOfMemory`` for a worker stopped past its cap."""
+    """``Runtime.OutOfMemory`` for a worker stopped past its cap.  The peak is
+    rounded up: one a little past a 256 MB cap reads 257 MB, never 256."""
     return InvocationError(
         "Runtime.OutOfMemory",
         runtime_exited(
             f"worker memory exceeded the per-invocation cap of {cap_mb:.0f} MB "
-            f"(peak seen {peak_mb:.0f} MB above the worker's baseline)"
+            f"(peak seen {math.ceil(peak_mb)} MB above the worker's baseline)"
         ),
     )
 
